@@ -1,0 +1,263 @@
+//! Redirect following shared by both backends.
+//!
+//! Rules (those of reqwest, Go and browsers):
+//! * 301, 302, 303, 307 and 308 with a `Location` are followed, up to a limit; past it the call
+//!   fails with [`ErrorKind::Redirect`]. A 3xx without `Location` is returned as it is.
+//! * 303 turns any method but HEAD into GET; 301 and 302 turn POST into GET. A request turned
+//!   into GET loses its body and the headers that described it. 307 and 308 keep both.
+//! * When the next hop is on another origin (scheme, host or port), every header that
+//!   [`redact::is_secret_header`](crate::redact::is_secret_header) names is dropped:
+//!   `Authorization`, `Proxy-Authorization`, `Cookie`, API-key and token headers.
+
+use std::future::Future;
+
+use http::header::{self, HeaderMap};
+use http::{Method, StatusCode, Uri};
+
+use crate::testing::copy_request;
+use crate::{Body, Error, ErrorKind, Request, Response, redact};
+
+/// Sends `req` with `send`, following up to `max` redirects.
+pub(crate) async fn follow<F, Fut>(req: Request, max: usize, send: F) -> Result<Response, Error>
+where
+    F: Fn(Request) -> Fut,
+    Fut: Future<Output = Result<Response, Error>>,
+{
+    if max == 0 {
+        return send(req).await;
+    }
+    let mut req = req;
+    let mut hops = 0;
+    loop {
+        let current = copy_request(&req);
+        let resp = send(req).await?;
+        let Some(next) = next_hop(current, &resp)? else {
+            return Ok(resp);
+        };
+        if hops == max {
+            return Err(Error::from(ErrorKind::Redirect)
+                .with_message(format!("stopped after {max} redirects"))
+                .with_url(next.uri()));
+        }
+        hops += 1;
+        req = next;
+    }
+}
+
+/// The request to send after `resp`, or `None` when `resp` is not a redirect to follow.
+fn next_hop(mut req: Request, resp: &Response) -> Result<Option<Request>, Error> {
+    let status = resp.status();
+    if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return Ok(None);
+    }
+    let Some(location) = resp.headers().get(header::LOCATION) else {
+        return Ok(None);
+    };
+    let bad_location = || {
+        Error::from(ErrorKind::Redirect)
+            .with_message("the Location header is not a valid URL")
+            .with_url(req.uri())
+    };
+    let location = location.to_str().map_err(|_| bad_location())?;
+    let next = resolve(req.uri(), location).ok_or_else(bad_location)?;
+
+    let to_get = match status {
+        StatusCode::SEE_OTHER => req.method() != Method::HEAD,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => req.method() == Method::POST,
+        _ => false,
+    };
+    if to_get {
+        *req.method_mut() = Method::GET;
+        *req.body_mut() = Body::empty();
+        for h in [
+            header::CONTENT_LENGTH,
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::TRANSFER_ENCODING,
+        ] {
+            req.headers_mut().remove(h);
+        }
+    }
+    if !same_origin(req.uri(), &next) {
+        strip_secrets(req.headers_mut());
+        req.headers_mut().remove(header::HOST);
+    }
+    *req.uri_mut() = next;
+    Ok(Some(req))
+}
+
+fn strip_secrets(headers: &mut HeaderMap) {
+    let secret: Vec<_> = headers
+        .keys()
+        .filter(|name| redact::is_secret_header(name))
+        .cloned()
+        .collect();
+    for name in secret {
+        headers.remove(name);
+    }
+}
+
+fn origin(uri: &Uri) -> (String, String, u16) {
+    let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+    let default = if scheme == "https" { 443 } else { 80 };
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    (scheme, host, uri.port_u16().unwrap_or(default))
+}
+
+fn same_origin(a: &Uri, b: &Uri) -> bool {
+    origin(a) == origin(b)
+}
+
+/// Resolves a `Location` value against the URI it answered (RFC 3986 section 5, for the forms
+/// servers send: absolute, scheme-relative, absolute-path, relative-path, query-only).
+fn resolve(base: &Uri, location: &str) -> Option<Uri> {
+    let location = location.trim();
+    if has_scheme(location) {
+        let abs = location.parse::<Uri>().ok()?;
+        return abs.host().is_some().then_some(abs);
+    }
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    // Never carry userinfo from the base into a new URL.
+    let authority = authority.rsplit('@').next()?;
+    let joined = if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else if location.starts_with('?') {
+        format!("{scheme}://{authority}{}{location}", base.path())
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{scheme}://{authority}{dir}{location}")
+    };
+    let uri = joined.parse::<Uri>().ok()?;
+    uri.host().is_some().then_some(uri)
+}
+
+/// Whether `s` starts with a URI scheme (RFC 3986: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"`).
+fn has_scheme(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((scheme, _)) => {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::response;
+
+    fn redirect(status: u16, location: &str) -> Response {
+        let mut r = response(status, "");
+        r.headers_mut()
+            .insert(header::LOCATION, location.parse().unwrap());
+        r
+    }
+
+    fn post(uri: &str) -> Request {
+        http::Request::post(uri)
+            .header(header::AUTHORIZATION, "Bearer t")
+            .header(header::COOKIE, "sid=1")
+            .header("x-api-key", "k")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("data"))
+            .unwrap()
+    }
+
+    #[test]
+    fn resolves_every_location_form() {
+        let base: Uri = "http://u:p@h.test:8080/a/b?q=1".parse().unwrap();
+        let cases = [
+            ("https://o.test/x", "https://o.test/x"),
+            ("//o.test/y", "http://o.test/y"),
+            ("/z?k=v", "http://h.test:8080/z?k=v"),
+            ("c", "http://h.test:8080/a/c"),
+            ("?p=2", "http://h.test:8080/a/b?p=2"),
+        ];
+        for (loc, want) in cases {
+            assert_eq!(resolve(&base, loc).unwrap().to_string(), want, "{loc}");
+        }
+        assert!(resolve(&base, "http://[bad").is_none());
+    }
+
+    #[test]
+    fn see_other_turns_post_into_bodyless_get() {
+        let next = next_hop(post("http://h.test/a"), &redirect(303, "/b"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.method(), Method::GET);
+        assert!(next.body().is_empty());
+        assert!(next.headers().get(header::CONTENT_TYPE).is_none());
+        // Same origin: credentials stay.
+        assert_eq!(next.headers()[header::AUTHORIZATION], "Bearer t");
+    }
+
+    #[test]
+    fn temporary_redirect_keeps_method_and_body() {
+        let next = next_hop(post("http://h.test/a"), &redirect(307, "/b"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.method(), Method::POST);
+        assert_eq!(next.body().as_bytes().unwrap(), "data");
+    }
+
+    #[test]
+    fn cross_origin_drops_every_secret_header() {
+        for loc in [
+            "http://other.test/b",
+            "https://h.test/b",
+            "http://h.test:81/b",
+        ] {
+            let next = next_hop(post("http://h.test/a"), &redirect(308, loc))
+                .unwrap()
+                .unwrap();
+            for h in ["authorization", "cookie", "x-api-key"] {
+                assert!(next.headers().get(h).is_none(), "{h} forwarded to {loc}");
+            }
+            assert_eq!(next.headers()[header::CONTENT_TYPE], "text/plain");
+        }
+    }
+
+    #[test]
+    fn not_a_redirect_or_no_location_stops() {
+        assert!(
+            next_hop(post("http://h.test/"), &response(200, ""))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            next_hop(post("http://h.test/"), &response(302, ""))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            next_hop(post("http://h.test/"), &response(304, ""))
+                .unwrap()
+                .is_none()
+        );
+        let err = next_hop(post("http://h.test/"), &redirect(302, "http://[bad")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Redirect);
+    }
+
+    #[tokio::test]
+    async fn follow_stops_at_the_limit() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let send = |_req: Request| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok(redirect(302, "/again")) }
+        };
+        let req = http::Request::get("http://h.test/")
+            .body(Body::empty())
+            .unwrap();
+        let err = follow(req, 3, send).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Redirect);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+}

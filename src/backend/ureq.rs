@@ -1,0 +1,214 @@
+//! [`UreqDoer`]: the ureq backend, run on tokio's blocking pool.
+
+use std::io;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Settings, check_uri, redirect, too_large};
+use crate::{Body, Doer, Error, ErrorKind, Request, Response};
+
+/// A [`Doer`] backed by a [`ureq::Agent`] (feature `ureq`).
+///
+/// ureq is blocking, so every exchange runs on `tokio::task::spawn_blocking` and never blocks
+/// an async worker thread. The agent's status-as-error behaviour is switched off for every
+/// request (a 404 is a response, as with every Doer), its own redirect handling too (redirects
+/// are followed by http-doer, exactly as for [`ReqwestDoer`](crate::ReqwestDoer)).
+///
+/// Dropping the future returned by `execute` cannot interrupt a blocking read already under way:
+/// the blocking thread finishes the exchange (bounded by [`timeout`](Self::timeout)) and its
+/// result is discarded.
+///
+/// ```no_run
+/// use http_doer::{Body, Doer, UreqDoer};
+///
+/// # async fn run() -> Result<(), http_doer::Error> {
+/// let doer = UreqDoer::new();
+/// let req = http::Request::get("https://example.com/").body(Body::empty()).unwrap();
+/// let resp = doer.execute(req).await?;
+/// println!("{}", resp.status());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct UreqDoer {
+    agent: ureq::Agent,
+    settings: Settings,
+}
+
+impl UreqDoer {
+    /// A backend with a new agent, a [10 s connect
+    /// timeout](crate::backend::DEFAULT_CONNECT_TIMEOUT) and a [30 s
+    /// timeout](crate::backend::DEFAULT_TIMEOUT) per exchange.
+    pub fn new() -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(super::DEFAULT_CONNECT_TIMEOUT))
+            .build();
+        Self::with_agent(ureq::Agent::new_with_config(config))
+    }
+
+    /// A backend around the caller's agent, which keeps its TLS, proxy and pool settings.
+    /// Status-as-error and redirects are overridden per request, as described above.
+    pub fn with_agent(agent: ureq::Agent) -> Self {
+        UreqDoer {
+            agent,
+            settings: Settings::default(),
+        }
+    }
+
+    /// The largest response body accepted, in bytes.
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        self.settings.max_body_size = bytes;
+        self
+    }
+
+    /// How many redirects to follow; 0 returns 3xx responses as they are.
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.settings.max_redirects = n;
+        self
+    }
+
+    /// The timeout for one exchange (each redirect hop), from connecting until the whole body
+    /// is read; `None` for none.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// The wrapped agent.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    async fn send_once(&self, req: Request) -> Result<Response, Error> {
+        let uri = req.uri().clone();
+        check_uri(&uri)?;
+        let agent = self.agent.clone();
+        let settings = self.settings.clone();
+        let task = tokio::task::spawn_blocking(move || blocking_send(&agent, &settings, req));
+        match task.await {
+            Ok(result) => result,
+            Err(join) => Err(Error::new(ErrorKind::Other, join)
+                .with_message("ureq task failed")
+                .with_url(&uri)),
+        }
+    }
+}
+
+impl Default for UreqDoer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn blocking_send(
+    agent: &ureq::Agent,
+    settings: &Settings,
+    req: Request,
+) -> Result<Response, Error> {
+    let uri = req.uri().clone();
+    let (parts, body) = req.into_parts();
+    let bytes = body.as_bytes().cloned().unwrap_or_default();
+    // ureq sends a `Content-Length: 0` for an empty slice; `()` sends no body at all.
+    let result = if bytes.is_empty() {
+        run(agent, settings, http::Request::from_parts(parts, ()))
+    } else {
+        run(
+            agent,
+            settings,
+            http::Request::from_parts(parts, &bytes[..]),
+        )
+    };
+    let resp = result.map_err(|e| map_error(e, &uri, Stage::Send))?;
+
+    let limit = settings.max_body_size;
+    let declared = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) && !resp.status().is_informational() {
+        return Err(too_large(limit, &uri));
+    }
+    let (parts, mut body) = resp.into_parts();
+    let bytes = body
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => too_large(limit, &uri),
+            e => map_error(e, &uri, Stage::Body),
+        })?;
+    let mut out = http::Response::from_parts(parts, Body::from(bytes));
+    // ureq's own extensions (its config, the final URI) mean nothing to callers of a Doer.
+    out.extensions_mut().clear();
+    Ok(out)
+}
+
+fn run<S: ureq::AsSendBody>(
+    agent: &ureq::Agent,
+    settings: &Settings,
+    req: http::Request<S>,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let req = agent
+        .configure_request(req)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(settings.timeout)
+        .build();
+    agent.run(req)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Stage {
+    Send,
+    Body,
+}
+
+fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
+    use ureq::Error as U;
+    let after_connect = if stage == Stage::Body {
+        ErrorKind::Body
+    } else {
+        ErrorKind::Transport
+    };
+    let kind = match &e {
+        U::Timeout(_) => ErrorKind::Timeout,
+        U::HostNotFound
+        | U::ConnectionFailed
+        | U::ConnectProxyFailed(_)
+        | U::Tls(_)
+        | U::TlsRequired => ErrorKind::Connect,
+        U::Io(io) => match io.kind() {
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::AddrNotAvailable
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+                if stage == Stage::Send =>
+            {
+                ErrorKind::Connect
+            }
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+            _ => after_connect,
+        },
+        U::BodyExceedsLimit(_) => ErrorKind::TooLarge,
+        U::BadUri(_) | U::Http(_) | U::RequireHttpsOnly(_) | U::InvalidProxyUrl => {
+            // These quote the URL; keep only our redacted copy.
+            return Error::from(ErrorKind::InvalidRequest)
+                .with_message("ureq refused the URL or request")
+                .with_url(uri);
+        }
+        U::TooManyRedirects | U::RedirectFailed => ErrorKind::Redirect,
+        U::Protocol(_) | U::LargeResponseHeader(..) => after_connect,
+        U::Decompress(..) | U::BodyStalled => ErrorKind::Body,
+        _ => ErrorKind::Other,
+    };
+    Error::new(kind, e).with_url(uri)
+}
+
+#[async_trait]
+impl Doer for UreqDoer {
+    async fn execute(&self, req: Request) -> Result<Response, Error> {
+        redirect::follow(req, self.settings.max_redirects, |r| self.send_once(r)).await
+    }
+}

@@ -1,0 +1,82 @@
+//! The [`Doer`] trait: send one request, get one response.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{Body, Error};
+
+/// An HTTP request whose body is a buffered [`Body`].
+pub type Request = http::Request<Body>;
+
+/// An HTTP response whose body is a buffered [`Body`].
+pub type Response = http::Response<Body>;
+
+/// Sends one HTTP request and returns one HTTP response: Go's `Client.Do`.
+///
+/// Backends ([`ReqwestDoer`](crate::ReqwestDoer), [`UreqDoer`](crate::UreqDoer)) implement it by
+/// talking to the network; decorators implement it by wrapping another `Doer`; tests implement
+/// it with a closure or a script ([`testing`](crate::testing)). Code that only needs to *make*
+/// requests should accept `impl Doer` (or `Arc<dyn Doer>`) and let its caller choose the rest.
+///
+/// # Contract
+///
+/// * A response with any status, 4xx and 5xx included, is `Ok`. An [`Error`] means there is no
+///   usable response: the connection failed, a timeout passed, the body could not be read or
+///   was too large, the request was invalid, or a decorator refused to send it.
+/// * The method is named `execute` because `do` is a reserved word; it mirrors
+///   `reqwest::Client::execute`.
+/// * The trait is dyn-compatible, and `&D`, `Box<D>` and `Arc<D>` of any `Doer` (including
+///   `dyn Doer`) are Doers too.
+///
+/// # Example
+///
+/// ```
+/// use http_doer::{Body, Doer, Error, Request, Response};
+///
+/// /// A Doer that answers every request with `204 No Content`.
+/// struct NoContent;
+///
+/// #[async_trait::async_trait]
+/// impl Doer for NoContent {
+///     async fn execute(&self, _req: Request) -> Result<Response, Error> {
+///         Ok(http::Response::builder().status(204).body(Body::empty()).unwrap())
+///     }
+/// }
+///
+/// # tokio_test_block_on(async {
+/// let req = http::Request::get("http://example.test/").body(Body::empty()).unwrap();
+/// let resp = NoContent.execute(req).await.unwrap();
+/// assert_eq!(resp.status(), 204);
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Doer: Send + Sync {
+    /// Sends `req` and returns the response, whatever its status.
+    async fn execute(&self, req: Request) -> Result<Response, Error>;
+}
+
+#[async_trait]
+impl<D: Doer + ?Sized> Doer for &D {
+    async fn execute(&self, req: Request) -> Result<Response, Error> {
+        (**self).execute(req).await
+    }
+}
+
+#[async_trait]
+impl<D: Doer + ?Sized> Doer for Box<D> {
+    async fn execute(&self, req: Request) -> Result<Response, Error> {
+        (**self).execute(req).await
+    }
+}
+
+#[async_trait]
+impl<D: Doer + ?Sized> Doer for Arc<D> {
+    async fn execute(&self, req: Request) -> Result<Response, Error> {
+        (**self).execute(req).await
+    }
+}
