@@ -227,8 +227,9 @@ impl fmt::Display for Error {
             write!(f, " after {n} attempt{}", if n == 1 { "" } else { "s" })?;
         }
         if let Some(source) = &self.inner.source {
-            // Foreign errors may quote a URL; pass them through the redactor as well.
-            write!(f, ": {}", redact::text(&source.to_string()))?;
+            // The root cause says most ("Connection refused"); the layers above it are often
+            // generic ("error sending request"). Foreign errors may quote a URL: redact them.
+            write!(f, ": {}", redact::text(&root_cause(&**source).to_string()))?;
         }
         Ok(())
     }
@@ -252,10 +253,23 @@ impl fmt::Debug for Error {
         }
         if let Some(source) = &self.inner.source {
             // Display, not Debug: a foreign Debug may print a whole request, headers included.
-            d.field("source", &redact::text(&source.to_string()));
+            let mut chain = Vec::new();
+            let mut next: Option<&(dyn StdError + 'static)> = Some(&**source);
+            while let Some(e) = next {
+                chain.push(redact::text(&e.to_string()).into_owned());
+                next = e.source();
+            }
+            d.field("source", &chain);
         }
         d.finish()
     }
+}
+
+fn root_cause<'a>(mut e: &'a (dyn StdError + 'static)) -> &'a (dyn StdError + 'static) {
+    while let Some(next) = e.source() {
+        e = next;
+    }
+    e
 }
 
 impl StdError for Error {
@@ -291,6 +305,27 @@ mod tests {
             "connect error: dial (http://127.0.0.1:1/x): refused"
         );
         assert!(err.is_connect() && !err.is_timeout());
+    }
+
+    #[test]
+    fn display_shows_the_root_cause() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let err = Error::new(ErrorKind::Connect, Outer(io));
+        assert_eq!(err.to_string(), "connect error: Connection refused");
+        let debug = format!("{err:?}");
+        assert!(debug.contains("error sending request") && debug.contains("Connection refused"));
     }
 
     #[test]
