@@ -50,6 +50,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod attempts;
 pub mod backend;
 mod body;
 mod doer;
@@ -58,6 +59,7 @@ mod ext;
 pub mod redact;
 pub mod testing;
 
+pub use attempts::Attempts;
 pub use body::Body;
 pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
