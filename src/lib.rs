@@ -56,6 +56,7 @@ mod body;
 mod doer;
 mod error;
 mod ext;
+pub mod logging;
 pub mod redact;
 pub mod testing;
 
@@ -64,6 +65,7 @@ pub use body::Body;
 pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
 pub use ext::DoerExt;
+pub use logging::Logging;
 
 #[cfg(feature = "reqwest")]
 pub use backend::reqwest::ReqwestDoer;
