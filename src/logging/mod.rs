@@ -237,7 +237,8 @@ impl<D> Logging<D> {
         &self.inner
     }
 
-    /// Whether anything may want to hear about an exchange; when not, `execute` costs a call.
+    /// Whether anything may want to hear about an exchange; when not, `execute` only passes the
+    /// call on.
     fn listening(&self) -> bool {
         let c = &*self.config;
         c.keep.is_some()
@@ -270,6 +271,12 @@ impl<D: Doer> Doer for Logging<D> {
         let error = result.as_ref().err();
         let failed = resp.is_none_or(|r| r.status().as_u16() >= 500);
         let site = if failed { c.failure } else { c.success };
+        let to_tracing = c.tracing && site.enabled();
+        // With only failures listened to (a WARN filter), a success stops here, before the
+        // costly part: redacting the URL.
+        if !to_tracing && c.keep.is_none() && c.sink.is_none() {
+            return result;
+        }
         let url = redact::uri(&uri);
         let response_body = match (resp, c.body_cap) {
             (Some(r), Some(cap)) => record::render_body(r.headers(), r.body(), cap),
@@ -296,7 +303,7 @@ impl<D: Doer> Doer for Logging<D> {
             request_body: request_body.as_deref(),
             response_body: response_body.as_deref(),
         };
-        if c.tracing && site.enabled() {
+        if to_tracing {
             emit(site, &record);
         }
         if let Some(sink) = &c.sink {

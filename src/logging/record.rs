@@ -42,12 +42,12 @@ pub struct Record<'a> {
     /// The request headers, redacted; `None` unless [`Logging::headers`](super::Logging::headers)
     /// is on.
     pub request_headers: Option<Headers<'a>>,
-    /// The response headers, redacted; `None` unless headers are on or there is no response.
+    /// The response headers, redacted; `None` when headers are off or there is no response.
     pub response_headers: Option<Headers<'a>>,
     /// The request body, rendered; `None` unless [`Logging::bodies`](super::Logging::bodies) is
     /// set and the body is not empty.
     pub request_body: Option<&'a str>,
-    /// The response body, rendered; `None` unless bodies are on and there is a non-empty one.
+    /// The response body, rendered; `None` when bodies are off or there is no non-empty one.
     pub response_body: Option<&'a str>,
 }
 
