@@ -30,6 +30,12 @@ pub trait DoerExt: Doer + Sized {
     {
         Arc::new(self)
     }
+
+    /// Wraps this Doer in a [`Logging`](crate::Logging) with its defaults: one `tracing` event
+    /// per exchange, secrets redacted.
+    fn logging(self) -> crate::Logging<Self> {
+        crate::Logging::new(self)
+    }
 }
 
 impl<D: Doer> DoerExt for D {}

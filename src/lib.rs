@@ -50,18 +50,22 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod attempts;
 pub mod backend;
 mod body;
 mod doer;
 mod error;
 mod ext;
+pub mod logging;
 pub mod redact;
 pub mod testing;
 
+pub use attempts::Attempts;
 pub use body::Body;
 pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
 pub use ext::DoerExt;
+pub use logging::Logging;
 
 #[cfg(feature = "reqwest")]
 pub use backend::reqwest::ReqwestDoer;
