@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::Doer;
+use crate::signing::{Signer, Signing};
 
 /// Adapters for every [`Doer`].
 ///
@@ -29,6 +30,11 @@ pub trait DoerExt: Doer + Sized {
         Self: 'static,
     {
         Arc::new(self)
+    }
+
+    /// Signs or authenticates every request with `signer` before it is sent; see [`Signing`].
+    fn signing<S: Signer>(self, signer: S) -> Signing<Self, S> {
+        Signing::new(self, signer)
     }
 }
 
