@@ -228,7 +228,7 @@ pub struct Resigned;
 /// let sent = &server.requests()[0];
 /// assert_eq!(sent.headers()["authorization"], "Bearer s3cr3t-token");
 /// assert!(sent.headers()["authorization"].is_sensitive());
-/// assert!(!format!("{doer:?}").contains("s3cr3t"));
+/// assert!(!format!("{:?}", doer.signer()).contains("s3cr3t"));
 /// # Ok::<(), http_doer::Error>(())
 /// # }).unwrap();
 /// ```
