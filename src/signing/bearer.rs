@@ -368,9 +368,7 @@ fn bearer_invalid_token(field: &str) -> bool {
     let mut in_bearer = false;
     for item in split_outside_quotes(field) {
         let item = item.trim();
-        let name_end = item
-            .find([' ', '\t', '='])
-            .unwrap_or(item.len());
+        let name_end = item.find([' ', '\t', '=']).unwrap_or(item.len());
         let after = item[name_end..].trim_start();
         let param = if after.starts_with('=') {
             // `name = value`: a parameter of the current challenge.

@@ -42,7 +42,8 @@ pub enum Component {
     Method,
     /// `@target-uri`: the absolute target URI, `https://example.com/foo?param=Value`.
     TargetUri,
-    /// `@authority`: host and non-default port, lower-cased, `example.com`.
+    /// `@authority`: host and non-default port, lower-cased, `example.com`; from the `Host`
+    /// header when the request sets one, else from the URL.
     Authority,
     /// `@scheme`: `https`.
     Scheme,
@@ -520,12 +521,12 @@ fn push_value(out: &mut String, component: &Component, req: &Request) -> Result<
     let uri = req.uri();
     match component {
         Component::Method => out.push_str(req.method().as_str()),
-        Component::Authority => push_authority(out, uri)?,
+        Component::Authority => push_authority(out, req)?,
         Component::Scheme => push_scheme(out, uri)?,
         Component::TargetUri => {
             push_scheme(out, uri)?;
             out.push_str("://");
-            push_authority(out, uri)?;
+            push_authority(out, req)?;
             push_path(out, uri);
             if let Some(q) = uri.query() {
                 out.push('?');
@@ -533,7 +534,7 @@ fn push_value(out: &mut String, component: &Component, req: &Request) -> Result<
             }
         }
         Component::RequestTarget if req.method() == Method::CONNECT => {
-            push_authority(out, uri)?;
+            push_authority(out, req)?;
         }
         Component::RequestTarget => {
             push_path(out, uri);
@@ -581,13 +582,29 @@ fn push_scheme(out: &mut String, uri: &http::Uri) -> Result<(), Error> {
 }
 
 /// Host, lower-cased, and port unless it is the scheme's default (RFC 9110 section 4.2.3);
-/// never the userinfo.
-fn push_authority(out: &mut String, uri: &http::Uri) -> Result<(), Error> {
-    let host = uri
-        .host()
-        .ok_or_else(|| signing_error("the URL has no authority"))?;
+/// never the userinfo. A `Host` header set on the request wins over the URL, as it is what an
+/// HTTP/1.1 server sees.
+fn push_authority(out: &mut String, req: &Request) -> Result<(), Error> {
+    let uri = req.uri();
+    let from_header = match req.headers().get(http::header::HOST) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                .ok_or_else(|| signing_error("the Host header is not a valid authority"))?,
+        ),
+        None => None,
+    };
+    let (host, port) = match &from_header {
+        Some(a) => (a.host(), a.port_u16()),
+        None => (
+            uri.host()
+                .ok_or_else(|| signing_error("the URL has no authority"))?,
+            uri.port_u16(),
+        ),
+    };
     out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
-    if let Some(port) = uri.port_u16() {
+    if let Some(port) = port {
         let default = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
             Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
@@ -699,6 +716,25 @@ mod tests {
             base_of(&["@request-target"], &connect),
             r#""@request-target": proxy.test:8443"#
         );
+    }
+
+    #[test]
+    fn an_explicit_host_header_is_the_authority() {
+        let mut r = req("https://10.0.0.7/x");
+        r.headers_mut()
+            .insert("host", HeaderValue::from_static("API.Example.com:443"));
+        assert_eq!(
+            base_of(&["@authority"], &r),
+            r#""@authority": api.example.com"#
+        );
+        assert_eq!(
+            base_of(&["@target-uri"], &r),
+            r#""@target-uri": https://api.example.com/x"#
+        );
+        r.headers_mut()
+            .insert("host", HeaderValue::from_static("a b"));
+        let signer = HttpSignature::hmac_sha256(b"k").components([Component::Authority]);
+        assert!(signer.signature_base(&r).unwrap_err().is_signing());
     }
 
     #[test]

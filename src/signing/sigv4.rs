@@ -101,8 +101,8 @@ impl SigV4 {
         self
     }
 
-    /// Whether the session token is part of the signature (default `true`). A few services
-    /// (IoT, for one) want it added after signing instead.
+    /// Whether the session token is part of the signature (default `true`). Some services want
+    /// it added after signing instead (the test suite's `post-sts-header-after` case).
     pub fn sign_session_token(mut self, on: bool) -> Self {
         self.settings.session_token_mode = if on {
             SessionTokenMode::Include
