@@ -64,6 +64,7 @@ fn signers() -> Vec<(&'static str, Box<dyn Signer>)> {
         Ok(Token::new("cached-token-value").expires_in(Duration::from_secs(3600)))
     });
     now(cached.sign(&mut small_request())).unwrap(); // fill the cache
+    #[allow(unused_mut)] // only the optional features push more
     let mut all: Vec<(&'static str, Box<dyn Signer>)> = vec![
         (
             "bearer static",
