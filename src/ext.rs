@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::Doer;
+use crate::signing::{Signer, Signing};
 
 /// Adapters for every [`Doer`].
 ///
@@ -35,6 +36,9 @@ pub trait DoerExt: Doer + Sized {
     /// per exchange, secrets redacted.
     fn logging(self) -> crate::Logging<Self> {
         crate::Logging::new(self)
+    /// Signs or authenticates every request with `signer` before it is sent; see [`Signing`].
+    fn signing<S: Signer>(self, signer: S) -> Signing<Self, S> {
+        Signing::new(self, signer)
     }
 }
 
