@@ -36,6 +36,8 @@ pub trait DoerExt: Doer + Sized {
     /// per exchange, secrets redacted.
     fn logging(self) -> crate::Logging<Self> {
         crate::Logging::new(self)
+    }
+
     /// Signs or authenticates every request with `signer` before it is sent; see [`Signing`].
     fn signing<S: Signer>(self, signer: S) -> Signing<Self, S> {
         Signing::new(self, signer)
