@@ -56,12 +56,14 @@ mod doer;
 mod error;
 mod ext;
 pub mod redact;
+pub mod retrying;
 pub mod testing;
 
 pub use body::Body;
 pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
 pub use ext::DoerExt;
+pub use retrying::Retrying;
 
 #[cfg(feature = "reqwest")]
 pub use backend::reqwest::ReqwestDoer;
