@@ -1,40 +1,41 @@
-//! [`RetryBudget`]: retries limited to a share of first attempts, so an outage is not multiplied.
+//! [`RetryBudget`]: retries limited to a share of recent first attempts, so an outage is not
+//! multiplied.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::time::Instant;
 
-/// Balances are kept in thousandths of a token so that a 20 % deposit is an integer.
-const MILLI: i64 = 1000;
+/// The span over which first attempts and retries are counted.
+const WINDOW_MS: u64 = 1000;
 
-/// A token bucket that caps retries at a share of recent first attempts, shared by every clone
-/// (and by every [`Retrying`](crate::Retrying) given the same budget).
+/// Caps retries at a share of recent first attempts, with a small floor per second; shared by
+/// every clone (and by every [`Retrying`](crate::Retrying) given the same budget).
 ///
-/// * Each first attempt deposits `ratio` of a token (0.2 by default: one retry per five calls).
-/// * Tokens also trickle in at `min_per_sec` per second (10 by default), so a client that
+/// Within each one-second window, the retries granted never exceed
+/// `max(ratio × first attempts in the window, min_per_sec)`. A retry that would pass that
+/// is not made, and the caller gets the last outcome as it is.
+///
+/// * In a total outage each call makes its first attempt and `ratio` retries on average, so
+///   the failing server sees about `1 + ratio` (1.2) times the load instead of
+///   `1 + max_retries` (4 with three retries).
+/// * The floor is a minimum, not an addition: it only matters when traffic is too low for
+///   `ratio` to allow anything (under 50 calls a second with the defaults), so a client that
 ///   makes few calls can still retry the odd failure.
-/// * Each retry takes one whole token; with less than one left, the retry is not made and the
-///   caller gets the last outcome as it is.
-/// * The balance never exceeds the capacity (100 tokens by default), so a long healthy spell
-///   cannot bank a storm of retries for the next outage: only recent calls count.
-/// * A new budget starts with one second of the floor (`min_per_sec` tokens).
+/// * Only recent calls count: first attempts from a healthy spell older than the window are
+///   forgotten, so they cannot bank a storm of retries for the next outage.
 ///
-/// In a total outage each call makes its first attempt and, on average, `ratio` retries, so
-/// the load on the failing server is multiplied by about `1 + ratio` (1.2) instead of
-/// `1 + max_retries` (4 with three retries).
-///
-/// This is Finagle's `RetryBudget` and tower's `TpsBudget` idea, made cheaper: a deposit is one
-/// relaxed atomic add with no clock read and no lock, and only a retry (already the slow path)
-/// reads the clock, to add the floor's tokens earned since the last retry.
+/// This is the idea of Finagle's `RetryBudget` and tower's `TpsBudget`, made cheaper: counting
+/// a first attempt is one relaxed atomic add, with no clock read and no lock; only a retry
+/// (already the slow path) reads the clock, to roll the window.
 ///
 /// ```
 /// use http_doer::retrying::RetryBudget;
 ///
 /// let budget = RetryBudget::new(0.2, 0);
 /// for _ in 0..10 {
-///     budget.deposit(); // ten first attempts earn two retries
+///     budget.deposit(); // ten first attempts allow two retries
 /// }
 /// assert!(budget.try_withdraw());
 /// assert!(budget.try_withdraw());
@@ -46,118 +47,92 @@ pub struct RetryBudget {
 }
 
 struct Inner {
-    /// Thousandths of a token; may pass `cap` by a few deposits racing, never by more.
-    balance: AtomicI64,
-    /// Microseconds after `epoch` up to which the floor has been paid in.
-    paid_until_us: AtomicU64,
     epoch: Instant,
-    deposit: i64,
-    min_per_sec: i64,
-    cap: i64,
+    /// Milliseconds after `epoch` at which the current window began.
+    window_start_ms: AtomicU64,
+    firsts: AtomicU64,
+    retries: AtomicU64,
+    /// `ratio` in thousandths, so the arithmetic stays in integers.
+    ratio_milli: u64,
+    min_per_sec: u64,
 }
 
 impl RetryBudget {
-    /// A budget that allows `ratio` retries per first attempt (0.2 = 20 %) plus `min_per_sec`
-    /// retries per second, with a capacity of 100 tokens (or ten seconds of the floor, if more).
+    /// A budget that allows `ratio` retries per first attempt (0.2 = 20 %), and at least
+    /// `min_per_sec` retries in any second.
     ///
     /// `ratio` is clamped to `0.0..=1000.0`; NaN counts as 0.
     pub fn new(ratio: f64, min_per_sec: u32) -> Self {
-        let min_per_sec = i64::from(min_per_sec);
-        let capacity = (100 * MILLI).max(min_per_sec * 10 * MILLI);
-        Self::build(ratio, min_per_sec, capacity)
-    }
-
-    /// A new budget like this one but holding at most `tokens` tokens.
-    ///
-    /// It is a new bucket: set the capacity before handing the budget to anything else.
-    pub fn capacity(self, tokens: u32) -> Self {
-        let inner = &self.inner;
-        let ratio = inner.deposit as f64 / MILLI as f64;
-        Self::build(ratio, inner.min_per_sec, i64::from(tokens) * MILLI)
-    }
-
-    fn build(ratio: f64, min_per_sec: i64, cap: i64) -> Self {
         let ratio = if ratio.is_nan() {
             0.0
         } else {
             ratio.clamp(0.0, 1000.0)
         };
-        let start = (min_per_sec * MILLI).min(cap);
         RetryBudget {
             inner: Arc::new(Inner {
-                balance: AtomicI64::new(start),
-                paid_until_us: AtomicU64::new(0),
                 epoch: Instant::now(),
-                deposit: (ratio * MILLI as f64).round() as i64,
-                min_per_sec,
-                cap,
+                window_start_ms: AtomicU64::new(0),
+                firsts: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                ratio_milli: (ratio * 1000.0).round() as u64,
+                min_per_sec: u64::from(min_per_sec),
             }),
         }
     }
 
-    /// Records a first attempt: adds `ratio` of a token, unless the bucket is full.
+    /// Records a first attempt.
     pub fn deposit(&self) {
-        let inner = &*self.inner;
-        if inner.deposit > 0 && inner.balance.load(Relaxed) < inner.cap {
-            inner.balance.fetch_add(inner.deposit, Relaxed);
-        }
+        self.inner.firsts.fetch_add(1, Relaxed);
     }
 
-    /// Takes one token for a retry; `false` (and nothing taken) when less than one is left.
+    /// Takes the right to one retry; `false` when the budget is spent.
     pub fn try_withdraw(&self) -> bool {
-        self.pay_floor();
+        self.roll();
         let inner = &*self.inner;
+        let allowed = inner.allowed();
         inner
-            .balance
-            .fetch_update(Relaxed, Relaxed, |b| {
-                let b = b.min(inner.cap);
-                (b >= MILLI).then_some(b - MILLI)
-            })
+            .retries
+            .fetch_update(Relaxed, Relaxed, |r| (r < allowed).then_some(r + 1))
             .is_ok()
     }
 
-    /// The tokens available now (whole retries are `floor()` of it).
-    pub fn balance(&self) -> f64 {
-        self.pay_floor();
+    /// How many more retries the budget would grant now.
+    pub fn remaining(&self) -> u64 {
+        self.roll();
         let inner = &*self.inner;
-        inner.balance.load(Relaxed).min(inner.cap) as f64 / MILLI as f64
+        inner.allowed().saturating_sub(inner.retries.load(Relaxed))
     }
 
-    /// Adds the floor's tokens for the time since it was last paid.
-    fn pay_floor(&self) {
+    /// Starts a new window when the current one is over.
+    fn roll(&self) {
         let inner = &*self.inner;
-        if inner.min_per_sec == 0 {
+        let now_ms = u64::try_from(inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let start = inner.window_start_ms.load(Relaxed);
+        if now_ms.saturating_sub(start) < WINDOW_MS {
             return;
         }
-        let now_us = u64::try_from(inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let paid = inner.paid_until_us.load(Relaxed);
-        if now_us <= paid {
-            return;
-        }
-        // Pay whole milliseconds only, and move `paid` by exactly those, so the remainder of a
-        // millisecond is paid next time instead of lost.
-        let whole_ms = (now_us - paid) / 1000;
-        if whole_ms == 0 {
-            return;
-        }
-        // min_per_sec tokens per second is min_per_sec thousandths per millisecond.
-        let earned = whole_ms.saturating_mul(inner.min_per_sec as u64);
-        let earned = i64::try_from(earned).unwrap_or(i64::MAX).min(inner.cap);
-        // One caller pays for a given stretch of time; a loser of the race simply skips.
+        // One caller rolls a given window. First attempts counted by others between the swap
+        // and the resets are forgotten, which can only make the budget stricter.
         if inner
-            .paid_until_us
-            .compare_exchange(paid, paid + whole_ms * 1000, Relaxed, Relaxed)
+            .window_start_ms
+            .compare_exchange(start, now_ms, Relaxed, Relaxed)
             .is_ok()
         {
-            let _ = inner.balance.fetch_update(Relaxed, Relaxed, |b| {
-                (b < inner.cap).then(|| b.saturating_add(earned).min(inner.cap))
-            });
+            inner.firsts.store(0, Relaxed);
+            inner.retries.store(0, Relaxed);
         }
     }
 }
 
+impl Inner {
+    fn allowed(&self) -> u64 {
+        let by_ratio = self.firsts.load(Relaxed).saturating_mul(self.ratio_milli) / 1000;
+        by_ratio.max(self.min_per_sec)
+    }
+}
+
 impl Default for RetryBudget {
-    /// 20 % of first attempts plus 10 per second, up to 100 tokens.
+    /// 20 % of first attempts, and at least 10 retries a second.
     fn default() -> Self {
         RetryBudget::new(0.2, 10)
     }
@@ -167,13 +142,10 @@ impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         f.debug_struct("RetryBudget")
-            .field("ratio", &(inner.deposit as f64 / MILLI as f64))
+            .field("ratio", &(inner.ratio_milli as f64 / 1000.0))
             .field("min_per_sec", &inner.min_per_sec)
-            .field("capacity", &(inner.cap / MILLI))
-            .field(
-                "balance",
-                &(inner.balance.load(Relaxed).min(inner.cap) as f64 / MILLI as f64),
-            )
+            .field("firsts_in_window", &inner.firsts.load(Relaxed))
+            .field("retries_in_window", &inner.retries.load(Relaxed))
             .finish()
     }
 }
@@ -183,19 +155,38 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Sends `calls` always-failing calls, `gap` apart, each retried up to 3 times within the
+    /// budget; returns attempts per call.
+    async fn outage(budget: &RetryBudget, calls: u64, gap: Duration) -> f64 {
+        let mut sent = 0u64;
+        for _ in 0..calls {
+            budget.deposit();
+            sent += 1;
+            for _ in 0..3 {
+                if !budget.try_withdraw() {
+                    break;
+                }
+                sent += 1;
+            }
+            tokio::time::advance(gap).await;
+        }
+        sent as f64 / calls as f64
+    }
+
     #[test]
     fn ratio_of_first_attempts_without_floor() {
         let b = RetryBudget::new(0.2, 0);
-        assert!(!b.try_withdraw(), "starts empty without a floor");
+        assert!(!b.try_withdraw(), "nothing before any first attempt");
         for _ in 0..100 {
             b.deposit();
         }
+        assert_eq!(b.remaining(), 20);
         let granted = (0..100).filter(|_| b.try_withdraw()).count();
         assert_eq!(granted, 20);
     }
 
     #[test]
-    fn clones_share_one_bucket() {
+    fn clones_share_one_budget() {
         let a = RetryBudget::new(1.0, 0);
         let b = a.clone();
         a.deposit();
@@ -203,63 +194,49 @@ mod tests {
         assert!(!a.try_withdraw());
     }
 
-    #[test]
-    fn capacity_bounds_what_a_healthy_spell_banks() {
-        let b = RetryBudget::new(0.5, 0).capacity(3);
-        for _ in 0..1000 {
-            b.deposit();
-        }
-        assert_eq!(b.balance(), 3.0);
-        assert_eq!((0..10).filter(|_| b.try_withdraw()).count(), 3);
-    }
-
-    #[test]
-    fn total_outage_amplification_is_about_one_plus_ratio() {
-        let b = RetryBudget::default();
-        let calls = 100_000u64;
-        let mut sent = 0u64;
-        for _ in 0..calls {
-            b.deposit();
-            sent += 1;
-            for _ in 0..3 {
-                if !b.try_withdraw() {
-                    break;
-                }
-                sent += 1;
-            }
-        }
-        let amp = sent as f64 / calls as f64;
-        assert!(amp <= 1.21, "amplification {amp}");
-        assert!(amp >= 1.19, "amplification {amp}");
+    #[tokio::test(start_paused = true)]
+    async fn total_outage_amplification_is_one_plus_ratio() {
+        // 1000 calls a second for 10 s.
+        let amp = outage(&RetryBudget::default(), 10_000, Duration::from_millis(1)).await;
+        assert!((1.19..=1.201).contains(&amp), "amplification {amp}");
+        // All at once.
+        let amp = outage(&RetryBudget::default(), 10_000, Duration::ZERO).await;
+        assert!((1.19..=1.201).contains(&amp), "amplification {amp}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn floor_refills_with_time_up_to_capacity() {
-        let b = RetryBudget::new(0.0, 10);
-        assert_eq!(b.balance(), 10.0, "one second of floor to start");
-        assert_eq!((0..20).filter(|_| b.try_withdraw()).count(), 10);
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert_eq!((0..20).filter(|_| b.try_withdraw()).count(), 5);
-        tokio::time::advance(Duration::from_secs(3600)).await;
-        assert_eq!(b.balance(), 100.0, "capped at 100 tokens");
+    async fn floor_is_a_minimum_not_an_addition() {
+        // 100 calls a second: 20 % is 20 retries a second, above the floor of 10.
+        let amp = outage(&RetryBudget::default(), 2_000, Duration::from_millis(10)).await;
+        assert!((1.19..=1.201).contains(&amp), "amplification {amp}");
+        // 4 calls a second: 20 % allows nothing, the floor allows 10 a second.
+        let amp = outage(&RetryBudget::default(), 40, Duration::from_millis(250)).await;
+        assert!((3.4..=3.6).contains(&amp), "amplification {amp}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn sub_millisecond_calls_do_not_lose_floor_time() {
-        let b = RetryBudget::new(0.0, 1000).capacity(1000);
-        while b.try_withdraw() {}
-        for _ in 0..10 {
-            tokio::time::advance(Duration::from_micros(400)).await;
-            b.balance();
+    async fn an_old_healthy_spell_is_forgotten() {
+        let b = RetryBudget::new(0.2, 0);
+        for _ in 0..10_000 {
+            b.deposit();
         }
-        // 4 ms at 1000 tokens/s = 4 tokens, although each step was under a millisecond.
-        assert_eq!(b.balance().floor(), 4.0);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(
+            !b.try_withdraw(),
+            "deposits from 5 s ago must not fund retries"
+        );
+        b.deposit();
+        for _ in 0..4 {
+            b.deposit();
+        }
+        assert!(b.try_withdraw());
+        assert!(!b.try_withdraw());
     }
 
     #[test]
     fn concurrent_withdrawals_never_overdraw() {
-        let b = RetryBudget::new(1.0, 0).capacity(1000);
-        for _ in 0..500 {
+        let b = RetryBudget::new(0.5, 0);
+        for _ in 0..1000 {
             b.deposit();
         }
         let granted: usize = std::thread::scope(|s| {
@@ -273,9 +250,9 @@ mod tests {
 
     #[test]
     fn odd_ratios_are_clamped() {
-        assert_eq!(RetryBudget::new(f64::NAN, 0).inner.deposit, 0);
-        assert_eq!(RetryBudget::new(-1.0, 0).inner.deposit, 0);
-        assert_eq!(RetryBudget::new(5000.0, 0).inner.deposit, 1_000_000);
+        assert_eq!(RetryBudget::new(f64::NAN, 0).inner.ratio_milli, 0);
+        assert_eq!(RetryBudget::new(-1.0, 0).inner.ratio_milli, 0);
+        assert_eq!(RetryBudget::new(5000.0, 0).inner.ratio_milli, 1_000_000);
         let s = format!("{:?}", RetryBudget::default());
         assert!(
             s.contains("ratio: 0.2") && s.contains("min_per_sec: 10"),
