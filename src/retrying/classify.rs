@@ -45,10 +45,12 @@ pub fn is_idempotent(req: &Request) -> bool {
 /// | any other status (2xx, 3xx, other 4xx, 501, 505, ...) | stop | stop |
 /// | a TLS failure, [`ErrorKind::InvalidRequest`], [`ErrorKind::TooLarge`], any other error | stop | stop |
 ///
-/// A TLS failure is reported by the backends as [`ErrorKind::Connect`]; it is recognised in the
-/// error's source chain (an I/O error of kind `InvalidData`, which is how rustls reports a
-/// handshake or certificate failure, or a message that names TLS, SSL or a certificate) and
-/// not retried: a bad certificate stays bad.
+/// A TLS failure (certificate rejected, handshake refused, a server that does not speak TLS) is
+/// not retried: it fails the same way every time. The backends report it as
+/// [`ErrorKind::Connect`] (reqwest) or [`ErrorKind::Transport`] (ureq), so it is recognised in
+/// the error's source chain: an I/O error of kind `InvalidData`, or a message in the words
+/// rustls, OpenSSL and native-tls use (TLS, SSL, certificate, handshake, alert, corrupt
+/// message, peer incompatible or misbehaved).
 pub fn default_classifier(
     req: &Request,
     _attempt: u32,
@@ -57,13 +59,8 @@ pub fn default_classifier(
     let retryable = match outcome {
         Ok(resp) => matches!(resp.status().as_u16(), 408 | 429 | 500 | 502 | 503 | 504),
         Err(err) => match err.kind() {
-            ErrorKind::Connect => {
-                return if is_tls_failure(err) {
-                    Decision::Stop
-                } else {
-                    Decision::Retry
-                };
-            }
+            ErrorKind::Connect | ErrorKind::Transport if is_tls_failure(err) => false,
+            ErrorKind::Connect => return Decision::Retry,
             ErrorKind::Timeout | ErrorKind::Transport | ErrorKind::Body => true,
             _ => false,
         },
@@ -75,22 +72,33 @@ pub fn default_classifier(
     }
 }
 
-/// Whether a connect error came from TLS (handshake refused, certificate rejected).
+/// Words of TLS failures in the messages of rustls ("invalid peer certificate", "received
+/// fatal alert", "received corrupt message", "peer is incompatible", "peer misbehaved"),
+/// OpenSSL ("SSL routines", "certificate verify failed") and native-tls.
+const TLS_WORDS: [&str; 8] = [
+    "tls",
+    "ssl",
+    "certificate",
+    "handshake",
+    "fatal alert",
+    "corrupt message",
+    "peer is incompatible",
+    "peer misbehaved",
+];
+
+/// Whether a connect or transport error came from TLS rather than from the network.
 fn is_tls_failure(err: &Error) -> bool {
     // Start below the Error itself: its Display carries the URL, and a host named
     // "tls.example" must not make a refused connection look like a TLS failure.
     let mut cur = err.source();
     while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::InvalidData {
-                return true;
-            }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            return true;
         }
         let text = e.to_string().to_ascii_lowercase();
-        if ["tls", "ssl", "certificate"]
-            .iter()
-            .any(|word| text.contains(word))
-        {
+        if TLS_WORDS.iter().any(|word| text.contains(word)) {
             return true;
         }
         cur = e.source();
@@ -216,6 +224,13 @@ mod tests {
             "error:0A000086:SSL routines::certificate verify failed",
         );
         assert_eq!(classify_error("GET", &openssl_like), Decision::Stop);
+
+        // What reqwest (rustls) and ureq report for an https request to a plain-HTTP server.
+        let corrupt = std::io::Error::other("received corrupt message of type InvalidContentType");
+        for kind in [ErrorKind::Connect, ErrorKind::Transport] {
+            let err = Error::new(kind, std::io::Error::other(corrupt.to_string()));
+            assert_eq!(classify_error("GET", &err), Decision::Stop, "{kind:?}");
+        }
 
         // A refused connection to a host whose name mentions TLS is still retried.
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
