@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use tokio::time::Instant;
 
 pub use backoff::{Backoff, Delays, Jitter};
@@ -275,8 +274,19 @@ impl<D> Retrying<D> {
     }
 }
 
+type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+
+/// An attempt handed to the inner Doer, and the URI to name in a timeout's error.
+struct Started<'a> {
+    fut: Attempt<'a>,
+    uri: Option<http::Uri>,
+}
+
 impl<D: Doer> Retrying<D> {
-    async fn run(&self, req: Request) -> Result<Response, Error> {
+    // The first attempt runs inline and most calls end with it, so this future is kept small
+    // (a large future costs a large allocation and a large copy on every call): the retry loop
+    // and the timers live in futures boxed only when needed.
+    async fn call(&self, req: Request) -> Result<Response, Error> {
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
@@ -284,27 +294,50 @@ impl<D: Doer> Retrying<D> {
             .extensions()
             .get::<MaxRetries>()
             .map_or(self.max_retries, |m| m.0);
+        if self.attempt_timeout.is_some() || self.total_timeout.is_some() {
+            return Box::pin(self.call_timed(req, max_retries)).await;
+        }
+        if max_retries == 0 {
+            return finish(self.inner.execute(req).await, 1);
+        }
+        let outcome = self.inner.execute(copy_request(&req)).await;
+        match self.classify(&req, 1, &outcome) {
+            Decision::Stop => finish(outcome, 1),
+            decision => Box::pin(self.retry(req, outcome, decision, max_retries, None)).await,
+        }
+    }
+
+    /// [`call`](Self::call) when a timeout is set.
+    async fn call_timed(&self, req: Request, max_retries: u32) -> Result<Response, Error> {
         let mut clock: Option<Instant> = None;
+        if max_retries == 0 {
+            let (outcome, _) = self.wait(self.start(req), 1, &mut clock).await;
+            return finish(outcome, 1);
+        }
+        let (outcome, deadline_passed) = self
+            .wait(self.start(copy_request(&req)), 1, &mut clock)
+            .await;
+        if deadline_passed {
+            return finish(outcome, 1);
+        }
+        match self.classify(&req, 1, &outcome) {
+            Decision::Stop => finish(outcome, 1),
+            decision => Box::pin(self.retry(req, outcome, decision, max_retries, clock)).await,
+        }
+    }
+
+    /// The retry loop, entered after attempt 1 produced `outcome` and `decision` said retry.
+    async fn retry(
+        &self,
+        req: Request,
+        mut outcome: Result<Response, Error>,
+        mut decision: Decision,
+        max_retries: u32,
+        mut clock: Option<Instant>,
+    ) -> Result<Response, Error> {
         let mut delays: Option<Delays> = None;
         let mut attempt: u32 = 1;
         loop {
-            if attempt > max_retries {
-                // No retry can follow, so the request itself goes, without a copy.
-                let (outcome, _) = self.send(req, attempt, &mut clock).await;
-                return finish(outcome, attempt);
-            }
-            let (outcome, deadline_passed) =
-                self.send(copy_request(&req), attempt, &mut clock).await;
-            if deadline_passed {
-                return finish(outcome, attempt);
-            }
-            let decision = match &self.classifier {
-                Some(classify) => classify(&req, attempt, outcome.as_ref()),
-                None => default_classifier(&req, attempt, outcome.as_ref()),
-            };
-            if decision == Decision::Stop {
-                return finish(outcome, attempt);
-            }
             // Retry n always takes the n-th backoff delay, even when another wait is used, so
             // the backoff keeps growing with the number of retries.
             let backoff = delays
@@ -333,6 +366,30 @@ impl<D: Doer> Retrying<D> {
                 tokio::time::sleep(wait).await;
             }
             attempt = attempt.saturating_add(1);
+            if attempt > max_retries {
+                // No retry can follow, so the request itself goes, without a copy.
+                let (last, _) = self.wait(self.start(req), attempt, &mut clock).await;
+                return finish(last, attempt);
+            }
+            let (next, deadline_passed) = self
+                .wait(self.start(copy_request(&req)), attempt, &mut clock)
+                .await;
+            decision = if deadline_passed {
+                Decision::Stop
+            } else {
+                self.classify(&req, attempt, &next)
+            };
+            if decision == Decision::Stop {
+                return finish(next, attempt);
+            }
+            outcome = next;
+        }
+    }
+
+    fn classify(&self, req: &Request, attempt: u32, outcome: &Result<Response, Error>) -> Decision {
+        match &self.classifier {
+            Some(classify) => classify(req, attempt, outcome.as_ref()),
+            None => default_classifier(req, attempt, outcome.as_ref()),
         }
     }
 
@@ -360,23 +417,43 @@ impl<D: Doer> Retrying<D> {
         }
     }
 
-    /// Sends one attempt within the attempt timeout and the total deadline. The flag says the
+    /// Hands `req` to the inner Doer. The URI is kept for a timeout's error only when a timeout
+    /// is set.
+    fn start(&self, req: Request) -> Started<'_> {
+        let timed = self.attempt_timeout.is_some() || self.total_timeout.is_some();
+        let uri = timed.then(|| req.uri().clone());
+        Started {
+            fut: self.inner.execute(req),
+            uri,
+        }
+    }
+
+    /// Awaits one attempt within the attempt timeout and the total deadline. The flag says the
     /// total deadline passed during it.
-    async fn send(
+    async fn wait(
         &self,
-        req: Request,
+        started: Started<'_>,
         attempt: u32,
         clock: &mut Option<Instant>,
     ) -> (Result<Response, Error>, bool) {
-        if self.attempt_timeout.is_none() && self.total_timeout.is_none() {
-            return (self.inner.execute(req).await, false);
+        let mut started = started;
+        if started.uri.is_none() {
+            return (started.fut.await, false);
         }
-        let uri = req.uri().clone();
-        let mut fut = self.inner.execute(req);
         // An answer ready on the first poll needs no timer and no clock read.
-        if let Poll::Ready(out) = poll_once(&mut fut).await {
+        if let Poll::Ready(out) = poll_once(&mut started.fut).await {
             return (out, false);
         }
+        Box::pin(self.finish_timed(started, attempt, clock)).await
+    }
+
+    /// Waits for an attempt that did not answer at once, racing the timeouts.
+    async fn finish_timed(
+        &self,
+        started: Started<'_>,
+        attempt: u32,
+        clock: &mut Option<Instant>,
+    ) -> (Result<Response, Error>, bool) {
         let now = Instant::now();
         let start = *clock.get_or_insert(now);
         let total_end = self.total_timeout.and_then(|t| start.checked_add(t));
@@ -385,9 +462,9 @@ impl<D: Doer> Retrying<D> {
             (Some(t), Some(a)) if t <= a => (t, true, self.total_timeout),
             (_, Some(a)) => (a, false, self.attempt_timeout),
             (Some(t), None) => (t, true, self.total_timeout),
-            (None, None) => return (fut.await, false),
+            (None, None) => return (started.fut.await, false),
         };
-        match tokio::time::timeout_at(until, fut).await {
+        match tokio::time::timeout_at(until, started.fut).await {
             Ok(out) => (out, false),
             Err(_) => {
                 let what = if is_total { "total" } else { "attempt" };
@@ -396,7 +473,7 @@ impl<D: Doer> Retrying<D> {
                     .with_message(format!(
                         "{what} timeout of {limit:?} passed during attempt {attempt}"
                     ))
-                    .with_url(&uri);
+                    .with_url(started.uri.as_ref().unwrap_or(&http::Uri::default()));
                 (Err(err), is_total)
             }
         }
@@ -419,10 +496,18 @@ fn finish(outcome: Result<Response, Error>, attempts: u32) -> Result<Response, E
     }
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`, whose wrapper future would hold the request
+// twice (once captured, once as a local), making every call's allocation larger.
 impl<D: Doer> Doer for Retrying<D> {
-    async fn execute(&self, req: Request) -> Result<Response, Error> {
-        self.run(req).await
+    fn execute<'life0, 'async_trait>(
+        &'life0 self,
+        req: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.call(req))
     }
 }
 
