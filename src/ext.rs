@@ -42,6 +42,13 @@ pub trait DoerExt: Doer + Sized {
     fn signing<S: Signer>(self, signer: S) -> Signing<Self, S> {
         Signing::new(self, signer)
     }
+
+    /// Wraps this Doer in [`Retrying`](crate::Retrying) with its defaults: up to 3 retries of
+    /// what is safe to repeat, exponential backoff with jitter, `Retry-After` honoured, and a
+    /// retry budget of 20 % of recent calls.
+    fn retrying(self) -> crate::Retrying<Self> {
+        crate::Retrying::new(self)
+    }
 }
 
 impl<D: Doer> DoerExt for D {}

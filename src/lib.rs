@@ -60,6 +60,7 @@ mod error;
 mod ext;
 pub mod logging;
 pub mod redact;
+pub mod retrying;
 pub mod signing;
 pub mod testing;
 
@@ -69,6 +70,7 @@ pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
 pub use ext::DoerExt;
 pub use logging::Logging;
+pub use retrying::Retrying;
 pub use signing::Signing;
 
 #[cfg(feature = "reqwest")]
