@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{Settings, check_uri, redirect, too_large};
+use super::{Settings, check_uri, frame_empty_body, redirect, too_large};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`reqwest::Client`] (feature `reqwest`, on by default).
@@ -86,8 +86,9 @@ impl ReqwestDoer {
     async fn send_once(&self, req: Request) -> Result<Response, Error> {
         let uri = req.uri().clone();
         check_uri(&uri)?;
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let bytes = body.as_bytes().cloned().unwrap_or_default();
+        frame_empty_body(&mut parts, bytes.is_empty());
         let mut rreq = reqwest::Request::try_from(http::Request::from_parts(parts, bytes))
             .map_err(|e| map_error(e, &uri))?;
         if let Some(t) = self.settings.timeout {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Settings, check_uri, redirect, too_large};
+use super::{Settings, check_uri, frame_empty_body, may_have_body, redirect, too_large};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`ureq::Agent`] (feature `ureq`).
@@ -108,9 +108,12 @@ fn blocking_send(
     req: Request,
 ) -> Result<Response, Error> {
     let uri = req.uri().clone();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.clone();
     let bytes = body.as_bytes().cloned().unwrap_or_default();
-    // ureq sends a `Content-Length: 0` for an empty slice; `()` sends no body at all.
+    frame_empty_body(&mut parts, bytes.is_empty());
+    // ureq frames an empty slice with `Content-Length: 0` even on a GET; `()` sends no framing,
+    // and `frame_empty_body` has already added the header where it belongs.
     let result = if bytes.is_empty() {
         run(agent, settings, http::Request::from_parts(parts, ()))
     } else {
@@ -127,7 +130,7 @@ fn blocking_send(
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) && !resp.status().is_informational() {
+    if declared.is_some_and(|len| len > limit) && may_have_body(&method, resp.status()) {
         return Err(too_large(limit, &uri));
     }
     let (parts, mut body) = resp.into_parts();
@@ -200,7 +203,7 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
         }
         U::TooManyRedirects | U::RedirectFailed => ErrorKind::Redirect,
         U::Protocol(_) | U::LargeResponseHeader(..) => after_connect,
-        U::Decompress(..) | U::BodyStalled => ErrorKind::Body,
+        U::BodyStalled => ErrorKind::Body,
         _ => ErrorKind::Other,
     };
     Error::new(kind, e).with_url(uri)

@@ -1,0 +1,4 @@
+//! Loopback servers for the conformance suite.
+
+pub mod faults;
+pub mod server;
