@@ -76,16 +76,18 @@ pub(crate) fn check_uri(uri: &http::Uri) -> Result<(), Error> {
 /// a zero one; Go and curl do, and some servers answer `411 Length Required` without it.
 /// Neither reqwest nor ureq does it on its own, and both backends must send the same thing.
 #[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
-pub(crate) fn frame_empty_body(parts: &mut http::request::Parts, body_is_empty: bool) {
+pub(crate) fn frame_empty_body(
+    method: &http::Method,
+    headers: &mut http::HeaderMap,
+    body_is_empty: bool,
+) {
     use http::{Method, header};
     if body_is_empty
-        && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)
-        && !parts.headers.contains_key(header::CONTENT_LENGTH)
-        && !parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
     {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+        headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
     }
 }
 
@@ -123,7 +125,7 @@ mod tests {
                 req = req.header(name, value);
             }
             let (mut parts, ()) = req.body(()).unwrap().into_parts();
-            frame_empty_body(&mut parts, body_is_empty);
+            frame_empty_body(&parts.method, &mut parts.headers, body_is_empty);
             parts.headers.get(http::header::CONTENT_LENGTH).cloned()
         };
         for method in ["POST", "PUT", "PATCH"] {
