@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, header};
 use http_doer::{Body, Doer, ErrorKind, Request, ReqwestDoer, Response, UreqDoer};
-use support::faults::{Fault, FaultServer, refused_url};
-use support::server::{GZIP_HELLO, TestServer, pattern};
+use support::faults::{self, Fault, refused_url};
+use support::server::{self, GZIP_HELLO, pattern};
 
 /// What the suite needs from a backend besides `Doer`: its constructor and the settings both
 /// backends share.
@@ -112,12 +112,19 @@ async fn error_kind(doer: &impl Doer, url: &str) -> ErrorKind {
     }
 }
 
+/// Asserts that `D::new()` fails with `want` against a server that misbehaves with `fault`.
+async fn assert_fault<D: Backend>(fault: Fault, want: ErrorKind) {
+    let server = faults::start(fault).await;
+    let kind = error_kind(&D::new(), &server.url("/")).await;
+    assert_eq!(kind, want, "{fault:?}");
+}
+
 async fn body_of(resp: Response) -> bytes::Bytes {
     resp.into_body().bytes().await.expect("a buffered body")
 }
 
 async fn every_common_method_reaches_the_server<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let doer = D::new();
     for method in [
         Method::GET,
@@ -148,7 +155,7 @@ async fn every_common_method_reaches_the_server<D: Backend>() {
 }
 
 async fn head_returns_headers_without_a_body<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     // The declared length is that of the GET body; it must not trip the body limit.
     let doer = D::new().max_body_size(10);
     let req = request(Method::HEAD, &server.url("/bytes/5000"), Body::empty());
@@ -159,7 +166,7 @@ async fn head_returns_headers_without_a_body<D: Backend>() {
 }
 
 async fn error_statuses_are_responses<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let doer = D::new();
     for code in [200u16, 204, 404, 500, 503] {
         let resp = get(&doer, &server.url(&format!("/status/{code}"))).await;
@@ -174,7 +181,7 @@ async fn error_statuses_are_responses<D: Backend>() {
 }
 
 async fn headers_round_trip_byte_for_byte<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let sent: Vec<(&str, HeaderValue)> = vec![
         ("x-plain", HeaderValue::from_static("hello")),
         ("x-inner-space", HeaderValue::from_static("a  b\tc")),
@@ -219,7 +226,7 @@ async fn headers_round_trip_byte_for_byte<D: Backend>() {
 }
 
 async fn bodies_round_trip_byte_for_byte<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let doer = D::new();
     let every_byte: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
     let five_mb = pattern(5 * 1024 * 1024);
@@ -241,7 +248,7 @@ async fn bodies_round_trip_byte_for_byte<D: Backend>() {
 /// Neither backend asks for or decodes a `Content-Encoding` on its own: the caller gets the
 /// bytes the server sent, with the headers that describe them.
 async fn encoded_bodies_come_back_as_sent<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let doer = D::new();
     let echo = get(&doer, &server.url("/echo")).await;
     assert!(echo.headers().get("x-echo-accept-encoding").is_none());
@@ -254,7 +261,7 @@ async fn encoded_bodies_come_back_as_sent<D: Backend>() {
 }
 
 async fn body_limit_holds_with_and_without_content_length<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let doer = D::new().max_body_size(1000);
     for path in ["/bytes/1000", "/chunked/1000"] {
         let resp = get(&doer, &server.url(path)).await;
@@ -270,7 +277,7 @@ async fn body_limit_holds_with_and_without_content_length<D: Backend>() {
 }
 
 async fn default_body_limit_is_ten_mib<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let url = server.url(&format!("/chunked/{}", 10 * 1024 * 1024 + 1));
     assert_eq!(error_kind(&D::new(), &url).await, ErrorKind::TooLarge);
 }
@@ -285,34 +292,26 @@ async fn connection_refused_is_connect<D: Backend>() {
 async fn stalled_server_is_timeout<D: Backend>() {
     let doer = D::new().timeout(Some(Duration::from_millis(250)));
     for fault in [Fault::Stall, Fault::StallMidBody] {
-        let server = FaultServer::start(fault).await;
+        let server = faults::start(fault).await;
         let kind = error_kind(&doer, &server.url("/")).await;
         assert_eq!(kind, ErrorKind::Timeout, "{fault:?}");
     }
 }
 
 async fn reset_mid_headers_is_transport<D: Backend>() {
-    let server = FaultServer::start(Fault::ResetMidHeaders).await;
-    let kind = error_kind(&D::new(), &server.url("/")).await;
-    assert_eq!(kind, ErrorKind::Transport);
+    assert_fault::<D>(Fault::ResetMidHeaders, ErrorKind::Transport).await;
 }
 
 async fn reset_mid_body_is_body<D: Backend>() {
-    let server = FaultServer::start(Fault::ResetMidBody).await;
-    let kind = error_kind(&D::new(), &server.url("/")).await;
-    assert_eq!(kind, ErrorKind::Body);
+    assert_fault::<D>(Fault::ResetMidBody, ErrorKind::Body).await;
 }
 
 async fn truncated_body_is_body<D: Backend>() {
-    let server = FaultServer::start(Fault::TruncatedBody).await;
-    let kind = error_kind(&D::new(), &server.url("/")).await;
-    assert_eq!(kind, ErrorKind::Body);
+    assert_fault::<D>(Fault::TruncatedBody, ErrorKind::Body).await;
 }
 
 async fn garbage_is_transport<D: Backend>() {
-    let server = FaultServer::start(Fault::Garbage).await;
-    let kind = error_kind(&D::new(), &server.url("/")).await;
-    assert_eq!(kind, ErrorKind::Transport);
+    assert_fault::<D>(Fault::Garbage, ErrorKind::Transport).await;
 }
 
 async fn relative_or_hostless_url_is_invalid_request<D: Backend>() {
@@ -333,7 +332,7 @@ async fn relative_or_hostless_url_is_invalid_request<D: Backend>() {
 }
 
 async fn redirects_are_followed_up_to_the_limit<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let by_default = D::new();
     let resp = get(&by_default, &server.url("/redirect/10")).await;
     assert_eq!(resp.status(), 200);
@@ -348,7 +347,7 @@ async fn redirects_are_followed_up_to_the_limit<D: Backend>() {
 }
 
 async fn see_other_turns_post_into_get_and_307_keeps_it<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let doer = D::new();
     let post = |status: u16| {
         let mut req = request(
@@ -374,7 +373,7 @@ async fn see_other_turns_post_into_get_and_307_keeps_it<D: Backend>() {
 }
 
 async fn zero_max_redirects_returns_the_redirect<D: Backend>() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let resp = get(&D::new().max_redirects(0), &server.url("/redirect/1")).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(resp.headers()[header::LOCATION], "/redirect/0");
@@ -382,7 +381,7 @@ async fn zero_max_redirects_returns_the_redirect<D: Backend>() {
 
 async fn credentials_stay_on_their_origin<D: Backend>() {
     const SECRETS: [&str; 3] = ["authorization", "cookie", "x-api-key"];
-    let (a, b) = (TestServer::start().await, TestServer::start().await);
+    let (a, b) = (server::start().await, server::start().await);
     let doer = D::new();
     let send = |method: Method, status: u16, target: String| {
         let url = a.url(&format!("/to?status={status}&url={target}"));
@@ -425,7 +424,7 @@ async fn credentials_stay_on_their_origin<D: Backend>() {
 /// Doer contract: ureq's defaults turn a 4xx/5xx into an error and follow redirects themselves.
 #[tokio::test]
 async fn ureq_agent_with_defaults_still_keeps_the_contract() {
-    let server = TestServer::start().await;
+    let server = server::start().await;
     let doer = UreqDoer::with_agent(ureq::Agent::new_with_defaults());
     assert_eq!(get(&doer, &server.url("/status/500")).await.status(), 500);
     let zero = doer.clone().max_redirects(0);

@@ -4,11 +4,10 @@
 //! bytes), then does what its [`Fault`] says. A reset is a real TCP RST: the socket is closed
 //! with `SO_LINGER` set to zero.
 
-use std::net::SocketAddr;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
+
+use super::Loopback;
 
 /// How the server misbehaves.
 #[derive(Clone, Copy, Debug)]
@@ -31,37 +30,9 @@ const HALF_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/pl";
 const SHORT_BODY_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
 const GARBAGE: &[u8] = b"\x00\x01 this is not HTTP at all \xff\xfe\r\n\r\n";
 
-/// A fault server on a free loopback port; stops accepting when dropped.
-pub struct FaultServer {
-    addr: SocketAddr,
-    accept: JoinHandle<()>,
-}
-
-impl FaultServer {
-    /// Starts a server that answers every connection with `fault`.
-    pub async fn start(fault: Fault) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, fault));
-            }
-        });
-        FaultServer { addr, accept }
-    }
-
-    /// The URL of `path` on this server.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for FaultServer {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+/// Starts a server on a free loopback port that answers every connection with `fault`.
+pub async fn start(fault: Fault) -> Loopback {
+    Loopback::serve(move |stream| serve(stream, fault)).await
 }
 
 /// A URL on a loopback port that nothing listens on: the port was bound, then released.

@@ -11,7 +11,6 @@
 //! * `/to?status={s}&url={u}`: status `s` with `Location: u` (`u` is the rest of the query).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -21,44 +20,21 @@ use hyper::header::{CONTENT_ENCODING, HeaderName, HeaderValue, LOCATION};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+
+use super::Loopback;
 
 type ResBody = BoxBody<Bytes, Infallible>;
 
-/// A running server on a free loopback port; stops accepting when dropped.
-pub struct TestServer {
-    addr: SocketAddr,
-    accept: JoinHandle<()>,
-}
-
-impl TestServer {
-    /// Starts a server on `127.0.0.1`, port chosen by the system.
-    pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(route));
-                tokio::spawn(conn);
-            }
-        });
-        TestServer { addr, accept }
-    }
-
-    /// The URL of `path` on this server.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+/// Starts the server on a free loopback port.
+pub async fn start() -> Loopback {
+    Loopback::serve(|stream| async move {
+        let io = TokioIo::new(stream);
+        // An error only means the client went away, which tests do on purpose.
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service_fn(route))
+            .await;
+    })
+    .await
 }
 
 /// "hello", gzip-compressed (a stored deflate block), as `/gzip` sends it.
