@@ -316,10 +316,14 @@ async fn garbage_is_transport<D: Backend>() {
 
 async fn relative_or_hostless_url_is_invalid_request<D: Backend>() {
     let doer = D::new();
+    // `http::Uri` cannot hold a scheme without an authority, but it can hold an empty host.
     for url in [
         "/relative",
+        "//h.test/no-scheme",
         "*",
         "h.test:80",
+        "http://:80/",
+        "http://user@:8080/x",
         "ftp://h.test/file",
         "mailto:a@h.test",
     ] {
