@@ -28,10 +28,9 @@ pub(crate) trait Exchange: Sync {
 /// Sends `req` through `backend`, following up to `max` redirects.
 pub(crate) async fn follow(
     backend: &impl Exchange,
-    req: Request,
+    mut req: Request,
     max: usize,
 ) -> Result<Response, Error> {
-    let mut req = req;
     let mut hops = 0;
     loop {
         let resp = backend.exchange(&req).await?;
