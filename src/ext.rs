@@ -30,6 +30,12 @@ pub trait DoerExt: Doer + Sized {
     {
         Arc::new(self)
     }
+
+    /// Wraps this Doer in a [`Breaker`](crate::Breaker) with its defaults: one circuit per
+    /// host, tripping on 5 failures in a row or a 50 % failure rate, open for 10 s.
+    fn breaker(self) -> crate::Breaker<Self> {
+        crate::Breaker::new(self)
+    }
 }
 
 impl<D: Doer> DoerExt for D {}

@@ -52,6 +52,7 @@
 
 pub mod backend;
 mod body;
+pub mod breaker;
 mod doer;
 mod error;
 mod ext;
@@ -59,6 +60,7 @@ pub mod redact;
 pub mod testing;
 
 pub use body::Body;
+pub use breaker::Breaker;
 pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
 pub use ext::DoerExt;
