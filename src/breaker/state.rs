@@ -103,7 +103,8 @@ pub struct Snapshot {
     pub window_successes: u64,
     /// Failures within the rolling window (closed state).
     pub window_failures: u64,
-    /// Probes in flight (half-open state).
+    /// Half-open probes still in flight, including those of an earlier half-open period
+    /// (each holds its slot until it returns, is dropped, or times out).
     pub probes_in_flight: u32,
     /// When open: how long until a probe is let through.
     pub retry_after: Option<Duration>,
@@ -152,11 +153,26 @@ struct Core {
     open_until: Instant,
     /// Failed half-open periods in a row, for a growing open duration.
     reopens: u32,
-    /// Probes in flight: id and start.
+    /// Probes in flight, of this generation or an earlier one: id and start. A probe holds
+    /// its slot until it returns, is dropped, or times out, even if the circuit has reopened
+    /// since, so the host never sees more than the allowed number of probes at once.
     probes: Vec<(u64, Instant)>,
     probe_successes: u32,
     next_probe: u64,
     counts: Counts,
+}
+
+impl Core {
+    /// Frees probe `id`'s slot; false if it had none left (abandoned after the timeout).
+    fn remove_probe(&mut self, id: u64) -> bool {
+        match self.probes.iter().position(|&(p, _)| p == id) {
+            Some(slot) => {
+                self.probes.swap_remove(slot);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 fn pack(generation: u64, state: State) -> u64 {
@@ -280,7 +296,13 @@ impl Circuit {
         events: &Events,
     ) {
         let mut core = self.lock();
-        if core.generation != ticket.generation {
+        // A probe gives its slot back whatever its generation (see `Core::probes`).
+        let held_slot = match ticket.probe {
+            Some(id) => core.remove_probe(id),
+            None => true,
+        };
+        if core.generation != ticket.generation || !held_slot {
+            // From an older generation, or a probe abandoned after the probe timeout.
             core.counts.late += 1;
             return;
         }
@@ -302,28 +324,20 @@ impl Circuit {
                 }
                 Outcome::Ignored => core.counts.ignored += 1,
             },
-            (State::HalfOpen, Some(id)) => {
-                let Some(slot) = core.probes.iter().position(|&(p, _)| p == id) else {
-                    // Abandoned after the probe timeout; its slot went to another probe.
-                    core.counts.late += 1;
-                    return;
-                };
-                core.probes.swap_remove(slot);
-                match outcome {
-                    Outcome::Success => {
-                        core.counts.successes += 1;
-                        core.probe_successes += 1;
-                        if core.probe_successes >= policy.half_open_probes.max(1) {
-                            self.set_state(&mut core, State::Closed, now, policy, events);
-                        }
+            (State::HalfOpen, Some(_)) => match outcome {
+                Outcome::Success => {
+                    core.counts.successes += 1;
+                    core.probe_successes += 1;
+                    if core.probe_successes >= policy.half_open_probes.max(1) {
+                        self.set_state(&mut core, State::Closed, now, policy, events);
                     }
-                    Outcome::Failure => {
-                        core.counts.failures += 1;
-                        self.set_state(&mut core, State::Open, now, policy, events);
-                    }
-                    Outcome::Ignored => core.counts.ignored += 1,
                 }
-            }
+                Outcome::Failure => {
+                    core.counts.failures += 1;
+                    self.set_state(&mut core, State::Open, now, policy, events);
+                }
+                Outcome::Ignored => core.counts.ignored += 1,
+            },
             // Tickets are only issued in closed or half-open, and every change of state
             // starts a new generation, so this is an outcome from another generation.
             _ => core.counts.late += 1,
@@ -337,10 +351,7 @@ impl Circuit {
     pub(crate) fn cancel(&self, ticket: Ticket) {
         self.cancelled.fetch_add(1, Ordering::Relaxed);
         if let Some(id) = ticket.probe {
-            let mut core = self.lock();
-            if core.generation == ticket.generation {
-                core.probes.retain(|&(p, _)| p != id);
-            }
+            self.lock().remove_probe(id);
         }
     }
 
@@ -416,7 +427,6 @@ impl Circuit {
         let from = core.state;
         core.generation += 1;
         core.state = to;
-        core.probes.clear();
         core.probe_successes = 0;
         match to {
             State::Open => {
