@@ -614,6 +614,33 @@ async fn one_circuit_per_origin_by_default_or_per_custom_key() {
     assert_eq!(by_api.state("orders"), State::Open);
 }
 
+#[tokio::test(start_paused = true)]
+async fn circuits_never_mix_between_breakers_hosts_or_spellings_on_one_thread() {
+    let host = Host::default();
+    let one = host.clone().breaker().consecutive_failures(1);
+    let two = host.clone().breaker().consecutive_failures(1);
+    let url = |u: &str| http::Request::get(u).body(Body::empty()).unwrap();
+    host.set_down(true);
+    // Alternate breakers and hosts on this one thread.
+    assert_eq!(status(&one, url("https://a.test/")).await, 503);
+    assert_eq!(status(&two, url("https://b.test/")).await, 503);
+    host.set_down(false);
+    assert_eq!(status(&one, url("https://b.test/")).await, 200);
+    assert_eq!(status(&two, url("https://a.test/")).await, 200);
+    assert!(one.execute(url("https://a.test/")).await.is_err());
+    assert!(two.execute(url("https://b.test/")).await.is_err());
+    // Other spellings of an origin, userinfo included, find the same circuit.
+    for spelling in ["https://A.TEST:443/x", "https://u:pw@a.test/", "https://a.test/"] {
+        let err = one.execute(url(spelling)).await.unwrap_err();
+        assert!(err.is_breaker_open(), "{spelling}");
+    }
+    assert_eq!(one.state("https://a.test"), State::Open);
+    assert_eq!(one.state("https://b.test"), State::Closed);
+    assert_eq!(two.state("https://a.test"), State::Closed);
+    assert_eq!(two.state("https://b.test"), State::Open);
+    assert_eq!(one.snapshot("https://a.test").unwrap().counts.rejected, 4);
+}
+
 // ---- hook and tracing --------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]

@@ -7,6 +7,7 @@
 //! once, in order, never two at a time, and may read the breaker.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use super::state::State;
@@ -31,6 +32,9 @@ pub(crate) type Hook = Arc<dyn Fn(&StateChange) + Send + Sync>;
 pub(crate) struct Events {
     hook: Option<Hook>,
     queue: Mutex<VecDeque<StateChange>>,
+    /// Length of `queue`, readable without its lock: almost every call finds it at zero and
+    /// leaves without touching a shared lock.
+    queued: AtomicUsize,
     delivering: Mutex<()>,
 }
 
@@ -44,19 +48,37 @@ impl Events {
         Events {
             hook,
             queue: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
             delivering: Mutex::new(()),
         }
     }
 
     /// Queues a change; called under the circuit's lock so the queue keeps the real order.
     pub(crate) fn push(&self, change: StateChange) {
-        lock(&self.queue).push_back(change);
+        let mut queue = lock(&self.queue);
+        queue.push_back(change);
+        self.queued.store(queue.len(), Ordering::Release);
+    }
+
+    fn pop(&self) -> Option<StateChange> {
+        let mut queue = lock(&self.queue);
+        let change = queue.pop_front();
+        self.queued.store(queue.len(), Ordering::Release);
+        change
     }
 
     /// Delivers queued changes, unless another thread is already doing it; called with no
     /// circuit lock held.
     pub(crate) fn deliver(&self) {
+        // The thread that queued a change sees its own store; others' changes are delivered
+        // by their own threads.
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return;
+        }
         loop {
+            // Pairs with the fence after the unlock below: either this thread sees the lock
+            // free, or its holder sees this thread's change in `queued`.
+            fence(Ordering::SeqCst);
             let guard = match self.delivering.try_lock() {
                 Ok(guard) => guard,
                 Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -64,7 +86,7 @@ impl Events {
                 // letting go (below).
                 Err(TryLockError::WouldBlock) => return,
             };
-            while let Some(change) = lock(&self.queue).pop_front() {
+            while let Some(change) = self.pop() {
                 emit(&change);
                 if let Some(hook) = &self.hook {
                     hook(&change);
@@ -73,7 +95,8 @@ impl Events {
             drop(guard);
             // A change pushed after the last pop but before the unlock found the delivery lock
             // taken and left; look again so it is not stranded.
-            if lock(&self.queue).is_empty() {
+            fence(Ordering::SeqCst);
+            if self.queued.load(Ordering::Acquire) == 0 {
                 return;
             }
         }

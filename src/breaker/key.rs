@@ -1,6 +1,5 @@
 //! Which circuit a request belongs to.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::Request;
@@ -23,32 +22,83 @@ pub(crate) type KeyFn = Arc<dyn Fn(&Request) -> String + Send + Sync>;
 /// assert_eq!(host_key(&uri), "http://api.test:8080");
 /// ```
 pub fn host_key(uri: &http::Uri) -> String {
-    let Some(host) = uri.host() else {
-        return String::new();
-    };
-    let scheme = uri.scheme_str().unwrap_or("");
-    let mut key = String::with_capacity(scheme.len() + 3 + host.len() + 6);
-    for c in scheme.chars() {
-        key.push(c.to_ascii_lowercase());
-    }
-    key.push_str("://");
-    for c in host.chars() {
-        key.push(c.to_ascii_lowercase());
-    }
-    if let Some(port) = uri.port_u16() {
-        let default = if scheme.eq_ignore_ascii_case("http") {
-            Some(80)
-        } else if scheme.eq_ignore_ascii_case("https") {
-            Some(443)
-        } else {
-            None
-        };
-        if default != Some(port) {
-            // Writing to a String cannot fail.
-            let _ = write!(key, ":{port}");
-        }
-    }
+    let mut key = String::new();
+    write_host_key(uri, &mut key);
     key
+}
+
+/// Writes [`host_key`] of `uri` to `out`.
+///
+/// Works on the bytes of the authority, which `http` has already validated (ASCII, at most
+/// one port): its own `host()` and `port_u16()` parse it again on every call and cost several
+/// times more than the rest of a closed-state call.
+fn write_host_key(uri: &http::Uri, out: &mut String) {
+    let Some(authority) = uri.authority() else {
+        return;
+    };
+    let raw = authority.as_str();
+    let host_port = match raw.bytes().rposition(|b| b == b'@') {
+        Some(at) => &raw[at + 1..],
+        None => raw,
+    };
+    // The port follows the last ':' unless that ':' is inside an IPv6 literal.
+    let (host, port) = match host_port.bytes().rposition(|b| b == b':') {
+        Some(at) if !host_port[at..].contains(']') => (&host_port[..at], &host_port[at + 1..]),
+        _ => (host_port, ""),
+    };
+    if host.is_empty() {
+        return;
+    }
+    let scheme = uri.scheme_str().unwrap_or("");
+    push_lower(out, scheme);
+    out.push_str("://");
+    push_lower(out, host);
+    let Some(port) = parse_port(port) else {
+        return;
+    };
+    let default = if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else {
+        None
+    };
+    if default != Some(port) {
+        out.push(':');
+        // By hand: the formatting machinery costs more than the rest of the key.
+        let mut digits = [0u8; 5];
+        let mut n = port;
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    }
+}
+
+/// A port's digits as a number (`080` is 80); `None` when there is no port.
+fn parse_port(digits: &str) -> Option<u16> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.bytes().try_fold(0u16, |n, b| {
+        b.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u16::from(b - b'0')))
+            .flatten()
+    })
+}
+
+fn push_lower(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        out.push_str(s);
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +125,20 @@ mod tests {
     fn schemes_and_ports_make_different_circuits() {
         assert_ne!(key("http://h.test/"), key("https://h.test/"));
         assert_ne!(key("http://h.test:1/"), key("http://h.test:2/"));
+    }
+
+    #[test]
+    fn odd_but_valid_ports() {
+        assert_eq!(key("http://h.test:080/"), "http://h.test");
+        assert_eq!(key("http://h.test:0/"), "http://h.test:0");
+        assert_eq!(key("http://h.test:/"), "http://h.test");
+        assert_eq!(key("https://[::1]:443/"), "https://[::1]");
+        assert_eq!(key("https://[::1]/"), "https://[::1]");
+        assert_eq!(key("ftp://h.test:21/"), "ftp://h.test:21");
+        assert_eq!(
+            key("http://u:p@h.test:8080@x/"),
+            key("http://h.test:8080@x/")
+        );
     }
 
     #[test]

@@ -13,8 +13,10 @@ mod policy;
 mod stale;
 mod state;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -139,6 +141,8 @@ struct Config {
 }
 
 struct Shared {
+    /// Unique per `Shared`, for the per-thread circuit cache.
+    id: u64,
     config: Config,
     events: Events,
     stale: Option<StaleCache>,
@@ -147,7 +151,9 @@ struct Shared {
 
 impl Shared {
     fn new(config: Config) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             events: Events::new(config.hook.clone()),
             stale: config.stale.clone().map(StaleCache::new),
             circuits: RwLock::new(HashMap::new()),
@@ -167,10 +173,63 @@ impl Shared {
         map.get(key).cloned()
     }
 
-    fn circuit(&self, key: String, now: Instant) -> Arc<Circuit> {
-        if let Some(circuit) = self.find(&key) {
-            return circuit;
+    /// The circuit of `req`, created if needed.
+    fn circuit_for(&self, req: &Request) -> Arc<Circuit> {
+        if self.config.key_fn.is_some() {
+            let key = self.key_for(req);
+            return self.find(&key).unwrap_or_else(|| self.insert(key));
         }
+        // The last circuit this thread used, and the scheme and authority, as written, of the
+        // request that found it. A thread usually calls the same host again, and then neither
+        // the key, nor the shared map's lock, nor a SipHash of the key is needed. The cached
+        // `Arc` keeps the circuit in the map (only circuits nobody else holds are evicted), so
+        // the cache cannot go stale. An authority with userinfo (a credential) is not cached.
+        struct Last {
+            breaker: u64,
+            scheme: String,
+            authority: String,
+            circuit: Option<Arc<Circuit>>,
+        }
+        thread_local! {
+            static LAST: RefCell<Last> = const {
+                RefCell::new(Last {
+                    breaker: 0,
+                    scheme: String::new(),
+                    authority: String::new(),
+                    circuit: None,
+                })
+            };
+        }
+        let uri = req.uri();
+        let scheme = uri.scheme_str().unwrap_or("");
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        LAST.with(|last| {
+            let Ok(mut last) = last.try_borrow_mut() else {
+                // Not reachable (nothing runs while it is borrowed), but never worth a panic.
+                let key = host_key(uri);
+                return self.find(&key).unwrap_or_else(|| self.insert(key));
+            };
+            if let Some(circuit) = &last.circuit
+                && last.breaker == self.id
+                && last.scheme == scheme
+                && last.authority == authority
+            {
+                return circuit.clone();
+            }
+            let key = host_key(uri);
+            let circuit = self.find(&key).unwrap_or_else(|| self.insert(key));
+            let last = &mut *last;
+            last.circuit = (!authority.contains('@')).then(|| circuit.clone());
+            last.breaker = self.id;
+            last.scheme.clear();
+            last.scheme.push_str(scheme);
+            last.authority.clear();
+            last.authority.push_str(authority);
+            circuit
+        })
+    }
+
+    fn insert(&self, key: String) -> Arc<Circuit> {
         let mut map = self.circuits.write().unwrap_or_else(|p| p.into_inner());
         if let Some(circuit) = map.get(key.as_str()) {
             return circuit.clone();
@@ -179,7 +238,11 @@ impl Shared {
             // Only the map holds an idle circuit; a closed one loses little when dropped.
             map.retain(|_, c| Arc::strong_count(c) > 1 || c.quick_state() != State::Closed);
         }
-        let circuit = Arc::new(Circuit::new(Arc::from(key), now, &self.config.policy));
+        let circuit = Arc::new(Circuit::new(
+            Arc::from(key),
+            Instant::now(),
+            &self.config.policy,
+        ));
         map.insert(circuit.key().clone(), circuit.clone());
         circuit
     }
@@ -401,14 +464,13 @@ impl<D: Doer> Doer for Breaker<D> {
     async fn execute(&self, mut req: Request) -> Result<Response, Error> {
         let shared = &*self.shared;
         let policy = &shared.config.policy;
-        let now = Instant::now();
-        let circuit = shared.circuit(shared.key_for(&req), now);
+        let circuit = shared.circuit_for(&req);
         let lookup = shared.stale.as_ref().and_then(|s| s.lookup(&req));
-        let ticket = match circuit.admit(now, policy, &shared.events) {
+        let ticket = match circuit.admit(policy, &shared.events) {
             Admission::Admitted(ticket) => ticket,
             Admission::Rejected(wait) => {
                 if let (Some(cache), Some(lookup)) = (&shared.stale, &lookup)
-                    && let Some(resp) = cache.get(lookup, now, StaleReason::Rejected)
+                    && let Some(resp) = cache.get(lookup, Instant::now(), StaleReason::Rejected)
                 {
                     tracing::debug!(
                         target: "http_doer::breaker",

@@ -114,7 +114,7 @@ impl Policy {
 #[derive(Debug)]
 pub(crate) struct Window {
     origin: Instant,
-    bucket_nanos: u128,
+    bucket_nanos: u64,
     buckets: [Bucket; BUCKETS],
 }
 
@@ -128,7 +128,8 @@ struct Bucket {
 impl Window {
     pub(crate) fn new(origin: Instant, length: Duration) -> Self {
         // A zero window would divide by zero; one microsecond per bucket is the floor.
-        let bucket_nanos = (length.as_nanos() / BUCKETS as u128).max(1_000);
+        let per_bucket = length.as_nanos() / BUCKETS as u128;
+        let bucket_nanos = u64::try_from(per_bucket).unwrap_or(u64::MAX).max(1_000);
         Window {
             origin,
             bucket_nanos,
@@ -137,8 +138,9 @@ impl Window {
     }
 
     fn epoch(&self, now: Instant) -> u64 {
+        // u64 nanoseconds cover 584 years, and a u64 division is much cheaper than a u128 one.
         let since = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(since / self.bucket_nanos).unwrap_or(u64::MAX)
+        u64::try_from(since).unwrap_or(u64::MAX) / self.bucket_nanos
     }
 
     /// Counts one outcome at `now`.

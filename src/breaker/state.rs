@@ -227,8 +227,9 @@ impl Circuit {
         u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Decides whether a call may go through now.
-    pub(crate) fn admit(&self, now: Instant, policy: &Policy, events: &Events) -> Admission {
+    /// Decides whether a call may go through now. A closed circuit admits without reading the
+    /// clock.
+    pub(crate) fn admit(&self, policy: &Policy, events: &Events) -> Admission {
         let word = self.word.load(Ordering::Acquire);
         match State::from_code(word) {
             State::Closed => {
@@ -239,7 +240,7 @@ impl Circuit {
             }
             State::Open => {
                 let until = self.open_until.load(Ordering::Acquire);
-                let at = self.nanos(now);
+                let at = self.nanos(Instant::now());
                 if at < until {
                     self.rejected.fetch_add(1, Ordering::Relaxed);
                     return Admission::Rejected(Duration::from_nanos(until - at));
@@ -247,6 +248,7 @@ impl Circuit {
             }
             State::HalfOpen => {}
         }
+        let now = Instant::now();
         let mut core = self.lock();
         self.refresh(&mut core, now, policy, events);
         let admission = match core.state {
