@@ -630,7 +630,11 @@ async fn circuits_never_mix_between_breakers_hosts_or_spellings_on_one_thread() 
     assert!(one.execute(url("https://a.test/")).await.is_err());
     assert!(two.execute(url("https://b.test/")).await.is_err());
     // Other spellings of an origin, userinfo included, find the same circuit.
-    for spelling in ["https://A.TEST:443/x", "https://u:pw@a.test/", "https://a.test/"] {
+    for spelling in [
+        "https://A.TEST:443/x",
+        "https://u:pw@a.test/",
+        "https://a.test/",
+    ] {
         let err = one.execute(url(spelling)).await.unwrap_err();
         assert!(err.is_breaker_open(), "{spelling}");
     }

@@ -1,10 +1,52 @@
 //! [`Breaker`]: a circuit breaker per host that can answer with the last good response.
 //!
-//! * [`state`](State): closed, open, half-open, with generations;
-//! * [policy](DEFAULT_CONSECUTIVE_FAILURES): when to trip, how long to stay open, how to probe;
+//! * [`State`]: closed, open, half-open, with generations; [`Snapshot`] and [`Counts`] to
+//!   read them; [`StateChange`] for the hook;
+//! * the policy: when to trip, how long to stay open, how to probe (the `DEFAULT_*` constants);
 //! * [`Outcome`] and [`default_outcome`]: what counts as a failure;
-//! * [`ServeStale`]: the fallback that answers with the last good response;
-//! * [`host_key`]: one circuit per origin, by default.
+//! * [`ServeStale`]: the fallback that answers with the last good response, marked
+//!   [`ServedStale`];
+//! * [`host_key`]: one circuit per origin, by default;
+//! * request extensions: [`NoStale`] (steering), [`Probe`] (set on half-open probes).
+//!
+//! # Defaults, and how they compare
+//!
+//! | setting | http-doer | gobreaker | resilience4j | Polly / .NET | retter |
+//! |---|---|---|---|---|---|
+//! | trips on failures in a row | [5](DEFAULT_CONSECUTIVE_FAILURES) (the 5th) | more than 5 (the 6th) | - | - | more than 5 |
+//! | failure ratio | [0.5](DEFAULT_FAILURE_RATIO) | - | 50 % | 0.1 | 0.66 |
+//! | minimum calls for the ratio | [20](DEFAULT_MIN_CALLS) | - | 100 | 100 | 5 |
+//! | window | [30 s](DEFAULT_WINDOW), rolling, 10 buckets | none: counts since the last change (`Interval` 0) | last 100 calls | 30 s | 10 s, fixed |
+//! | open for | [10 s](DEFAULT_OPEN_DURATION), optional growth | 60 s | 60 s | 5 s | 60 s |
+//! | half-open probes | [1](DEFAULT_HALF_OPEN_PROBES) | 1 | 10 | 1 | 1 |
+//! | probe timeout | [30 s](DEFAULT_PROBE_TIMEOUT) | none | none (`maxWaitDurationInHalfOpenState` 0) | none | none |
+//! | scope | per origin | per instance | per instance | per pipeline | per URL path |
+//!
+//! Why: five failures in a row is the common rule and catches a dead host in any traffic.
+//! The ratio catches a host that fails every other call (half the instances behind a load
+//! balancer down), which never produces five in a row; 0.5 is resilience4j's threshold, while
+//! .NET's 0.1 cuts off a host that still serves 90 % of calls and retter's 0.66 over 5 calls
+//! trips on noise. The minimum of 20 (not 100) is because a per-host breaker sees one host's
+//! traffic only. 10 s open sits between .NET's 5 s and the 60 s of gobreaker and
+//! resilience4j: a single probe every 10 s costs a dead host nothing, and a blip does not cut a
+//! host off for a minute. One probe, as gobreaker and .NET, so a recovering host is not hit by
+//! a burst. A probe timeout, which none of the others has by default, so that one hung probe
+//! cannot keep the circuit half-open for ever.
+//!
+//! # What it does that the others do not
+//!
+//! * Every probe holds its slot until it returns, is dropped or times out, even across
+//!   half-open periods, so the host never sees more than the allowed probes at once.
+//! * A call dropped by its caller counts as neither success nor failure, and frees its probe
+//!   slot at once (gobreaker counts a panic as a failure and has no notion of cancellation).
+//! * The hook runs outside the circuit's lock, once per change and in order, and may read the
+//!   breaker (gobreaker calls it under its mutex).
+//! * The refusal says when to come back ([`Error::retry_after`]), as .NET's
+//!   `BrokenCircuitException.RetryAfter` does.
+//! * The serve-stale cache is keyed on the credentials (hashed), bounded, and never stores
+//!   `Set-Cookie`; retter keys its cache on the path and three session-cookie names only, so
+//!   two users with different `Authorization` headers share answers, and its maps of breakers
+//!   and answers are unguarded and unbounded.
 
 mod classify;
 mod events;

@@ -1,16 +1,6 @@
 //! When a circuit trips, for how long it stays open, and how it probes: the policy, its
-//! defaults, and the rolling window of outcomes.
-//!
-//! The defaults, and why (see the README for the comparison with other libraries):
-//!
-//! | setting | default | gobreaker | resilience4j | Polly / .NET | retter |
-//! |---|---|---|---|---|---|
-//! | consecutive failures | 5 | more than 5 | - | - | more than 5 |
-//! | failure ratio | 0.5 | - | 50 % | 0.1 | 0.66 |
-//! | minimum calls | 20 | - | 100 | 100 | 5 |
-//! | window | 30 s | none (counts cleared every `Interval`, 0 = never) | last 100 calls | 30 s | 10 s |
-//! | open for | 10 s | 60 s | 60 s | 5 s | 60 s |
-//! | half-open probes | 1 | 1 | 10 | 1 | 1 |
+//! defaults (compared with other libraries in the [module docs](super)), and the rolling window
+//! of outcomes.
 
 use std::time::Duration;
 

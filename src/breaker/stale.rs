@@ -48,6 +48,12 @@ pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// A served copy carries the whole stored body, an `Age` header (seconds since it was received,
 /// plus the `Age` it came with), and the [`ServedStale`] extension.
 ///
+/// The key is made from the request as it reaches the breaker. Credentials added by a layer
+/// *inside* the breaker (a `Signing` decorator placed after it) are not part of it:
+/// that is fine when the stack acts for one identity, as an SDK client usually does. If one
+/// stack signs for several identities, put the signer outside the breaker, or name a header
+/// that tells them apart with [`key_header`](Self::key_header), or do not use serve-stale.
+///
 /// ```
 /// use std::time::Duration;
 /// use http_doer::breaker::ServeStale;
