@@ -50,11 +50,18 @@ fn current_thread() -> Runtime {
 
 /// Time for each of `threads` threads to make `iters` calls at the same time (the slowest).
 fn run_threads(doer: &Arc<dyn Doer>, uri: &http::Uri, threads: usize, iters: u64) -> Duration {
-    let barrier = Barrier::new(threads);
+    run_threads_on(doer, &vec![uri.clone(); threads], iters)
+}
+
+/// As [`run_threads`], one thread per URI.
+fn run_threads_on(doer: &Arc<dyn Doer>, uris: &[http::Uri], iters: u64) -> Duration {
+    let barrier = Barrier::new(uris.len());
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
+        let handles: Vec<_> = uris
+            .iter()
+            .map(|uri| {
+                let barrier = &barrier;
+                s.spawn(move || {
                     let rt = current_thread();
                     barrier.wait();
                     rt.block_on(async {
@@ -223,11 +230,11 @@ fn down_backend(c: &mut Criterion) {
 
 // ---- report --------------------------------------------------------------------------------------
 
-fn per_call_ns(doer: Arc<dyn Doer>, threads: usize, calls: u64) -> f64 {
-    let uri: http::Uri = "http://api.test/items".parse().unwrap();
-    // Best of three, to see through other processes on a shared machine.
-    (0..3)
-        .map(|_| run_threads(&doer, &uri, threads, calls).as_nanos() as f64 / calls as f64)
+fn per_call_ns(doer: Arc<dyn Doer>, uris: &[&str], calls: u64) -> f64 {
+    let uris: Vec<http::Uri> = uris.iter().map(|u| u.parse().unwrap()).collect();
+    // Best of five, to see through other processes on a shared machine.
+    (0..5)
+        .map(|_| run_threads_on(&doer, &uris, calls).as_nanos() as f64 / calls as f64)
         .fold(f64::INFINITY, f64::min)
 }
 
@@ -284,14 +291,19 @@ async fn load(doer: Arc<dyn Doer>, backend: &Backend, callers: usize, each: usiz
 
 fn report() {
     println!("\n=== breaker report (2 shared cores: noisy) ===");
-    println!("closed-state cost per call over an instant Doer (best of 3 runs of 200k calls):");
+    println!("closed-state cost per call over an instant Doer (best of 5 runs of 200k calls):");
     let calls = 200_000;
-    for threads in [1usize, 2] {
-        let bare = per_call_ns(Arc::new(Instantly), threads, calls);
-        let breaker = per_call_ns(Arc::new(Instantly.breaker()), threads, calls);
+    let (a, b) = ("http://a.test/items", "http://b.test/items");
+    for (what, uris) in [
+        ("1 thread", &[a][..]),
+        ("2 threads, same host", &[a, a][..]),
+        ("2 threads, one host each", &[a, b][..]),
+    ] {
+        let bare = per_call_ns(Arc::new(Instantly), uris, calls);
+        let breaker = per_call_ns(Arc::new(Instantly.breaker()), uris, calls);
         println!(
-            "  {threads} thread(s), same host: bare {bare:.0} ns, breaker {breaker:.0} ns, \
-             overhead {:.0} ns/call ({:.2}x)",
+            "  {what:<25} bare {bare:>4.0} ns, breaker {breaker:>4.0} ns: \
+             overhead {:>4.0} ns/call ({:.2}x)",
             breaker - bare,
             breaker / bare
         );

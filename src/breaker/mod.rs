@@ -54,6 +54,7 @@ mod key;
 mod policy;
 mod stale;
 mod state;
+mod tally;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -5,8 +5,9 @@
 //! rule): a slow call started before the circuit opened cannot close it, or trip it again.
 //!
 //! Admitting a call into a closed circuit, and rejecting one at an open circuit before its
-//! deadline, read two atomics and take no lock; everything else (recording an outcome,
-//! changing state, probing) takes the circuit's short lock.
+//! deadline, read two atomics and take no lock; a closed-state success or ignored outcome takes
+//! only the calling thread's stripe lock (see `tally`); everything else (failures, changes of
+//! state, probes) takes the circuit's short lock.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +18,8 @@ use tokio::time::Instant;
 
 use super::classify::Outcome;
 use super::events::{Events, StateChange};
-use super::policy::{Policy, Window};
+use super::policy::Policy;
+use super::tally::{Padded, Tally};
 
 /// The state of a circuit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,22 +136,27 @@ impl Ticket {
 }
 
 pub(crate) struct Circuit {
+    /// Read by every call, written only at a change of state: on lines of its own, away from
+    /// the `Arc`'s reference count and the locks.
+    hot: Padded<Hot>,
+    tally: Tally,
+    core: Padded<Mutex<Core>>,
     key: Arc<str>,
     origin: Instant,
+    rejected: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+struct Hot {
     /// `generation << 2 | state`, written under `core`'s lock, read without it.
     word: AtomicU64,
     /// When open: the end of the open period, in nanoseconds since `origin`.
     open_until: AtomicU64,
-    rejected: AtomicU64,
-    cancelled: AtomicU64,
-    core: Mutex<Core>,
 }
 
 struct Core {
     state: State,
     generation: u64,
-    consecutive: u32,
-    window: Window,
     open_until: Instant,
     /// Failed half-open periods in a row, for a growing open duration.
     reopens: u32,
@@ -187,24 +194,25 @@ fn deadline(start: Instant, d: Duration) -> Option<Instant> {
 impl Circuit {
     pub(crate) fn new(key: Arc<str>, now: Instant, policy: &Policy) -> Self {
         Circuit {
+            hot: Padded(Hot {
+                word: AtomicU64::new(pack(0, State::Closed)),
+                open_until: AtomicU64::new(0),
+            }),
+            tally: Tally::new(now, policy.window),
             key,
             origin: now,
-            word: AtomicU64::new(pack(0, State::Closed)),
-            open_until: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
-            core: Mutex::new(Core {
+            core: Padded(Mutex::new(Core {
                 state: State::Closed,
                 generation: 0,
-                consecutive: 0,
-                window: Window::new(now, policy.window),
                 open_until: now,
                 reopens: 0,
                 probes: Vec::new(),
                 probe_successes: 0,
                 next_probe: 0,
                 counts: Counts::default(),
-            }),
+            })),
         }
     }
 
@@ -214,7 +222,7 @@ impl Circuit {
 
     /// The state as last written, without applying the passage of time; cheap.
     pub(crate) fn quick_state(&self) -> State {
-        State::from_code(self.word.load(Ordering::Acquire))
+        State::from_code(self.hot.word.load(Ordering::Acquire))
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -230,7 +238,7 @@ impl Circuit {
     /// Decides whether a call may go through now. A closed circuit admits without reading the
     /// clock.
     pub(crate) fn admit(&self, policy: &Policy, events: &Events) -> Admission {
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         match State::from_code(word) {
             State::Closed => {
                 return Admission::Admitted(Ticket {
@@ -239,7 +247,7 @@ impl Circuit {
                 });
             }
             State::Open => {
-                let until = self.open_until.load(Ordering::Acquire);
+                let until = self.hot.open_until.load(Ordering::Acquire);
                 let at = self.nanos(Instant::now());
                 if at < until {
                     self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -297,6 +305,20 @@ impl Circuit {
         policy: &Policy,
         events: &Events,
     ) {
+        if ticket.probe.is_none() {
+            // The common case: no circuit lock (see `tally`).
+            match outcome {
+                Outcome::Success => {
+                    self.tally.success(ticket.generation, now);
+                    return;
+                }
+                Outcome::Ignored => {
+                    self.tally.ignored(ticket.generation);
+                    return;
+                }
+                Outcome::Failure => {}
+            }
+        }
         let mut core = self.lock();
         // A probe gives its slot back whatever its generation (see `Core::probes`).
         let held_slot = match ticket.probe {
@@ -309,23 +331,13 @@ impl Circuit {
             return;
         }
         match (core.state, ticket.probe) {
-            (State::Closed, None) => match outcome {
-                Outcome::Success => {
-                    core.counts.successes += 1;
-                    core.consecutive = 0;
-                    core.window.record(now, false);
+            // Only failures get here in closed state.
+            (State::Closed, None) => {
+                let (consecutive, ok, failed) = self.tally.failure(core.generation, now);
+                if policy.should_trip(consecutive, ok, failed) {
+                    self.set_state(&mut core, State::Open, now, policy, events);
                 }
-                Outcome::Failure => {
-                    core.counts.failures += 1;
-                    core.consecutive = core.consecutive.saturating_add(1);
-                    core.window.record(now, true);
-                    let (ok, failed) = core.window.totals(now);
-                    if policy.should_trip(core.consecutive, ok, failed) {
-                        self.set_state(&mut core, State::Open, now, policy, events);
-                    }
-                }
-                Outcome::Ignored => core.counts.ignored += 1,
-            },
+            }
             (State::HalfOpen, Some(_)) => match outcome {
                 Outcome::Success => {
                     core.counts.successes += 1;
@@ -370,21 +382,26 @@ impl Circuit {
     pub(crate) fn snapshot(&self, now: Instant, policy: &Policy, events: &Events) -> Snapshot {
         let mut core = self.lock();
         self.refresh(&mut core, now, policy, events);
-        let (window_successes, window_failures) = core.window.totals(now);
+        let (window_successes, window_failures) = self.tally.window(now);
+        let lifetime = self.tally.lifetime();
         let snapshot = Snapshot {
             key: self.key.clone(),
             state: core.state,
             generation: core.generation,
-            consecutive_failures: core.consecutive,
+            consecutive_failures: self.tally.consecutive(core.generation),
             window_successes,
             window_failures,
             probes_in_flight: core.probes.len() as u32,
             retry_after: (core.state == State::Open)
                 .then(|| core.open_until.saturating_duration_since(now)),
             counts: Counts {
+                successes: core.counts.successes + lifetime.successes,
+                failures: core.counts.failures + lifetime.failures,
+                ignored: core.counts.ignored + lifetime.ignored,
+                late: core.counts.late + lifetime.late,
                 rejected: self.rejected.load(Ordering::Relaxed),
                 cancelled: self.cancelled.load(Ordering::Relaxed),
-                ..core.counts
+                abandoned_probes: core.counts.abandoned_probes,
             },
         };
         drop(core);
@@ -439,19 +456,18 @@ impl Circuit {
                 // Far enough to mean "until further notice" if the sum overflows.
                 core.open_until = deadline(now, open_for)
                     .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
-                self.open_until
+                self.hot
+                    .open_until
                     .store(self.nanos(core.open_until), Ordering::Release);
-                core.consecutive = 0;
-                core.window.clear();
             }
             State::HalfOpen => {}
-            State::Closed => {
-                core.reopens = 0;
-                core.consecutive = 0;
-                core.window.clear();
-            }
+            State::Closed => core.reopens = 0,
         }
-        self.word
+        // Before the new state is published, so no call of the new generation can find a
+        // stripe still in the old one.
+        self.tally.reset(core.generation);
+        self.hot
+            .word
             .store(pack(core.generation, to), Ordering::Release);
         events.push(StateChange {
             key: self.key.clone(),
