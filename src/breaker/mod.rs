@@ -124,8 +124,11 @@ pub struct Probe;
 /// generation, and outcomes of calls begun in an older generation are not counted (as in
 /// gobreaker): a slow call that started before the circuit opened cannot close it.
 ///
-/// Closed-state calls take no lock to be admitted and one short per-circuit lock to be
-/// counted. State changes go to the [hook](Self::on_state_change) and to `tracing` (target
+/// A closed-state call takes no lock to be admitted and, when it succeeds, only a lock of its
+/// own thread's stripe of counters to be counted, so threads calling one healthy host do not
+/// contend (about 70-110 ns per call over an instant Doer; see `benches/breaker.rs`).
+///
+/// State changes go to the [hook](Self::on_state_change) and to `tracing` (target
 /// `http_doer::breaker`); [`snapshot`](Self::snapshot) reads a circuit's state and counts.
 ///
 /// Clones share circuits and the stale cache. Configure before cloning: each builder call
