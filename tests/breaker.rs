@@ -12,6 +12,7 @@ use http_doer::breaker::{
 };
 use http_doer::testing::{ScriptedDoer, response};
 use http_doer::{Body, Breaker, Doer, DoerExt, Error, ErrorKind, Request, Response};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 
 const HOST: &str = "https://api.test";
@@ -86,6 +87,25 @@ impl Doer for Host {
         }
         Ok(resp)
     }
+}
+
+/// A host that is down, behind a breaker that trips on `n` failures in a row.
+fn down_host(n: u32) -> (Host, Breaker<Host>) {
+    let host = Host::default();
+    host.set_down(true);
+    let breaker = host.clone().breaker().consecutive_failures(n);
+    (host, breaker)
+}
+
+/// Starts `req` through `breaker` on a task of its own, and lets it run until it waits.
+async fn start<D: Doer + Clone + 'static>(
+    breaker: &Breaker<D>,
+    req: Request,
+) -> JoinHandle<Result<Response, Error>> {
+    let breaker = breaker.clone();
+    let task = tokio::spawn(async move { breaker.execute(req).await });
+    tokio::task::yield_now().await;
+    task
 }
 
 /// One call while the host is down.
@@ -237,11 +257,7 @@ async fn custom_ratio_trips_and_three_probes_close() {
     assert_eq!(breaker.state(HOST), State::HalfOpen);
 
     // The third probe is slow; while it is in flight a fourth call is over the cap.
-    let slow = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/?delay=100")).await }
-    });
-    tokio::task::yield_now().await;
+    let slow = start(&breaker, get("/?delay=100")).await;
     assert_eq!(breaker.snapshot(HOST).unwrap().probes_in_flight, 1);
     let err = breaker.execute(get("/")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BreakerOpen);
@@ -271,25 +287,14 @@ async fn outcomes_from_an_older_generation_are_ignored() {
         .then_after(Duration::from_secs(5), Ok(response(200, ""))); // F: closed, slow
     let breaker = backend.clone().breaker().consecutive_failures(2);
 
-    let a = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/a")).await }
-    });
-    let z = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/z")).await }
-    });
-    tokio::task::yield_now().await; // A and Z are admitted in generation 0
+    let a = start(&breaker, get("/a")).await;
+    let z = start(&breaker, get("/z")).await; // A and Z are admitted in generation 0
     assert_eq!(status(&breaker, get("/b")).await, 503);
     assert_eq!(status(&breaker, get("/c")).await, 503);
     assert_eq!(breaker.state(HOST), State::Open);
 
     sleep(Duration::from_secs(10)).await;
-    let d = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/d")).await }
-    });
-    tokio::task::yield_now().await; // D is the probe of generation 2
+    let d = start(&breaker, get("/d")).await; // D is the probe of generation 2
     let snap = breaker.snapshot(HOST).unwrap();
     assert_eq!((snap.state, snap.probes_in_flight), (State::HalfOpen, 1));
 
@@ -314,11 +319,7 @@ async fn outcomes_from_an_older_generation_are_ignored() {
     assert_eq!(snap.counts.late, 2);
 
     // And a success that began before a trip cannot close the circuit it finds open.
-    let f = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/f")).await }
-    });
-    tokio::task::yield_now().await;
+    let f = start(&breaker, get("/f")).await;
     backend.push(Ok(response(503, "")));
     backend.push(Ok(response(503, "")));
     assert_eq!(status(&breaker, get("/g")).await, 503);
@@ -366,9 +367,7 @@ async fn classifier_decides_what_counts() {
 
 #[tokio::test(start_paused = true)]
 async fn open_with_nothing_to_serve_refuses_at_once_and_says_when_to_come_back() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host.clone().breaker().consecutive_failures(1);
+    let (host, breaker) = down_host(1);
     assert_eq!(status(&breaker, get("/")).await, 503);
     sleep(Duration::from_millis(2_500)).await;
 
@@ -391,19 +390,13 @@ async fn open_with_nothing_to_serve_refuses_at_once_and_says_when_to_come_back()
 
 #[tokio::test(start_paused = true)]
 async fn only_probes_carry_the_probe_extension_and_the_rest_wait() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host.clone().breaker().consecutive_failures(1);
+    let (host, breaker) = down_host(1);
     assert_eq!(status(&breaker, get("/")).await, 503);
     assert_eq!(host.probes.load(Ordering::SeqCst), 0);
     sleep(Duration::from_secs(10)).await;
     host.set_down(false);
 
-    let probe = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/?delay=500")).await }
-    });
-    tokio::task::yield_now().await;
+    let probe = start(&breaker, get("/?delay=500")).await;
     let err = breaker.execute(get("/")).await.unwrap_err();
     assert!(err.is_breaker_open());
     // The slot frees at the latest when the probe times out (30 s by default).
@@ -416,22 +409,13 @@ async fn only_probes_carry_the_probe_extension_and_the_rest_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_that_never_returns_frees_its_slot_after_the_probe_timeout() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host
-        .clone()
-        .breaker()
-        .consecutive_failures(1)
-        .probe_timeout(Duration::from_secs(5));
+    let (host, breaker) = down_host(1);
+    let breaker = breaker.probe_timeout(Duration::from_secs(5));
     assert_eq!(status(&breaker, get("/")).await, 503);
     sleep(Duration::from_secs(10)).await;
 
     // This probe hangs for an hour.
-    let hung = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/?delay=3600000")).await }
-    });
-    tokio::task::yield_now().await;
+    let hung = start(&breaker, get("/?delay=3600000")).await;
     sleep(Duration::from_millis(4_999)).await;
     assert!(
         breaker
@@ -453,32 +437,19 @@ async fn a_probe_that_never_returns_frees_its_slot_after_the_probe_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_from_an_earlier_half_open_period_keeps_its_slot_but_not_its_vote() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host
-        .clone()
-        .breaker()
-        .consecutive_failures(1)
-        .half_open_probes(2);
+    let (host, breaker) = down_host(1);
+    let breaker = breaker.half_open_probes(2);
     assert_eq!(status(&breaker, get("/")).await, 503);
     sleep(Duration::from_secs(10)).await;
 
     // Probe A is slow; probe B fails fast and reopens the circuit.
-    let a = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/?delay=10500")).await }
-    });
-    tokio::task::yield_now().await;
+    let a = start(&breaker, get("/?delay=10500")).await;
     assert_eq!(status(&breaker, get("/")).await, 503);
     assert_eq!(breaker.state(HOST), State::Open);
 
     // Next half-open period: A still holds a slot, so only one more probe (C) goes out.
     sleep(Duration::from_secs(10)).await;
-    let c = tokio::spawn({
-        let b = breaker.clone();
-        async move { b.execute(get("/?delay=1000")).await }
-    });
-    tokio::task::yield_now().await;
+    let c = start(&breaker, get("/?delay=1000")).await;
     assert!(
         breaker
             .execute(get("/"))
@@ -507,9 +478,7 @@ async fn a_probe_from_an_earlier_half_open_period_keeps_its_slot_but_not_its_vot
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_call_counts_as_neither_and_frees_its_probe_slot() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host.clone().breaker().consecutive_failures(2);
+    let (host, breaker) = down_host(2);
     assert_eq!(status(&breaker, get("/")).await, 503);
 
     // Closed: a call dropped by its caller changes nothing.
@@ -538,12 +507,8 @@ async fn a_cancelled_call_counts_as_neither_and_frees_its_probe_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn open_period_grows_while_probes_fail_and_resets_on_close() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host
-        .clone()
-        .breaker()
-        .consecutive_failures(1)
+    let (host, breaker) = down_host(1);
+    let breaker = breaker
         .open_duration(Duration::from_secs(1))
         .open_growth(2.0, Duration::from_secs(5));
     assert_eq!(status(&breaker, get("/")).await, 503);
@@ -571,9 +536,7 @@ async fn open_period_grows_while_probes_fail_and_resets_on_close() {
 
 #[tokio::test(start_paused = true)]
 async fn one_circuit_per_origin_by_default_or_per_custom_key() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host.clone().breaker().consecutive_failures(1);
+    let (host, breaker) = down_host(1);
     let url = |u: &str| http::Request::get(u).body(Body::empty()).unwrap();
     assert_eq!(status(&breaker, url("https://a.test/x")).await, 503);
     assert_eq!(breaker.state("https://a.test"), State::Open);
@@ -869,9 +832,7 @@ async fn stale_answers_respect_max_age_method_and_opt_out() {
 
 #[tokio::test]
 async fn breaker_is_a_doer_behind_dyn_and_clones_share_circuits() {
-    let host = Host::default();
-    host.set_down(true);
-    let breaker = host.clone().breaker().consecutive_failures(1);
+    let (_, breaker) = down_host(1);
     let shared: Arc<dyn Doer> = breaker.clone().shared();
     assert_eq!(shared.execute(get("/")).await.unwrap().status(), 503);
     assert_eq!(breaker.state(HOST), State::Open);
