@@ -608,6 +608,32 @@ async fn circuits_never_mix_between_breakers_hosts_or_spellings_on_one_thread() 
     assert_eq!(one.snapshot("https://a.test").unwrap().counts.rejected, 4);
 }
 
+#[tokio::test(start_paused = true)]
+async fn max_circuits_drops_idle_closed_circuits_and_keeps_open_ones() {
+    let (host, breaker) = down_host(1);
+    let breaker = breaker.max_circuits(2);
+    let url = |h: &str| {
+        http::Request::get(format!("https://{h}.test/"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(status(&breaker, url("a")).await, 503); // a: open
+    host.set_down(false);
+    for h in ["b", "c", "d", "e"] {
+        assert_eq!(status(&breaker, url(h)).await, 200);
+    }
+    let keys: Vec<String> = breaker
+        .snapshots()
+        .iter()
+        .map(|s| s.key.to_string())
+        .collect();
+    // At each new host over the bound, idle closed circuits go. The open one stays, and so does
+    // the one a call still holds (here this thread's last-used circuit, which it keeps at hand),
+    // so the map is over the bound by one: [a, d, e] after e.
+    assert_eq!(keys, ["https://a.test", "https://d.test", "https://e.test"]);
+    assert_eq!(breaker.state("https://a.test"), State::Open);
+}
+
 // ---- hook and tracing --------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
