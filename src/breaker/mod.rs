@@ -87,9 +87,10 @@ use key::KeyFn;
 use policy::Policy;
 use stale::StaleCache;
 use state::{Admission, Circuit};
+use tally::{Handle, Handles};
 
-/// Default bound on the number of circuits kept: 4096, about 9 MiB at most (a circuit takes
-/// about 2 KiB, mostly its per-thread stripes of counters). Past it, closed circuits with no
+/// Default bound on the number of circuits kept: 4096, about 13 MiB at most (a circuit takes
+/// about 3 KiB, mostly its per-thread stripes of counters, each on cache lines of its own). Past it, closed circuits with no
 /// call in flight are dropped to make room (their counts start again from zero if the host
 /// comes back); open and busy ones are kept, even past the bound.
 pub const DEFAULT_MAX_CIRCUITS: usize = 4096;
@@ -126,8 +127,10 @@ pub struct Probe;
 /// gobreaker): a slow call that started before the circuit opened cannot close it.
 ///
 /// A closed-state call takes no lock to be admitted and, when it succeeds, only a lock of its
-/// own thread's stripe of counters to be counted, so threads calling one healthy host do not
-/// contend (about 70-110 ns per call over an instant Doer; see `benches/breaker.rs`).
+/// own thread's stripe of counters to be counted, and holds its circuit through that stripe's
+/// handle: threads calling one healthy host share no written memory, so they do not contend
+/// (about 100 ns per call over an instant Doer, on one thread or two; see
+/// `benches/breaker.rs`).
 ///
 /// State changes go to the [hook](Self::on_state_change) and to `tracing` (target
 /// `http_doer::breaker`); [`snapshot`](Self::snapshot) reads a circuit's state and counts.
@@ -193,7 +196,7 @@ struct Shared {
     config: Config,
     events: Events,
     stale: Option<StaleCache>,
-    circuits: RwLock<HashMap<Arc<str>, Arc<Circuit>>>,
+    circuits: RwLock<HashMap<Arc<str>, Handles>>,
 }
 
 impl Shared {
@@ -215,13 +218,13 @@ impl Shared {
         }
     }
 
-    fn find(&self, key: &str) -> Option<Arc<Circuit>> {
+    fn find(&self, key: &str) -> Option<Arc<Handle>> {
         let map = self.circuits.read().unwrap_or_else(|p| p.into_inner());
-        map.get(key).cloned()
+        map.get(key).map(Handles::mine)
     }
 
     /// The circuit of `req`, created if needed.
-    fn circuit_for(&self, req: &Request) -> Arc<Circuit> {
+    fn circuit_for(&self, req: &Request) -> Arc<Handle> {
         if self.config.key_fn.is_some() {
             let key = self.key_for(req);
             return self.find(&key).unwrap_or_else(|| self.insert(key));
@@ -229,13 +232,13 @@ impl Shared {
         // The last circuit this thread used, and the scheme and authority, as written, of the
         // request that found it. A thread usually calls the same host again, and then neither
         // the key, nor the shared map's lock, nor a SipHash of the key is needed. The cached
-        // `Arc` keeps the circuit in the map (only circuits nobody else holds are evicted), so
+        // handle keeps the circuit in the map (only circuits nobody else holds are evicted), so
         // the cache cannot go stale. An authority with userinfo (a credential) is not cached.
         struct Last {
             breaker: u64,
             scheme: String,
             authority: String,
-            circuit: Option<Arc<Circuit>>,
+            circuit: Option<Arc<Handle>>,
         }
         thread_local! {
             static LAST: RefCell<Last> = const {
@@ -276,27 +279,29 @@ impl Shared {
         })
     }
 
-    fn insert(&self, key: String) -> Arc<Circuit> {
+    fn insert(&self, key: String) -> Arc<Handle> {
         let mut map = self.circuits.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(circuit) = map.get(key.as_str()) {
-            return circuit.clone();
+        if let Some(handles) = map.get(key.as_str()) {
+            return handles.mine();
         }
         if map.len() >= self.config.max_circuits {
             // Only the map holds an idle circuit; a closed one loses little when dropped.
-            map.retain(|_, c| Arc::strong_count(c) > 1 || c.quick_state() != State::Closed);
+            map.retain(|_, h| h.in_use() || h.circuit().quick_state() != State::Closed);
         }
-        let circuit = Arc::new(Circuit::new(
-            Arc::from(key),
+        let key: Arc<str> = Arc::from(key);
+        let handles = Handles::new(Circuit::new(
+            key.clone(),
             Instant::now(),
             &self.config.policy,
         ));
-        map.insert(circuit.key().clone(), circuit.clone());
-        circuit
+        let mine = handles.mine();
+        map.insert(key, handles);
+        mine
     }
 
-    fn circuits(&self) -> Vec<Arc<Circuit>> {
+    fn circuits(&self) -> Vec<Arc<Handle>> {
         let map = self.circuits.read().unwrap_or_else(|p| p.into_inner());
-        map.values().cloned().collect()
+        map.values().map(Handles::mine).collect()
     }
 }
 

@@ -7,16 +7,18 @@
 //! lock) moves every stripe to the new generation, one stripe lock at a time, so an outcome
 //! that finds its stripe in another generation is late and is not counted, exactly as if one
 //! lock guarded everything. Failures, which may trip the circuit, are recorded under the
-//! circuit's lock and read every stripe.
+//! circuit's lock and read every stripe. A call holds its circuit through its stripe's
+//! [`Handle`], so not even a reference count is shared.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::policy::Window;
+use super::state::Circuit;
 
 const STRIPES: usize = 4;
 
@@ -65,6 +67,45 @@ fn unpack(word: u64, generation: u64) -> u32 {
         word as u32
     } else {
         0
+    }
+}
+
+/// What a call holds on to while it runs: one of its circuit's per-stripe handles.
+///
+/// Each thread clones the handle of its own stripe, whose reference count sits on cache lines
+/// of its own, so two threads calling one host never write to the same `Arc` count; the
+/// circuit's own count only changes when a handle is made or dropped.
+#[repr(align(128))]
+pub(crate) struct Handle(Arc<Circuit>);
+
+impl Deref for Handle {
+    type Target = Circuit;
+    fn deref(&self) -> &Circuit {
+        &self.0
+    }
+}
+
+/// A circuit and its handles, as kept in the breaker's map.
+pub(crate) struct Handles([Arc<Handle>; STRIPES]);
+
+impl Handles {
+    pub(crate) fn new(circuit: Circuit) -> Self {
+        let circuit = Arc::new(circuit);
+        Handles(std::array::from_fn(|_| Arc::new(Handle(circuit.clone()))))
+    }
+
+    /// The handle of this thread's stripe.
+    pub(crate) fn mine(&self) -> Arc<Handle> {
+        self.0[stripe_index()].clone()
+    }
+
+    pub(crate) fn circuit(&self) -> &Circuit {
+        &self.0[0]
+    }
+
+    /// Whether a call, or a thread's cache, holds the circuit.
+    pub(crate) fn in_use(&self) -> bool {
+        self.0.iter().any(|h| Arc::strong_count(h) > 1)
     }
 }
 
