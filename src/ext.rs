@@ -49,6 +49,12 @@ pub trait DoerExt: Doer + Sized {
     fn retrying(self) -> crate::Retrying<Self> {
         crate::Retrying::new(self)
     }
+
+    /// Wraps this Doer in a [`Breaker`](crate::Breaker) with its defaults: one circuit per
+    /// host, tripping on 5 failures in a row or a 50 % failure rate, open for 10 s.
+    fn breaker(self) -> crate::Breaker<Self> {
+        crate::Breaker::new(self)
+    }
 }
 
 impl<D: Doer> DoerExt for D {}

@@ -55,6 +55,7 @@
 mod attempts;
 pub mod backend;
 mod body;
+pub mod breaker;
 mod doer;
 mod error;
 mod ext;
@@ -66,6 +67,7 @@ pub mod testing;
 
 pub use attempts::Attempts;
 pub use body::Body;
+pub use breaker::Breaker;
 pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
 pub use ext::DoerExt;
