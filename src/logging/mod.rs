@@ -204,9 +204,12 @@ impl<D> Logging<D> {
     /// of every object member named like a secret, at any depth, which needs the `json`
     /// feature (the document is re-serialized compactly, and members may come out in another
     /// order; without the feature, or when the body is not valid JSON or is over 1 MiB, the body
-    /// is not shown at all, only its size); in any other text, the URLs in it
-    /// ([`redact::text`]). Anything else in a text body is printed as is. A body that is not
-    /// UTF-8 shows as its size.
+    /// is not shown at all, only its size). A body with no `Content-Type`, `text/plain` or
+    /// `application/octet-stream` is judged by its look: one that starts like JSON gets the
+    /// JSON rules, one shaped like `a=1&b=2` the form rules. Any other text is not shown at all
+    /// when it mentions a secret-like word (`password`, `token`, `secret`, `cookie`, ...), and
+    /// is otherwise shown with its URLs redacted ([`redact::text`]). A body that is not UTF-8
+    /// shows as its size.
     pub fn bodies(mut self, max_bytes: usize) -> Self {
         self.config().body_cap = Some(max_bytes);
         self

@@ -117,18 +117,47 @@ pub(crate) fn render_body(headers: &HeaderMap, body: &Body, cap: usize) -> Optio
         .unwrap_or("")
         .to_ascii_lowercase();
     let media = content_type.split(';').next().unwrap_or("").trim();
-    let shown: Cow<'_, str> = if media == "application/x-www-form-urlencoded" {
+    // Callers often omit Content-Type, so a body is also judged by its look: a missing or
+    // generic type must not turn off redaction.
+    let untyped = media.is_empty() || media == "text/plain" || media == "application/octet-stream";
+    let trimmed = text.trim_start();
+    let looks_json = untyped && (trimmed.starts_with('{') || trimmed.starts_with('['));
+    let looks_form = untyped && !text.contains(char::is_whitespace) && text.contains('=');
+    let shown: Cow<'_, str> = if media == "application/x-www-form-urlencoded" || looks_form {
         // A form body has the same shape as a query string, so the query rules apply as is.
         redact::query(text)
-    } else if media == "application/json" || media.ends_with("+json") {
+    } else if media == "application/json" || media.ends_with("+json") || looks_json {
         match redact_json(text) {
             Ok(redacted) => Cow::Owned(redacted),
             Err(why) => return Some(format!("[{total}-byte JSON body not shown: {why}]")),
         }
+    } else if mentions_secret(text) {
+        // Free text (XML, multipart, prose) cannot be redacted field by field.
+        return Some(format!(
+            "[{total}-byte body not shown: it may hold a secret]"
+        ));
     } else {
         redact::text(text)
     };
     Some(truncate(&shown, cap, total))
+}
+
+/// Whether free text names something secret, in any case.
+fn mentions_secret(text: &str) -> bool {
+    const WORDS: [&str; 10] = [
+        "passw",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "authorization",
+        "cookie",
+        "credential",
+        "private",
+    ];
+    let lower = text.to_ascii_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
 }
 
 /// `s` cut to at most `cap` bytes on a character boundary, with a note of the full size.
@@ -254,6 +283,22 @@ mod tests {
     }
 
     #[test]
+    fn untyped_bodies_are_judged_by_their_look() {
+        let none = HeaderMap::new();
+        let json = Body::from(r#"{"password":"pw1","page":2}"#);
+        let shown = render_body(&none, &json, 1000).unwrap();
+        assert!(!shown.contains("pw1") && shown.contains("page"), "{shown}");
+        let form = Body::from("user=al&password=pw2");
+        let shown = render_body(&none, &form, 1000).unwrap();
+        assert_eq!(shown, "user=al&password=REDACTED");
+        let xml = Body::from("<login><Password>pw3</Password></login>");
+        let shown = render_body(&with_type("application/xml"), &xml, 1000).unwrap();
+        assert!(!shown.contains("pw3"), "{shown}");
+        let prose = Body::from("hello world");
+        assert_eq!(render_body(&none, &prose, 1000).unwrap(), "hello world");
+    }
+
+    #[test]
     fn unparseable_json_is_not_shown() {
         let body = Body::from(r#"{"password":"hunter2""#);
         let shown = render_body(&with_type("application/json"), &body, 1000).unwrap();
@@ -280,8 +325,12 @@ mod tests {
             render_body(&HeaderMap::new(), &bin, 10).as_deref(),
             Some("[3 bytes of binary]")
         );
-        let text = Body::from("see https://u:pw@h.test/?token=t0k");
+        let text = Body::from("see https://u:pw@h.test/?page=2");
         let shown = render_body(&with_type("text/plain"), &text, 100).unwrap();
-        assert_eq!(shown, "see https://h.test/?token=REDACTED");
+        assert_eq!(shown, "see https://h.test/?page=2");
+        // Text that names a secret is not shown at all, URL or not.
+        let text = Body::from("see https://h.test/?token=t0k");
+        let shown = render_body(&with_type("text/plain"), &text, 100).unwrap();
+        assert!(!shown.contains("t0k"), "{shown}");
     }
 }
