@@ -30,6 +30,12 @@ pub trait DoerExt: Doer + Sized {
     {
         Arc::new(self)
     }
+
+    /// Wraps this Doer in [`Hedging`](crate::Hedging): slow `GET`/`HEAD` requests get an extra
+    /// copy after an adaptive delay, and the first acceptable answer wins.
+    fn hedging(self) -> crate::Hedging<Self> {
+        crate::Hedging::new(self)
+    }
 }
 
 impl<D: Doer> DoerExt for D {}

@@ -55,6 +55,7 @@ mod body;
 mod doer;
 mod error;
 mod ext;
+pub mod hedging;
 pub mod redact;
 pub mod testing;
 
@@ -62,6 +63,7 @@ pub use body::Body;
 pub use doer::{Doer, Request, Response};
 pub use error::{Error, ErrorKind};
 pub use ext::DoerExt;
+pub use hedging::Hedging;
 
 #[cfg(feature = "reqwest")]
 pub use backend::reqwest::ReqwestDoer;
