@@ -1,6 +1,6 @@
 //! The real backends, and what they share: URL checks, the body limit, redirects.
 //!
-//! Both backends switch their library's own redirect handling off and use [`redirect`], so
+//! Both backends switch their library's own redirect handling off and use `redirect`, so
 //! they follow redirects the same way and strip credentials the same way.
 
 use std::time::Duration;
