@@ -52,7 +52,10 @@ async fn connection(mut stream: TcpStream, arrivals: Arc<AtomicU64>) {
         }
         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         buf.drain(..end);
-        if arrivals.fetch_add(1, Ordering::SeqCst) % STALL_EVERY == 0 {
+        if arrivals
+            .fetch_add(1, Ordering::SeqCst)
+            .is_multiple_of(STALL_EVERY)
+        {
             // Wait for the client to hang up: the cancelled copy closes its connection.
             let hung_up = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk));
             if let Ok(Ok(0) | Err(_)) = hung_up.await {
