@@ -9,7 +9,8 @@
 //!    once, against that Doer alone.
 //!
 //! `HEDGE_BENCH_N=500 cargo bench --bench hedging` for a quicker run (default 3000 calls per
-//! variant). tower's warmed variant always waits out tower's 10 s period first.
+//! variant), `HEDGE_BENCH_SEED=n` for another latency sequence. tower's warmed variant always
+//! waits out tower's 10 s period first.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,6 +26,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tower::{Service, ServiceExt};
 
+/// The latency sequence's seed, unless `HEDGE_BENCH_SEED` says otherwise.
 const SEED: u64 = 0x5EED;
 /// Connections the server serves at once: a few live ones plus cancelled copies that are
 /// still sleeping out their latency.
@@ -37,8 +39,8 @@ struct Tail {
 }
 
 impl Tail {
-    fn new(len: usize) -> Self {
-        let mut rng = SmallRng::seed_from_u64(SEED);
+    fn new(len: usize, seed: u64) -> Self {
+        let mut rng = SmallRng::seed_from_u64(seed);
         let schedule = (0..len)
             .map(|_| {
                 if rng.random_bool(0.95) {
@@ -211,8 +213,8 @@ fn tower_error(e: tower::BoxError) -> Error {
     Error::new(http_doer::ErrorKind::Other, e)
 }
 
-async fn tail_table(n: usize) {
-    let tail = Arc::new(Tail::new(1 << 16));
+async fn tail_table(n: usize, seed: u64) {
+    let tail = Arc::new(Tail::new(1 << 16, seed));
     let url = serve(tail.clone());
     let mut rows = Vec::new();
 
@@ -251,11 +253,15 @@ async fn tail_table(n: usize) {
         .await,
     );
 
-    // tower learns nothing until its first 10 s period has passed: warm it up that long.
+    // tower learns nothing until its first 10 s period has passed: warm it up that long, on
+    // the same seeded sequence.
+    tail.arrivals.store(0, Ordering::SeqCst);
     let mut warm = tower_hedge();
     let created = Instant::now();
+    let mut warm_calls = 0;
     while created.elapsed() < Duration::from_millis(10_200) {
         tower_call(&mut warm, &url).await.expect("warm-up call");
+        warm_calls += 1;
     }
     tail.arrivals.store(0, Ordering::SeqCst);
     rows.push(
@@ -266,7 +272,7 @@ async fn tail_table(n: usize) {
     );
 
     println!("\nTail latency, {n} sequential GETs per variant over loopback (ms; cold start");
-    println!("unless stated; server: 1-3 ms with p=0.95 else 100 ms, seeded by arrival):\n");
+    println!("unless stated; server: 1-3 ms with p=0.95 else 100 ms by arrival, seed {seed}):\n");
     println!(
         "| {:<26} | {:>6} | {:>6} | {:>6} | {:>6} | {:>6} |",
         "variant", "p50", "p95", "p99", "p99.9", "extra"
@@ -286,7 +292,15 @@ async fn tail_table(n: usize) {
             r.extra
         );
     }
-    println!();
+    let slow_share = |k: usize| {
+        let slow = tail.schedule[..k].iter().filter(|d| d.as_millis() >= 100);
+        slow.count() as f64 / k.max(1) as f64 * 100.0
+    };
+    println!(
+        "\nslow share of the first {n} arrivals: {:.2}%; of the {warm_calls} in tower's warm-up: {:.2}%",
+        slow_share(n),
+        slow_share(warm_calls)
+    );
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
         println!("{}: {}", r.name, r.note);
     }
@@ -321,11 +335,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000usize)
         .max(10);
+    let seed = std::env::var("HEDGE_BENCH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SEED);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(tail_table(n));
+    rt.block_on(tail_table(n, seed));
 
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
