@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::HedgeBudget;
 use super::window::LatencyWindow;
 
 /// An adaptive hedge delay: a latency percentile of recent answers.
@@ -15,15 +16,15 @@ use super::window::LatencyWindow;
 /// a cold client starts using its own measurements after the first 20 answers, not after a
 /// clock period; the window is lock-free, so recording costs a few atomic adds.
 ///
-/// What is recorded: the latency of every copy that brings back an acceptable answer, and for
-/// every copy cancelled after it had been pending for at least the delay, that delay. Such a
-/// copy was slower than the delay, which is what hedging knew about it; counting it as exactly
-/// the delay (a lower bound) keeps it in the record, so the share of slow requests stays
-/// visible, without pretending to know how slow it would have been. Leaving it out (as tower's
-/// hedge does) hides the slow tail and makes the delay too short, so hedges fire more often
-/// than the percentile promises; counting the time until the call ended instead makes the
-/// delay drift upward whenever hedging works. Errors and unacceptable answers are not latency
-/// samples.
+/// What is recorded: the latency of each copy that brings back an acceptable answer, from
+/// that copy's own start. Cancelled copies gave no answer and are not recorded; neither are
+/// errors and unacceptable answers. As with tower's hedge, this has a bias worth knowing: once
+/// hedging cancels the slowest requests, the window sees mostly the fast ones, so the
+/// percentile sits somewhat below the same percentile of all requests, and on a heavy tail
+/// hedges can fire for up to about twice `1 - percentile` of calls. The [budget](HedgeBudget)
+/// caps that; raise the percentile to hedge less. (Counting a cancelled copy as the delay it
+/// outlived keeps the rate exact, but it was measured to pin the delay wherever it stands when
+/// the slow share is close to `1 - percentile`, which cost more tail latency than it saved.)
 ///
 /// One window serves every request of a [`Hedging`](crate::Hedging) and its clones: use one
 /// `Hedging` per endpoint when endpoints differ widely in latency.

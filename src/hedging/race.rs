@@ -100,8 +100,8 @@ impl<'a, D: Doer> Race<'a, D> {
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            // The newest copy is overdue: hedge it, then poll the new copy at once.
-            self.timer = None;
+            // The newest copy is overdue: hedge it (which re-arms or clears the timer), then
+            // poll the new copy at once.
             self.try_launch();
         }
     }
@@ -186,16 +186,8 @@ impl<'a, D: Doer> Race<'a, D> {
     }
 
     fn win(&mut self, copy: InFlight<'a>, mut resp: Response) -> Response {
-        let now = Instant::now();
         if let Some(window) = self.config.delay.window() {
-            window.record(now.saturating_duration_since(copy.started));
-            // A loser pending for at least the delay was slower than the delay: record that
-            // much (see `AdaptiveDelay`), so the slow share stays in the window.
-            for loser in &self.pending {
-                if now.saturating_duration_since(loser.started) >= self.delay {
-                    window.record(self.delay);
-                }
-            }
+            window.record(copy.started.elapsed());
         }
         self.cancel_pending();
         let wins = if copy.n == 0 {

@@ -9,9 +9,9 @@
 //! whole period before its first hedge).
 //!
 //! Buckets are log-linear: exact below 64 µs, then 32 buckets per power of two, so a percentile
-//! is at most 1/32 (about 3%) above the sample it stands for. A percentile is reported as the
-//! *largest* value of its bucket, and that value maps back into the same bucket, so a delay that
-//! is recorded again (see `race.rs`) does not creep upward bucket by bucket.
+//! is at most 1/32 (about 3%) above the sample it stands for: a percentile is reported as the
+//! *largest* value of its bucket, so rounding makes a hedge wait slightly longer, never
+//! shorter, than the samples say.
 //!
 //! Rotation races with recording: a sample recorded into a half while another thread clears it
 //! may be lost. That is a statistic losing one sample in a hundred at worst, never a wrong type
