@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::HedgeBudget;
 use super::window::LatencyWindow;
 
 /// An adaptive hedge delay: a latency percentile of recent answers.
@@ -21,7 +20,7 @@ use super::window::LatencyWindow;
 /// errors and unacceptable answers. As with tower's hedge, this has a bias worth knowing: once
 /// hedging cancels the slowest requests, the window sees mostly the fast ones, so the
 /// percentile sits somewhat below the same percentile of all requests, and on a heavy tail
-/// hedges can fire for up to about twice `1 - percentile` of calls. The [budget](HedgeBudget)
+/// hedges can fire for up to about twice `1 - percentile` of calls. The [budget](crate::hedging::HedgeBudget)
 /// caps that; raise the percentile to hedge less. (Counting a cancelled copy as the delay it
 /// outlived keeps the rate exact, but it was measured to pin the delay wherever it stands when
 /// the slow share is close to `1 - percentile`, which cost more tail latency than it saved.)
