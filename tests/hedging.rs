@@ -64,18 +64,21 @@ impl Drop for DropCount {
     }
 }
 
-/// A double that never answers, counts its calls, and counts copies dropped unfinished.
-fn hanging() -> (impl Doer + Clone, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+/// A double whose `n`th call answers `200` after `latency(n)`; it counts its calls, and every
+/// copy dropped, finished or not.
+fn counting(
+    latency: impl Fn(usize) -> Duration + Send + Sync + 'static,
+) -> (impl Doer + Clone, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
     let (c, d) = (calls.clone(), dropped.clone());
     let doer = Arc::new(doer_fn(move |_req: Request| {
-        c.fetch_add(1, Ordering::SeqCst);
+        let wait = latency(c.fetch_add(1, Ordering::SeqCst));
         let guard = DropCount(d.clone());
         async move {
             let _guard = guard;
-            tokio::time::sleep(HOUR).await;
-            Ok(response(200, "too late"))
+            tokio::time::sleep(wait).await;
+            Ok(response(200, ""))
         }
     }));
     (doer, calls, dropped)
@@ -205,18 +208,7 @@ async fn failure_after_all_copies_fail() {
 /// are cancelled when it does.
 #[tokio::test(start_paused = true)]
 async fn hang_all_except_last() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let (c, d) = (calls.clone(), dropped.clone());
-    let backend = doer_fn(move |_req: Request| {
-        let n = c.fetch_add(1, Ordering::SeqCst);
-        let guard = DropCount(d.clone());
-        async move {
-            let _guard = guard;
-            tokio::time::sleep(if n == 4 { ms(100) } else { HOUR }).await;
-            Ok(response(200, "last"))
-        }
-    });
+    let (backend, calls, dropped) = counting(|n| if n == 4 { ms(100) } else { HOUR });
     let hedged = backend.hedging().fixed_delay(ms(10)).max_copies(5);
     let start = Instant::now();
     let resp = hedged.execute(get()).await.unwrap();
@@ -232,7 +224,7 @@ async fn hang_all_except_last() {
 /// hedgedhttp TestCancelByClient: the caller giving up cancels every copy.
 #[tokio::test(start_paused = true)]
 async fn the_caller_cancels() {
-    let (backend, calls, dropped) = hanging();
+    let (backend, calls, dropped) = counting(|_| HOUR);
     let hedged = backend.hedging().fixed_delay(ms(10)).max_copies(5);
     let outcome = tokio::time::timeout(ms(50), hedged.execute(get())).await;
     assert!(outcome.is_err(), "the caller's timeout ends the call");
@@ -364,18 +356,7 @@ async fn an_error_no_copy_can_fix_sends_no_more_copies() {
 
 #[tokio::test(start_paused = true)]
 async fn losers_are_dropped_the_moment_a_winner_arrives() {
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (d, c) = (dropped.clone(), calls.clone());
-    let backend = doer_fn(move |_req: Request| {
-        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
-        let guard = DropCount(d.clone());
-        async move {
-            let _guard = guard;
-            tokio::time::sleep(if first { HOUR } else { ms(3) }).await;
-            Ok(response(200, ""))
-        }
-    });
+    let (backend, _calls, dropped) = counting(|n| if n == 0 { HOUR } else { ms(3) });
     let hedged = backend.hedging().fixed_delay(ms(10));
     let resp = hedged.execute(get()).await.unwrap();
     // Both futures are gone when execute returns: the loser was not left running anywhere.
