@@ -148,7 +148,7 @@ impl<D> Hedging<D> {
 
     /// Waits a percentile of recent latencies before each extra copy (the default).
     ///
-    /// The latency window starts empty, also for clones made before this call.
+    /// This starts a fresh, empty latency window; clones made before this call keep theirs.
     pub fn adaptive_delay(mut self, adaptive: AdaptiveDelay) -> Self {
         self.config.delay = Delay::adaptive(adaptive);
         self
