@@ -3,7 +3,7 @@
 //! Starts a small HTTP server on a free loopback port, in this process, then:
 //! 1. calls it through both backends, bare;
 //! 2. calls it through the full recommended stack, outermost first:
-//!    Logging -> Retrying -> Breaker (serve-stale) -> Signing -> ReqwestDoer,
+//!    Logging -> Retrying -> Hedging -> Breaker (serve-stale) -> Signing -> ReqwestDoer,
 //!    and prints what each layer did.
 //!
 //! No internet needed; it ends in about a second.
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use http_doer::breaker::{ServeStale, ServedStale};
+use http_doer::hedging::HedgeReport;
 use http_doer::logging::KeepLog;
 use http_doer::retrying::{Attempts, Backoff};
 use http_doer::signing::Bearer;
@@ -59,7 +60,7 @@ async fn backends(addr: SocketAddr) -> Result<(), BoxError> {
             let status = resp.status();
             let text = resp.into_body().text().await?;
             println!(
-                "  {method:<4} {path:<9} -> {status} {text:?} in {}",
+                "  {method:<4} {path:<10} -> {status} {text:?} in {}",
                 ms(started)
             );
         }
@@ -85,29 +86,40 @@ async fn full_stack(addr: SocketAddr) -> Result<(), BoxError> {
         .consecutive_failures(3)
         .serve_stale(ServeStale::new(Duration::from_secs(60)))
         .on_state_change(|c| println!("  [breaker] {}: {} -> {}", c.key, c.from, c.to))
+        .hedging()
+        .fixed_delay(Duration::from_millis(20))
         .retrying()
         .max_retries(3)
         .backoff(Backoff::exponential(Duration::from_millis(5)))
         .logging()
         .keep_log(log.clone());
 
-    println!("full stack: Logging -> Retrying -> Breaker -> Signing -> ReqwestDoer");
+    println!("full stack: Logging -> Retrying -> Hedging -> Breaker -> Signing -> ReqwestDoer");
     // `/flaky` fails twice with 503, then answers: Retrying absorbs the failures.
     // `/private` answers 401 without the Bearer token that Signing adds.
+    // `/slow-once` stalls its first answer for 2 s: after 20 ms Hedging sends a second copy,
+    // which wins, and the stalled one is dropped.
     // `/status` answers twice, then the host "goes down" (503 for good): the breaker opens and
     // answers GETs with the last good response, marked stale, without calling the host.
     for path in [
-        "/flaky", "/private", "/status", "/status", "/status", "/status", "/status",
+        "/flaky",
+        "/private",
+        "/slow-once",
+        "/status",
+        "/status",
+        "/status",
+        "/status",
+        "/status",
     ] {
         let req = http::Request::get(format!("http://{addr}{path}")).body(Body::empty())?;
         let started = Instant::now();
         match stack.execute(req).await {
             Ok(resp) => println!(
-                "  GET {path:<9} -> {} in {}",
+                "  GET {path:<10} -> {} in {}",
                 describe(resp).await?,
                 ms(started)
             ),
-            Err(err) => println!("  GET {path:<9} -> error: {err}"),
+            Err(err) => println!("  GET {path:<10} -> error: {err}"),
         }
     }
     println!("\nkept log (Logging's bounded in-memory log, secrets redacted):\n{log}");
@@ -117,9 +129,17 @@ async fn full_stack(addr: SocketAddr) -> Result<(), BoxError> {
 async fn describe(resp: Response) -> Result<String, BoxError> {
     let attempts = resp.extensions().get::<Attempts>().map_or(1, |a| a.0);
     let stale = resp.extensions().get::<ServedStale>().map(|s| s.age);
+    let hedged = resp
+        .extensions()
+        .get::<HedgeReport>()
+        .filter(|h| h.hedge_won())
+        .map(|h| h.copies_sent);
     let status = resp.status();
     let text = resp.into_body().text().await?;
     let mut out = format!("{status} {text:?}, {attempts} attempt(s)");
+    if let Some(copies) = hedged {
+        out.push_str(&format!(", won by a hedge ({copies} copies sent)"));
+    }
     if let Some(age) = stale {
         out.push_str(&format!(
             ", served stale ({} ms old) by the open breaker",
@@ -137,6 +157,7 @@ fn ms(started: Instant) -> String {
 #[derive(Default)]
 struct Counters {
     flaky: AtomicUsize,
+    slow_once: AtomicUsize,
     status: AtomicUsize,
 }
 
@@ -185,6 +206,12 @@ async fn route(
         ),
         "/flaky" if counters.flaky.fetch_add(1, Ordering::SeqCst) < 2 => (503, "busy".into()),
         "/flaky" => (200, "third time lucky".into()),
+        "/slow-once" => {
+            if counters.slow_once.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            (200, "fast enough".into())
+        }
         "/private" if authorized => (200, "welcome, token holder".into()),
         "/private" => (401, "who are you?".into()),
         "/status" if counters.status.fetch_add(1, Ordering::SeqCst) < 2 => (200, "all good".into()),

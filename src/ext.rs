@@ -5,15 +5,28 @@ use std::sync::Arc;
 use crate::Doer;
 use crate::signing::{Signer, Signing};
 
-/// Adapters for every [`Doer`].
+/// Adapters for every [`Doer`]: one per decorator, plus [`boxed`](DoerExt::boxed) and
+/// [`shared`](DoerExt::shared).
+///
+/// Each adapter wraps the Doer it is called on, so a chain starts at the network and each
+/// call adds the next layer *outside*: the last adapter in the chain is the first to see a
+/// request. The recommended stack, written in that order:
 ///
 /// ```
 /// use std::sync::Arc;
-/// use http_doer::{Doer, DoerExt, testing::ScriptedDoer};
+/// use http_doer::{Doer, DoerExt, signing::Bearer, testing::ScriptedDoer};
 ///
-/// let shared: Arc<dyn Doer> = ScriptedDoer::new().shared();
-/// let boxed: Box<dyn Doer> = ScriptedDoer::new().boxed();
-/// # let _ = (shared, boxed);
+/// # fn main() -> Result<(), http_doer::Error> {
+/// let backend = ScriptedDoer::new(); // `ReqwestDoer::new()` in production
+/// let stack: Arc<dyn Doer> = backend
+///     .signing(Bearer::new("token")?) // innermost: every attempt signed anew
+///     .breaker() // per host, sees every copy and attempt
+///     .hedging() // copies of slow GETs
+///     .retrying() // under one deadline
+///     .logging() // outermost: one event per call
+///     .shared();
+/// # let _ = stack;
+/// # Ok(()) }
 /// ```
 pub trait DoerExt: Doer + Sized {
     /// Boxes this Doer as a trait object.
@@ -38,11 +51,6 @@ pub trait DoerExt: Doer + Sized {
         crate::Logging::new(self)
     }
 
-    /// Signs or authenticates every request with `signer` before it is sent; see [`Signing`].
-    fn signing<S: Signer>(self, signer: S) -> Signing<Self, S> {
-        Signing::new(self, signer)
-    }
-
     /// Wraps this Doer in [`Retrying`](crate::Retrying) with its defaults: up to 3 retries of
     /// what is safe to repeat, exponential backoff with jitter, `Retry-After` honoured, and a
     /// retry budget of 20 % of recent calls.
@@ -50,10 +58,21 @@ pub trait DoerExt: Doer + Sized {
         crate::Retrying::new(self)
     }
 
+    /// Wraps this Doer in [`Hedging`](crate::Hedging): slow `GET`/`HEAD` requests get an extra
+    /// copy after an adaptive delay, and the first acceptable answer wins.
+    fn hedging(self) -> crate::Hedging<Self> {
+        crate::Hedging::new(self)
+    }
+
     /// Wraps this Doer in a [`Breaker`](crate::Breaker) with its defaults: one circuit per
     /// host, tripping on 5 failures in a row or a 50 % failure rate, open for 10 s.
     fn breaker(self) -> crate::Breaker<Self> {
         crate::Breaker::new(self)
+    }
+
+    /// Signs or authenticates every request with `signer` before it is sent; see [`Signing`].
+    fn signing<S: Signer>(self, signer: S) -> Signing<Self, S> {
+        Signing::new(self, signer)
     }
 }
 

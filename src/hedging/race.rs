@@ -1,0 +1,255 @@
+//! One hedged call: copies raced inside the caller's own future.
+//!
+//! Nothing is spawned. Every copy is a future owned by [`Race`], polled from the call's task;
+//! when a winner arrives (or the caller drops the call) the other copies are dropped on the
+//! spot, which cancels them: their connections close and nothing outlives the call. That is
+//! also why a copy can borrow the inner Doer instead of needing an `Arc` or `'static`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use super::Config;
+use super::report::{Counters, HedgeReport, add};
+use crate::testing::copy_request;
+use crate::{Doer, Error, ErrorKind, Request, Response};
+
+type CopyFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+
+struct InFlight<'a> {
+    /// 0 for the original, 1 for the first hedge, ...
+    n: u32,
+    started: Instant,
+    fut: CopyFuture<'a>,
+}
+
+/// The state of one hedged call.
+pub(super) struct Race<'a, D> {
+    inner: &'a D,
+    config: &'a Config,
+    counters: &'a Counters,
+    /// The template every copy is made from.
+    req: Request,
+    delay: Duration,
+    pending: Vec<InFlight<'a>>,
+    sent: u32,
+    /// Fires when the newest copy has been pending for `delay`.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A copy failed: send the next one without waiting out the delay.
+    launch_now: bool,
+    /// No more copies for this call: the budget said no, or an error no copy can fix.
+    stop: bool,
+    /// The best failure so far: the first unacceptable response, else the first error.
+    failed_response: Option<(u32, Response)>,
+    failed_error: Option<Error>,
+    finished: bool,
+}
+
+impl<'a, D: Doer> Race<'a, D> {
+    pub(super) fn new(
+        inner: &'a D,
+        config: &'a Config,
+        counters: &'a Counters,
+        req: Request,
+    ) -> Self {
+        Race {
+            inner,
+            config,
+            counters,
+            req,
+            delay: config.delay.current(),
+            pending: Vec::with_capacity(config.max_copies.min(8) as usize),
+            sent: 0,
+            timer: None,
+            launch_now: false,
+            stop: false,
+            failed_response: None,
+            failed_error: None,
+            finished: false,
+        }
+    }
+
+    /// Runs the race to its end.
+    pub(super) async fn run(mut self) -> Result<Response, Error> {
+        std::future::poll_fn(|cx| self.poll_race(cx)).await
+    }
+
+    fn poll_race(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, Error>> {
+        if self.sent == 0 {
+            self.launch();
+        }
+        loop {
+            if let Some(won) = self.poll_copies(cx) {
+                return Poll::Ready(Ok(won));
+            }
+            if self.launch_now {
+                self.launch_now = false;
+                if self.try_launch() {
+                    continue;
+                }
+            }
+            if self.pending.is_empty() {
+                return Poll::Ready(self.give_up());
+            }
+            let Some(timer) = self.timer.as_mut() else {
+                return Poll::Pending;
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The newest copy is overdue: hedge it (which re-arms or clears the timer), then
+            // poll the new copy at once.
+            self.try_launch();
+        }
+    }
+
+    /// Polls every pending copy; returns the winner, if one arrived.
+    fn poll_copies(&mut self, cx: &mut Context<'_>) -> Option<Response> {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let Poll::Ready(result) = self.pending[i].fut.as_mut().poll(cx) else {
+                i += 1;
+                continue;
+            };
+            let copy = self.pending.swap_remove(i);
+            match result {
+                Ok(resp) if (self.config.acceptable)(&resp) => return Some(self.win(copy, resp)),
+                Ok(resp) => {
+                    if self.failed_response.is_none() {
+                        self.failed_response = Some((copy.n, resp));
+                    }
+                }
+                Err(err) => {
+                    if !another_copy_could_help(&err) {
+                        self.stop = true;
+                    }
+                    if self.failed_error.is_none() {
+                        self.failed_error = Some(err);
+                    }
+                }
+            }
+            add(&self.counters.failed_copies, 1);
+            self.launch_now = true;
+        }
+        None
+    }
+
+    /// Sends the next copy if the copy limit, the budget and earlier errors allow.
+    fn try_launch(&mut self) -> bool {
+        if self.stop || self.sent >= self.config.max_copies {
+            self.timer = None;
+            return false;
+        }
+        if let Some(bucket) = &self.config.bucket
+            && !bucket.try_withdraw()
+        {
+            add(&self.counters.budget_denied, 1);
+            self.stop = true;
+            self.timer = None;
+            return false;
+        }
+        tracing::debug!(
+            copy = self.sent,
+            delay = ?self.delay,
+            method = %self.req.method(),
+            url = %crate::redact::uri(self.req.uri()),
+            "hedging: sending another copy",
+        );
+        self.launch();
+        true
+    }
+
+    /// Sends a copy, the original included, and arms the timer for the next one.
+    fn launch(&mut self) {
+        let req = copy_request(&self.req);
+        self.pending.push(InFlight {
+            n: self.sent,
+            started: Instant::now(),
+            fut: self.inner.execute(req),
+        });
+        self.sent += 1;
+        add(&self.counters.copies_sent, 1);
+        if self.stop || self.sent >= self.config.max_copies {
+            self.timer = None;
+        } else if self.delay.is_zero() {
+            self.launch_now = true;
+        } else {
+            let deadline = Instant::now() + self.delay;
+            match self.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+    }
+
+    fn win(&mut self, copy: InFlight<'a>, mut resp: Response) -> Response {
+        if let Some(window) = self.config.delay.window() {
+            window.record(copy.started.elapsed());
+        }
+        self.cancel_pending();
+        let wins = if copy.n == 0 {
+            &self.counters.original_wins
+        } else {
+            &self.counters.hedge_wins
+        };
+        add(wins, 1);
+        resp.extensions_mut().insert(self.report(copy.n));
+        self.finished = true;
+        resp
+    }
+
+    /// Every copy failed: the best failure, a response before an error.
+    fn give_up(&mut self) -> Result<Response, Error> {
+        self.finished = true;
+        if let Some((n, mut resp)) = self.failed_response.take() {
+            resp.extensions_mut().insert(self.report(n));
+            return Ok(resp);
+        }
+        let err = self.failed_error.take().unwrap_or_else(|| {
+            Error::from(ErrorKind::Other)
+                .with_message("hedging ended without an answer")
+                .with_url(self.req.uri())
+        });
+        Err(err.with_attempts(self.sent))
+    }
+
+    fn report(&self, winner: u32) -> HedgeReport {
+        HedgeReport {
+            copies_sent: self.sent,
+            winner,
+            delay: self.delay,
+        }
+    }
+
+    /// Drops every pending copy, which cancels it.
+    fn cancel_pending(&mut self) {
+        add(&self.counters.cancelled_copies, self.pending.len() as u64);
+        self.pending.clear();
+    }
+}
+
+impl<D> Drop for Race<'_, D> {
+    fn drop(&mut self) {
+        if !self.finished {
+            add(&self.counters.caller_cancelled, 1);
+            add(&self.counters.cancelled_copies, self.pending.len() as u64);
+        }
+    }
+}
+
+/// Whether a copy failing with `err` leaves any hope for another copy: a request that cannot
+/// be sent, signed or accepted as it is fails the same way every time, and an open breaker
+/// refuses every copy alike.
+fn another_copy_could_help(err: &Error) -> bool {
+    !matches!(
+        err.kind(),
+        ErrorKind::InvalidRequest
+            | ErrorKind::TooLarge
+            | ErrorKind::Redirect
+            | ErrorKind::BreakerOpen
+            | ErrorKind::Signing
+    )
+}
