@@ -18,6 +18,9 @@ pub enum ErrorKind {
     /// No connection could be made: refused, DNS failure, unreachable, TLS handshake failed.
     /// The request never left, so it is safe to send again whatever its method.
     Connect,
+    /// The TLS handshake failed: certificate rejected, handshake refused, or a server that does
+    /// not speak TLS. The request never left, but sending it again fails the same way.
+    Tls,
     /// A timeout passed: the backend's, a per-attempt timeout, or an overall deadline.
     Timeout,
     /// The connection failed after it was made and before a response head arrived: reset,
@@ -47,6 +50,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect error",
+            ErrorKind::Tls => "TLS error",
             ErrorKind::Timeout => "timed out",
             ErrorKind::Transport => "connection failed",
             ErrorKind::Body => "body error",
@@ -156,6 +160,11 @@ impl Error {
     /// Whether no connection could be made ([`ErrorKind::Connect`]).
     pub fn is_connect(&self) -> bool {
         self.kind() == ErrorKind::Connect
+    }
+
+    /// Whether the TLS handshake failed ([`ErrorKind::Tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.kind() == ErrorKind::Tls
     }
 
     /// Whether a timeout or deadline passed ([`ErrorKind::Timeout`]).
@@ -374,6 +383,7 @@ mod tests {
     fn every_kind_has_a_description() {
         let kinds = [
             ErrorKind::Connect,
+            ErrorKind::Tls,
             ErrorKind::Timeout,
             ErrorKind::Transport,
             ErrorKind::Body,

@@ -76,6 +76,7 @@ for_each_backend!(
     body_limit_holds_with_and_without_content_length,
     default_body_limit_is_ten_mib,
     connection_refused_is_connect,
+    https_to_a_plain_server_is_tls,
     stalled_server_is_timeout,
     reset_mid_headers_is_transport,
     reset_mid_body_is_body,
@@ -287,6 +288,14 @@ async fn connection_refused_is_connect<D: Backend>() {
         error_kind(&D::new(), &refused_url()).await,
         ErrorKind::Connect
     );
+}
+
+async fn https_to_a_plain_server_is_tls<D: Backend>() {
+    // A handshake that cannot succeed fails the same way every time: `Tls`, never `Connect`,
+    // so no retry layer sends it again.
+    let server = server::start().await;
+    let url = server.url("/status/200").replacen("http://", "https://", 1);
+    assert_eq!(error_kind(&D::new(), &url).await, ErrorKind::Tls);
 }
 
 async fn stalled_server_is_timeout<D: Backend>() {

@@ -3,6 +3,7 @@
 //! Both backends switch their library's own redirect handling off and share one redirect
 //! follower, so they follow redirects the same way and strip credentials the same way.
 
+use std::error::Error as StdError;
 use std::time::Duration;
 
 use crate::{Error, ErrorKind};
@@ -101,6 +102,47 @@ pub(crate) fn may_have_body(method: &http::Method, status: http::StatusCode) -> 
         && !status.is_informational()
         && status != http::StatusCode::NO_CONTENT
         && status != http::StatusCode::NOT_MODIFIED
+}
+
+/// Whether a connect or transport failure of a request to `uri` came from TLS rather than from
+/// the network: an I/O error of kind `InvalidData` (how rustls reports a failed handshake
+/// through I/O), or a message in the words rustls, OpenSSL and native-tls use. Only `https`
+/// requests are judged, so a plain-HTTP server answering garbage is never taken for TLS.
+#[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
+pub(crate) fn is_tls_failure(uri: &http::Uri, err: &(dyn StdError + 'static)) -> bool {
+    // rustls: "invalid peer certificate", "received fatal alert", "received corrupt message",
+    // "peer is incompatible", "peer misbehaved"; OpenSSL: "SSL routines", "certificate verify
+    // failed".
+    const WORDS: [&str; 8] = [
+        "tls",
+        "ssl",
+        "certificate",
+        "handshake",
+        "fatal alert",
+        "corrupt message",
+        "peer is incompatible",
+        "peer misbehaved",
+    ];
+    if !uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
+        return false;
+    }
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            return true;
+        }
+        let text = e.to_string().to_ascii_lowercase();
+        if WORDS.iter().any(|word| text.contains(word)) {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// The error for a body over `limit`.

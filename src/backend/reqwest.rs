@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::redirect::{self, Exchange, Execute};
-use super::{Settings, check_uri, frame_empty_body, too_large};
+use super::{Settings, check_uri, frame_empty_body, is_tls_failure, too_large};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`reqwest::Client`] (feature `reqwest`, on by default).
@@ -180,8 +180,13 @@ fn map_error(e: reqwest::Error, uri: &http::Uri) -> Error {
     } else {
         ErrorKind::Other
     };
+    let e = e.without_url();
+    let kind = match kind {
+        ErrorKind::Connect | ErrorKind::Transport if is_tls_failure(uri, &e) => ErrorKind::Tls,
+        kind => kind,
+    };
     // reqwest's message quotes the full URL; the redacted one is kept beside it instead.
-    Error::new(kind, e.without_url()).with_url(uri)
+    Error::new(kind, e).with_url(uri)
 }
 
 impl Exchange for ReqwestDoer {

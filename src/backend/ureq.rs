@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::redirect::{self, Exchange, Execute};
-use super::{Settings, check_uri, frame_empty_body, may_have_body, too_large};
+use super::{Settings, check_uri, frame_empty_body, is_tls_failure, may_have_body, too_large};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`ureq::Agent`] (feature `ureq`).
@@ -177,11 +177,8 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
     };
     let kind = match &e {
         U::Timeout(_) => ErrorKind::Timeout,
-        U::HostNotFound
-        | U::ConnectionFailed
-        | U::ConnectProxyFailed(_)
-        | U::Tls(_)
-        | U::TlsRequired => ErrorKind::Connect,
+        U::Tls(_) | U::TlsRequired | U::Rustls(_) => ErrorKind::Tls,
+        U::HostNotFound | U::ConnectionFailed | U::ConnectProxyFailed(_) => ErrorKind::Connect,
         U::Io(io) => match io.kind() {
             io::ErrorKind::ConnectionRefused
             | io::ErrorKind::AddrNotAvailable
@@ -205,6 +202,14 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
         U::Protocol(_) | U::LargeResponseHeader(..) => after_connect,
         U::BodyStalled => ErrorKind::Body,
         _ => ErrorKind::Other,
+    };
+    let kind = match kind {
+        ErrorKind::Connect | ErrorKind::Transport
+            if stage == Stage::Send && is_tls_failure(uri, &e) =>
+        {
+            ErrorKind::Tls
+        }
+        kind => kind,
     };
     Error::new(kind, e).with_url(uri)
 }

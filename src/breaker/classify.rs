@@ -22,7 +22,8 @@ pub(crate) type Classifier = Arc<dyn Fn(&Result<Response, Error>) -> Outcome + S
 
 /// The default classification: transport errors, timeouts and 5xx responses are failures.
 ///
-/// * `Err` of kind [`Connect`](ErrorKind::Connect), [`Timeout`](ErrorKind::Timeout),
+/// * `Err` of kind [`Connect`](ErrorKind::Connect), [`Tls`](ErrorKind::Tls) (the host's
+///   certificate or TLS setup is broken), [`Timeout`](ErrorKind::Timeout),
 ///   [`Transport`](ErrorKind::Transport), [`Body`](ErrorKind::Body) or
 ///   [`Other`](ErrorKind::Other) (an unknown error is assumed to be the host's): **failure**.
 /// * `Err` that is the caller's or the client's own business, and says nothing about the
@@ -50,6 +51,7 @@ pub fn default_outcome(result: &Result<Response, Error>) -> Outcome {
         Ok(_) => Outcome::Success,
         Err(err) => match err.kind() {
             ErrorKind::Connect
+            | ErrorKind::Tls
             | ErrorKind::Timeout
             | ErrorKind::Transport
             | ErrorKind::Body

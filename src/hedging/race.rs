@@ -247,6 +247,7 @@ fn another_copy_could_help(err: &Error) -> bool {
     !matches!(
         err.kind(),
         ErrorKind::InvalidRequest
+            | ErrorKind::Tls
             | ErrorKind::TooLarge
             | ErrorKind::Redirect
             | ErrorKind::BreakerOpen

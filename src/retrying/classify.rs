@@ -1,6 +1,5 @@
 //! What is worth retrying: [`Decision`] and the [`default_classifier`].
 
-use std::error::Error as StdError;
 use std::time::Duration;
 
 use http::Method;
@@ -43,14 +42,10 @@ pub fn is_idempotent(req: &Request) -> bool {
 /// | [`ErrorKind::Timeout`], [`ErrorKind::Transport`] (reset, closed early), [`ErrorKind::Body`] | retry | stop |
 /// | status 408, 429, 500, 502, 503, 504 | retry | stop |
 /// | any other status (2xx, 3xx, other 4xx, 501, 505, ...) | stop | stop |
-/// | a TLS failure, [`ErrorKind::InvalidRequest`], [`ErrorKind::TooLarge`], any other error | stop | stop |
+/// | [`ErrorKind::Tls`], [`ErrorKind::InvalidRequest`], [`ErrorKind::TooLarge`], any other error | stop | stop |
 ///
 /// A TLS failure (certificate rejected, handshake refused, a server that does not speak TLS) is
-/// not retried: it fails the same way every time. The backends report it as
-/// [`ErrorKind::Connect`] (reqwest) or [`ErrorKind::Transport`] (ureq), so it is recognised in
-/// the error's source chain: an I/O error of kind `InvalidData`, or a message in the words
-/// rustls, OpenSSL and native-tls use (TLS, SSL, certificate, handshake, alert, corrupt
-/// message, peer incompatible or misbehaved).
+/// not retried: it fails the same way every time.
 pub fn default_classifier(
     req: &Request,
     _attempt: u32,
@@ -59,7 +54,6 @@ pub fn default_classifier(
     let retryable = match outcome {
         Ok(resp) => matches!(resp.status().as_u16(), 408 | 429 | 500 | 502 | 503 | 504),
         Err(err) => match err.kind() {
-            ErrorKind::Connect | ErrorKind::Transport if is_tls_failure(err) => false,
             ErrorKind::Connect => return Decision::Retry,
             ErrorKind::Timeout | ErrorKind::Transport | ErrorKind::Body => true,
             _ => false,
@@ -70,40 +64,6 @@ pub fn default_classifier(
     } else {
         Decision::Stop
     }
-}
-
-/// Words of TLS failures in the messages of rustls ("invalid peer certificate", "received
-/// fatal alert", "received corrupt message", "peer is incompatible", "peer misbehaved"),
-/// OpenSSL ("SSL routines", "certificate verify failed") and native-tls.
-const TLS_WORDS: [&str; 8] = [
-    "tls",
-    "ssl",
-    "certificate",
-    "handshake",
-    "fatal alert",
-    "corrupt message",
-    "peer is incompatible",
-    "peer misbehaved",
-];
-
-/// Whether a connect or transport error came from TLS rather than from the network.
-fn is_tls_failure(err: &Error) -> bool {
-    // Start below the Error itself: its Display carries the URL, and a host named
-    // "tls.example" must not make a refused connection look like a TLS failure.
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
-            return true;
-        }
-        let text = e.to_string().to_ascii_lowercase();
-        if TLS_WORDS.iter().any(|word| text.contains(word)) {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 #[cfg(test)]
@@ -212,30 +172,8 @@ mod tests {
 
     #[test]
     fn tls_failures_are_not_retried() {
-        let rustls_like = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "invalid peer certificate: UnknownIssuer",
-        );
-        let err = Error::new(ErrorKind::Connect, rustls_like);
+        let err = Error::from(ErrorKind::Tls).with_message("invalid peer certificate");
         assert_eq!(classify_error("GET", &err), Decision::Stop);
-
-        let openssl_like = Error::new(
-            ErrorKind::Connect,
-            "error:0A000086:SSL routines::certificate verify failed",
-        );
-        assert_eq!(classify_error("GET", &openssl_like), Decision::Stop);
-
-        // What reqwest (rustls) and ureq report for an https request to a plain-HTTP server.
-        let corrupt = std::io::Error::other("received corrupt message of type InvalidContentType");
-        for kind in [ErrorKind::Connect, ErrorKind::Transport] {
-            let err = Error::new(kind, std::io::Error::other(corrupt.to_string()));
-            assert_eq!(classify_error("GET", &err), Decision::Stop, "{kind:?}");
-        }
-
-        // A refused connection to a host whose name mentions TLS is still retried.
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let uri: http::Uri = "https://tls.example/".parse().unwrap();
-        let err = Error::new(ErrorKind::Connect, refused).with_url(&uri);
-        assert_eq!(classify_error("GET", &err), Decision::Retry);
+        assert_eq!(classify_error("POST", &err), Decision::Stop);
     }
 }
