@@ -2,7 +2,6 @@
 //! sink, and redaction, over test doubles and over a real loopback server.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +13,10 @@ use tracing::field::{Field, Visit};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::{EnvFilter, registry};
+
+#[path = "support/log_buffer.rs"]
+mod log_buffer;
+use log_buffer::Buffer;
 
 /// One event as a subscriber saw it.
 #[derive(Debug, Clone)]
@@ -67,26 +70,6 @@ fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
     let cap = Capture::default();
     let guard = tracing::subscriber::set_default(registry().with(cap.clone()));
     (cap, guard)
-}
-
-/// A `tracing-subscriber` fmt layer writing into a buffer, to check the text people read.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl io::Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 fn get(url: &str) -> Request {

@@ -1,8 +1,7 @@
 //! Decorators composed into the stacks users build: what holds only when they meet.
 
-use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use http_doer::logging::KeepLog;
@@ -14,25 +13,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// A `tracing-subscriber` fmt layer writing into a buffer: the text a person would read.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl io::Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+#[path = "support/log_buffer.rs"]
+mod log_buffer;
+use log_buffer::Buffer;
 
 const SECRETS: [&str; 6] = [
     "tok-Sx1", // Bearer token
