@@ -23,9 +23,21 @@ pub struct Config {
     pub backend_max_body: u64,
     /// How long a good answer may be served stale while the circuit is open (`RETTER_CACHE_TTL`).
     pub cache_ttl: Duration,
+    /// The most answers kept for serving stale (`RETTER_CACHE_MAX_ENTRIES`).
+    pub cache_max_entries: usize,
+    /// The most bytes kept for serving stale (`RETTER_CACHE_MAX_BYTES`).
+    pub cache_max_bytes: usize,
+    /// Also serve the last good answer when a call fails while the circuit is still closed,
+    /// as retter does (`RETTER_CACHE_ON_FAILURE`).
+    pub cache_on_failure: bool,
     /// The failure rate, over the breaker's window, that opens the circuit
     /// (`RETTER_BREAKER_FAIL_RATE`).
     pub fail_rate: f64,
+    /// The fewest calls in the window before the failure rate counts
+    /// (`RETTER_BREAKER_MIN_CALLS`).
+    pub min_calls: u32,
+    /// The rolling window the failure rate is measured over (`RETTER_BREAKER_WINDOW`).
+    pub window: Duration,
     /// The number of consecutive failures that opens the circuit
     /// (`RETTER_BREAKER_CONSECUTIVE_FAIL`).
     pub consecutive_fail: u32,
@@ -81,9 +93,34 @@ const VARS: &[Var] = &[
         help: "max age of a last good answer served while the circuit is open",
     },
     Var {
+        name: "RETTER_CACHE_MAX_ENTRIES",
+        default: "1024",
+        help: "most answers kept for serving stale",
+    },
+    Var {
+        name: "RETTER_CACHE_MAX_BYTES",
+        default: "16777216",
+        help: "most bytes kept for serving stale",
+    },
+    Var {
+        name: "RETTER_CACHE_ON_FAILURE",
+        default: "false",
+        help: "also serve stale when a GET fails while the circuit is closed",
+    },
+    Var {
         name: "RETTER_BREAKER_FAIL_RATE",
         default: "0.66",
         help: "failure rate that opens the circuit (0 < rate <= 1)",
+    },
+    Var {
+        name: "RETTER_BREAKER_MIN_CALLS",
+        default: "5",
+        help: "fewest calls in the window before the rate counts",
+    },
+    Var {
+        name: "RETTER_BREAKER_WINDOW",
+        default: "10s",
+        help: "rolling window of the failure rate",
     },
     Var {
         name: "RETTER_BREAKER_CONSECUTIVE_FAIL",
@@ -92,7 +129,7 @@ const VARS: &[Var] = &[
     },
     Var {
         name: "RETTER_BREAKER_OPEN_DURATION",
-        default: "60s",
+        default: "10s",
         help: "how long the circuit stays open before a probe",
     },
     Var {
@@ -182,7 +219,12 @@ impl Config {
             backend_timeout: parse_duration(get("RETTER_BACKEND_TIMEOUT"))?,
             backend_max_body: parse_count(get("RETTER_BACKEND_MAX_BODY"), 1)?,
             cache_ttl: parse_duration(get("RETTER_CACHE_TTL"))?,
+            cache_max_entries: parse_usize(get("RETTER_CACHE_MAX_ENTRIES"))?,
+            cache_max_bytes: parse_usize(get("RETTER_CACHE_MAX_BYTES"))?,
+            cache_on_failure: parse_bool(get("RETTER_CACHE_ON_FAILURE"))?,
             fail_rate: parse_rate(get("RETTER_BREAKER_FAIL_RATE"))?,
+            min_calls: parse_u32(get("RETTER_BREAKER_MIN_CALLS"), 1)?,
+            window: parse_duration(get("RETTER_BREAKER_WINDOW"))?,
             consecutive_fail: parse_u32(get("RETTER_BREAKER_CONSECUTIVE_FAIL"), 1)?,
             open_duration: parse_duration(get("RETTER_BREAKER_OPEN_DURATION"))?,
             retry_max: parse_u32(get("RETTER_RETRY_MAX"), 0)?,
@@ -233,7 +275,12 @@ impl Config {
             "RETTER_BACKEND_TIMEOUT" => show_duration(self.backend_timeout),
             "RETTER_BACKEND_MAX_BODY" => self.backend_max_body.to_string(),
             "RETTER_CACHE_TTL" => show_duration(self.cache_ttl),
+            "RETTER_CACHE_MAX_ENTRIES" => self.cache_max_entries.to_string(),
+            "RETTER_CACHE_MAX_BYTES" => self.cache_max_bytes.to_string(),
+            "RETTER_CACHE_ON_FAILURE" => self.cache_on_failure.to_string(),
             "RETTER_BREAKER_FAIL_RATE" => self.fail_rate.to_string(),
+            "RETTER_BREAKER_MIN_CALLS" => self.min_calls.to_string(),
+            "RETTER_BREAKER_WINDOW" => show_duration(self.window),
             "RETTER_BREAKER_CONSECUTIVE_FAIL" => self.consecutive_fail.to_string(),
             "RETTER_BREAKER_OPEN_DURATION" => show_duration(self.open_duration),
             "RETTER_RETRY_MAX" => self.retry_max.to_string(),
@@ -344,6 +391,22 @@ fn parse_u32((var, value): (&'static str, String), min: u32) -> Result<u32, Conf
     }
 }
 
+fn parse_usize((var, value): (&'static str, String)) -> Result<usize, ConfigError> {
+    let text = value.trim();
+    text.parse::<usize>()
+        .map_err(|_| bad(var, text, "a whole number, 0 or more"))
+}
+
+/// `true`/`false`, as retter's `RETTER_CACHE_DETECT_*` take, and the usual synonyms.
+fn parse_bool((var, value): (&'static str, String)) -> Result<bool, ConfigError> {
+    let text = value.trim();
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(bad(var, text, "true or false")),
+    }
+}
+
 fn parse_rate((var, value): (&'static str, String)) -> Result<f64, ConfigError> {
     let text = value.trim();
     match text.parse::<f64>() {
@@ -386,6 +449,12 @@ mod tests {
         assert_eq!(c.cache_ttl, Duration::from_secs(60));
         assert_eq!(c.fail_rate, 0.66);
         assert_eq!(c.consecutive_fail, 5);
+        assert_eq!(c.min_calls, 5);
+        assert_eq!(c.window, Duration::from_secs(10));
+        assert_eq!(c.open_duration, Duration::from_secs(10));
+        assert_eq!(c.cache_max_entries, 1024);
+        assert_eq!(c.cache_max_bytes, 16 * 1024 * 1024);
+        assert!(!c.cache_on_failure);
         assert_eq!(c.read_timeout, Duration::from_secs(15));
         assert_eq!(c.write_timeout, Duration::from_secs(15));
         assert_eq!(c.grace, Duration::from_secs(15));
@@ -401,7 +470,12 @@ mod tests {
             ("RETTER_BACKEND_TIMEOUT", "2s"),
             ("RETTER_BACKEND_MAX_BODY", "1000"),
             ("RETTER_CACHE_TTL", "5"),
+            ("RETTER_CACHE_MAX_ENTRIES", "10"),
+            ("RETTER_CACHE_MAX_BYTES", "0"),
+            ("RETTER_CACHE_ON_FAILURE", "yes"),
             ("RETTER_BREAKER_FAIL_RATE", "0.5"),
+            ("RETTER_BREAKER_MIN_CALLS", "20"),
+            ("RETTER_BREAKER_WINDOW", "30s"),
             ("RETTER_BREAKER_CONSECUTIVE_FAIL", "3"),
             ("RETTER_BREAKER_OPEN_DURATION", "250ms"),
             ("RETTER_RETRY_MAX", "0"),
@@ -416,7 +490,12 @@ mod tests {
         assert_eq!(c.backend_timeout, Duration::from_secs(2));
         assert_eq!(c.backend_max_body, 1000);
         assert_eq!(c.cache_ttl, Duration::from_secs(5));
+        assert_eq!(c.cache_max_entries, 10);
+        assert_eq!(c.cache_max_bytes, 0);
+        assert!(c.cache_on_failure);
         assert_eq!(c.fail_rate, 0.5);
+        assert_eq!(c.min_calls, 20);
+        assert_eq!(c.window, Duration::from_secs(30));
         assert_eq!(c.consecutive_fail, 3);
         assert_eq!(c.open_duration, Duration::from_millis(250));
         assert_eq!(c.retry_max, 0);
@@ -439,6 +518,10 @@ mod tests {
             ("RETTER_BACKEND_TIMEOUT", "-1s"),
             ("RETTER_BACKEND_MAX_BODY", "0"),
             ("RETTER_CACHE_TTL", "5 fortnights"),
+            ("RETTER_CACHE_MAX_ENTRIES", "many"),
+            ("RETTER_CACHE_ON_FAILURE", "sometimes"),
+            ("RETTER_BREAKER_MIN_CALLS", "0"),
+            ("RETTER_BREAKER_WINDOW", "forever"),
             ("RETTER_BREAKER_FAIL_RATE", "1.5"),
             ("RETTER_BREAKER_FAIL_RATE", "0"),
             ("RETTER_BREAKER_FAIL_RATE", "NaN"),
