@@ -1,7 +1,7 @@
 //! The real backends, and what they share: URL checks, the body limit, redirects.
 //!
-//! Both backends switch their library's own redirect handling off and use [`redirect`], so
-//! they follow redirects the same way and strip credentials the same way.
+//! Both backends switch their library's own redirect handling off and share one redirect
+//! follower, so they follow redirects the same way and strip credentials the same way.
 
 use std::time::Duration;
 
@@ -70,6 +70,39 @@ pub(crate) fn check_uri(uri: &http::Uri) -> Result<(), Error> {
         .with_url(uri))
 }
 
+/// Frames an empty POST, PUT or PATCH with `Content-Length: 0` when the caller set no framing.
+///
+/// RFC 9110 section 8.6 asks a client to send a length for a method that defines content, even
+/// a zero one; Go and curl do, and some servers answer `411 Length Required` without it.
+/// Neither reqwest nor ureq does it on its own, and both backends must send the same thing.
+#[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
+pub(crate) fn frame_empty_body(
+    method: &http::Method,
+    headers: &mut http::HeaderMap,
+    body_is_empty: bool,
+) {
+    use http::{Method, header};
+    if body_is_empty
+        && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+    }
+}
+
+/// Whether a response to `method` with `status` can carry a body (RFC 9110 section 6.4.1).
+///
+/// A `Content-Length` on a HEAD, 1xx, 204 or 304 response describes another representation,
+/// so it must not trip the body limit.
+#[cfg_attr(not(feature = "ureq"), allow(dead_code))]
+pub(crate) fn may_have_body(method: &http::Method, status: http::StatusCode) -> bool {
+    method != http::Method::HEAD
+        && !status.is_informational()
+        && status != http::StatusCode::NO_CONTENT
+        && status != http::StatusCode::NOT_MODIFIED
+}
+
 /// The error for a body over `limit`.
 #[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
 pub(crate) fn too_large(limit: u64, uri: &http::Uri) -> Error {
@@ -81,6 +114,45 @@ pub(crate) fn too_large(limit: u64, uri: &http::Uri) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_post_put_and_patch_get_a_zero_length() {
+        let framed = |method: &str, body_is_empty: bool, preset: Option<(&str, &str)>| {
+            let mut req = http::Request::builder()
+                .method(method)
+                .uri("http://h.test/");
+            if let Some((name, value)) = preset {
+                req = req.header(name, value);
+            }
+            let (mut parts, ()) = req.body(()).unwrap().into_parts();
+            frame_empty_body(&parts.method, &mut parts.headers, body_is_empty);
+            parts.headers.get(http::header::CONTENT_LENGTH).cloned()
+        };
+        for method in ["POST", "PUT", "PATCH"] {
+            assert_eq!(framed(method, true, None).unwrap(), "0", "{method}");
+        }
+        for method in ["GET", "HEAD", "DELETE", "OPTIONS"] {
+            assert!(framed(method, true, None).is_none(), "{method}");
+        }
+        assert!(framed("POST", false, None).is_none());
+        assert!(framed("POST", true, Some(("transfer-encoding", "chunked"))).is_none());
+        assert_eq!(
+            framed("POST", true, Some(("content-length", "7"))).unwrap(),
+            "7"
+        );
+    }
+
+    #[test]
+    fn only_some_responses_have_a_body() {
+        use http::{Method, StatusCode};
+        assert!(may_have_body(&Method::GET, StatusCode::OK));
+        assert!(may_have_body(&Method::POST, StatusCode::NOT_FOUND));
+        assert!(!may_have_body(&Method::HEAD, StatusCode::OK));
+        for status in [100, 204, 304] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(!may_have_body(&Method::GET, status), "{status}");
+        }
+    }
 
     #[test]
     fn check_uri_refuses_what_cannot_be_sent() {

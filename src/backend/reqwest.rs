@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{Settings, check_uri, redirect, too_large};
+use super::redirect::{self, Exchange, Execute};
+use super::{Settings, check_uri, frame_empty_body, too_large};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`reqwest::Client`] (feature `reqwest`, on by default).
@@ -36,14 +36,19 @@ impl ReqwestDoer {
     /// A backend with a new client: redirects handled by http-doer, a
     /// [10 s connect timeout](crate::backend::DEFAULT_CONNECT_TIMEOUT) and a
     /// [30 s timeout](crate::backend::DEFAULT_TIMEOUT) per exchange.
+    ///
+    /// # Panics
+    ///
+    /// When the TLS backend cannot be initialised, as `reqwest::Client::new()` does; use
+    /// [`with_client`](Self::with_client) to handle that error yourself.
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(super::DEFAULT_CONNECT_TIMEOUT)
             .build()
-            // Only a broken TLS backend or system configuration makes this fail; fall back to
-            // reqwest's defaults rather than panic, keeping redirects ours via the loop below.
-            .unwrap_or_default();
+            // A fallback to `reqwest::Client::default()` would follow redirects itself, past
+            // http-doer's rules, and panics for the same reasons anyway.
+            .expect("reqwest could not build a client: its TLS backend failed to initialise");
         Self::with_client(client)
     }
 
@@ -82,40 +87,54 @@ impl ReqwestDoer {
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
-
-    async fn send_once(&self, req: Request) -> Result<Response, Error> {
-        let uri = req.uri().clone();
-        check_uri(&uri)?;
-        let (parts, body) = req.into_parts();
-        let bytes = body.as_bytes().cloned().unwrap_or_default();
-        let mut rreq = reqwest::Request::try_from(http::Request::from_parts(parts, bytes))
-            .map_err(|e| map_error(e, &uri))?;
-        if let Some(t) = self.settings.timeout {
-            *rreq.timeout_mut() = Some(t);
-        }
-        let mut resp = self
-            .client
-            .execute(rreq)
-            .await
-            .map_err(|e| map_error(e, &uri))?;
-        let limit = self.settings.max_body_size;
-        if resp.content_length().is_some_and(|len| len > limit) {
-            return Err(too_large(limit, &uri));
-        }
-
-        let mut out = http::Response::new(Body::empty());
-        *out.status_mut() = resp.status();
-        *out.version_mut() = resp.version();
-        *out.headers_mut() = std::mem::take(resp.headers_mut());
-        *out.body_mut() = Body::from(read_body(&mut resp, limit, &uri).await?);
-        Ok(out)
-    }
 }
 
 impl Default for ReqwestDoer {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The reqwest request for `req`, built from a borrow: headers and body (O(1)) are copied, the
+/// URL is parsed once, and the caller keeps `req` to build a redirect's next hop.
+fn to_reqwest(req: &Request, timeout: Option<Duration>) -> Result<reqwest::Request, Error> {
+    let url = reqwest::Url::parse(&url_string(req.uri())).map_err(|e| {
+        Error::new(ErrorKind::InvalidRequest, e)
+            .with_message("reqwest does not accept the URL")
+            .with_url(req.uri())
+    })?;
+    let mut rreq = reqwest::Request::new(req.method().clone(), url);
+    *rreq.version_mut() = req.version();
+    if let Some(t) = timeout {
+        *rreq.timeout_mut() = Some(t);
+    }
+    let headers = rreq.headers_mut();
+    *headers = req.headers().clone();
+    let bytes = req.body().as_bytes().cloned().unwrap_or_default();
+    frame_empty_body(req.method(), headers, bytes.is_empty());
+    if !bytes.is_empty() {
+        *rreq.body_mut() = Some(bytes.into());
+    }
+    Ok(rreq)
+}
+
+/// `uri` as a string for `Url::parse`, in one allocation of the right size (`to_string` grows
+/// its buffer two or three times on the way).
+fn url_string(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let (path, query) = (uri.path(), uri.query());
+    let capacity =
+        scheme.len() + 3 + authority.len() + path.len() + query.map_or(0, |q| q.len() + 1);
+    let mut url = String::with_capacity(capacity);
+    for part in [scheme, "://", authority, path] {
+        url.push_str(part);
+    }
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
 }
 
 /// Reads the body up to `limit` bytes. A body in one chunk is kept as it came, without a copy.
@@ -165,9 +184,55 @@ fn map_error(e: reqwest::Error, uri: &http::Uri) -> Error {
     Error::new(kind, e.without_url()).with_url(uri)
 }
 
-#[async_trait]
+impl Exchange for ReqwestDoer {
+    async fn exchange(&self, req: &Request) -> Result<Response, Error> {
+        let uri = req.uri();
+        check_uri(uri)?;
+        let rreq = to_reqwest(req, self.settings.timeout)?;
+        let mut resp = self
+            .client
+            .execute(rreq)
+            .await
+            .map_err(|e| map_error(e, uri))?;
+        let limit = self.settings.max_body_size;
+        if resp.content_length().is_some_and(|len| len > limit) {
+            return Err(too_large(limit, uri));
+        }
+
+        let body = read_body(&mut resp, limit, uri).await?;
+        let mut out = http::Response::new(Body::from(body));
+        *out.status_mut() = resp.status();
+        *out.version_mut() = resp.version();
+        *out.headers_mut() = std::mem::take(resp.headers_mut());
+        Ok(out)
+    }
+}
+
+// Written out rather than with `#[async_trait]`: see `redirect::Execute`.
 impl Doer for ReqwestDoer {
-    async fn execute(&self, req: Request) -> Result<Response, Error> {
-        redirect::follow(req, self.settings.max_redirects, |r| self.send_once(r)).await
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(redirect::follow(self, req, self.settings.max_redirects))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_string_matches_display() {
+        for s in [
+            "http://h.test/",
+            "https://u:p@h.test:8443/a/b?c=d&e",
+            "http://h.test?q=1",
+            "http://[::1]:80/x",
+        ] {
+            let uri: http::Uri = s.parse().unwrap();
+            assert_eq!(url_string(&uri), uri.to_string(), "{s}");
+        }
     }
 }

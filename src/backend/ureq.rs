@@ -3,9 +3,10 @@
 use std::io;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use bytes::Bytes;
 
-use super::{Settings, check_uri, redirect, too_large};
+use super::redirect::{self, Exchange, Execute};
+use super::{Settings, check_uri, frame_empty_body, may_have_body, too_large};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`ureq::Agent`] (feature `ureq`).
@@ -44,6 +45,8 @@ impl UreqDoer {
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(super::DEFAULT_CONNECT_TIMEOUT))
+            // The same as the per-exchange default, so requests need no config of their own.
+            .timeout_global(Some(super::DEFAULT_TIMEOUT))
             .build();
         Self::with_agent(ureq::Agent::new_with_config(config))
     }
@@ -80,20 +83,6 @@ impl UreqDoer {
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
     }
-
-    async fn send_once(&self, req: Request) -> Result<Response, Error> {
-        let uri = req.uri().clone();
-        check_uri(&uri)?;
-        let agent = self.agent.clone();
-        let settings = self.settings.clone();
-        let task = tokio::task::spawn_blocking(move || blocking_send(&agent, &settings, req));
-        match task.await {
-            Ok(result) => result,
-            Err(join) => Err(Error::new(ErrorKind::Other, join)
-                .with_message("ureq task failed")
-                .with_url(&uri)),
-        }
-    }
 }
 
 impl Default for UreqDoer {
@@ -105,12 +94,14 @@ impl Default for UreqDoer {
 fn blocking_send(
     agent: &ureq::Agent,
     settings: &Settings,
-    req: Request,
+    req: http::Request<Bytes>,
 ) -> Result<Response, Error> {
     let uri = req.uri().clone();
-    let (parts, body) = req.into_parts();
-    let bytes = body.as_bytes().cloned().unwrap_or_default();
-    // ureq sends a `Content-Length: 0` for an empty slice; `()` sends no body at all.
+    let (mut parts, bytes) = req.into_parts();
+    let method = parts.method.clone();
+    frame_empty_body(&parts.method, &mut parts.headers, bytes.is_empty());
+    // ureq frames an empty slice with `Content-Length: 0` even on a GET; `()` sends no framing,
+    // and `frame_empty_body` has already added the header where it belongs.
     let result = if bytes.is_empty() {
         run(agent, settings, http::Request::from_parts(parts, ()))
     } else {
@@ -120,18 +111,18 @@ fn blocking_send(
             http::Request::from_parts(parts, &bytes[..]),
         )
     };
-    let resp = result.map_err(|e| map_error(e, &uri, Stage::Send))?;
+    let mut resp = result.map_err(|e| map_error(e, &uri, Stage::Send))?;
 
     let limit = settings.max_body_size;
     let declared = resp
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) && !resp.status().is_informational() {
+    if declared.is_some_and(|len| len > limit) && may_have_body(&method, resp.status()) {
         return Err(too_large(limit, &uri));
     }
-    let (parts, mut body) = resp.into_parts();
-    let bytes = body
+    let body = resp
+        .body_mut()
         .with_config()
         .limit(limit)
         .read_to_vec()
@@ -139,9 +130,12 @@ fn blocking_send(
             ureq::Error::BodyExceedsLimit(_) => too_large(limit, &uri),
             e => map_error(e, &uri, Stage::Body),
         })?;
-    let mut out = http::Response::from_parts(parts, Body::from(bytes));
-    // ureq's own extensions (its config, the final URI) mean nothing to callers of a Doer.
-    out.extensions_mut().clear();
+    // Status, version and headers only: ureq's extensions (its config, the final URI) mean
+    // nothing to callers of a Doer.
+    let mut out = http::Response::new(Body::from(body));
+    *out.status_mut() = resp.status();
+    *out.version_mut() = resp.version();
+    *out.headers_mut() = std::mem::take(resp.headers_mut());
     Ok(out)
 }
 
@@ -150,6 +144,15 @@ fn run<S: ureq::AsSendBody>(
     settings: &Settings,
     req: http::Request<S>,
 ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    // A request of its own config copies the agent's whole config; skip that when the agent
+    // already has what the Doer needs, as the one `UreqDoer::new()` builds does.
+    let config = agent.config();
+    if !config.http_status_as_error()
+        && config.max_redirects() == 0
+        && config.timeouts().global == settings.timeout
+    {
+        return agent.run(req);
+    }
     let req = agent
         .configure_request(req)
         .http_status_as_error(false)
@@ -200,15 +203,40 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
         }
         U::TooManyRedirects | U::RedirectFailed => ErrorKind::Redirect,
         U::Protocol(_) | U::LargeResponseHeader(..) => after_connect,
-        U::Decompress(..) | U::BodyStalled => ErrorKind::Body,
+        U::BodyStalled => ErrorKind::Body,
         _ => ErrorKind::Other,
     };
     Error::new(kind, e).with_url(uri)
 }
 
-#[async_trait]
+impl Exchange for UreqDoer {
+    async fn exchange(&self, req: &Request) -> Result<Response, Error> {
+        check_uri(req.uri())?;
+        // The blocking task needs its own request: the parts ureq reads, the body shared.
+        let mut owned = http::Request::new(req.body().as_bytes().cloned().unwrap_or_default());
+        *owned.method_mut() = req.method().clone();
+        *owned.uri_mut() = req.uri().clone();
+        *owned.version_mut() = req.version();
+        *owned.headers_mut() = req.headers().clone();
+        let agent = self.agent.clone();
+        let settings = self.settings.clone();
+        let task = tokio::task::spawn_blocking(move || blocking_send(&agent, &settings, owned));
+        match task.await {
+            Ok(result) => result,
+            Err(join) => Err(Error::new(ErrorKind::Other, join)
+                .with_message("ureq task failed")
+                .with_url(req.uri())),
+        }
+    }
+}
+
+// Written out rather than with `#[async_trait]`: see `redirect::Execute`.
 impl Doer for UreqDoer {
-    async fn execute(&self, req: Request) -> Result<Response, Error> {
-        redirect::follow(req, self.settings.max_redirects, |r| self.send_once(r)).await
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(redirect::follow(self, req, self.settings.max_redirects))
     }
 }

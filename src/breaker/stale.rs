@@ -1,0 +1,676 @@
+//! Serve-stale: the last good answer to a safe request, kept to answer with while the host is
+//! unavailable.
+//!
+//! The cache is private to one [`Breaker`](super::Breaker) but shared by all its callers, so
+//! its key carries everything that can make two users' answers differ: the method, the full
+//! URL, and the values of the credential headers (`Authorization`, `Proxy-Authorization`,
+//! `Cookie`, and any header [`redact::is_secret_header`] flags, such as `X-Api-Key`) plus the
+//! headers the caller names, hashed with a per-process random key (two SipHash-1-3 keys, 128
+//! bits) so no credential is kept in memory. The response's own `Vary` is honoured too.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AGE, CACHE_CONTROL, RANGE, SET_COOKIE, VARY};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use tokio::time::Instant;
+
+use crate::{Body, Request, Response, redact};
+
+/// Default bound on the number of answers kept: 1024.
+pub const DEFAULT_STALE_MAX_ENTRIES: usize = 1024;
+
+/// Default bound on the bytes kept (bodies, headers and URLs): 16 MiB.
+pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Settings of the serve-stale fallback; see [`Breaker::serve_stale`](super::Breaker::serve_stale).
+///
+/// The fallback remembers the last good (2xx) answer to each `GET` and `HEAD` request and, while
+/// the circuit refuses calls (and, with [`on_failure`](Self::on_failure), when a call fails),
+/// answers with it if it is younger than the max age. What it never does:
+///
+/// * store a response with `Set-Cookie` (it would hand one user's session to another);
+/// * store a response marked `Cache-Control: no-store` or `private`, unless
+///   [`ignore_cache_control`](Self::ignore_cache_control) says so;
+/// * store a `206 Partial Content`, an answer to a `Range` request, or one with `Vary: *`;
+/// * store, or answer, a request marked `Cache-Control: no-store` or `no-cache`, or carrying the
+///   [`NoStale`] extension;
+/// * answer a request whose credential headers (or configured key headers, or the headers the
+///   stored response's `Vary` names) differ from the stored one's.
+///
+/// A good answer that may not be stored (or a non-2xx success, such as a 404) removes the one
+/// kept for the same key: an older copy must not outlive a newer answer.
+///
+/// A served copy carries the whole stored body, an `Age` header (seconds since it was received,
+/// plus the `Age` it came with), and the [`ServedStale`] extension.
+///
+/// The key is made from the request as it reaches the breaker. Credentials added by a layer
+/// *inside* the breaker (a `Signing` decorator placed after it) are not part of it:
+/// that is fine when the stack acts for one identity, as an SDK client usually does. If one
+/// stack signs for several identities, put the signer outside the breaker, or name a header
+/// that tells them apart with [`key_header`](Self::key_header), or do not use serve-stale.
+///
+/// ```
+/// use std::time::Duration;
+/// use http_doer::breaker::ServeStale;
+///
+/// let stale = ServeStale::new(Duration::from_secs(300))
+///     .max_entries(10_000)
+///     .max_bytes(64 << 20)
+///     .on_failure(true)
+///     .key_header(http::header::ACCEPT_LANGUAGE);
+/// # let _ = stale;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServeStale {
+    max_age: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+    on_failure: bool,
+    ignore_cache_control: bool,
+    key_headers: Vec<HeaderName>,
+}
+
+impl ServeStale {
+    /// Serves answers up to `max_age` old, keeping at most
+    /// [`DEFAULT_STALE_MAX_ENTRIES`] answers and [`DEFAULT_STALE_MAX_BYTES`] bytes, only while the
+    /// circuit refuses calls.
+    ///
+    /// There is no default age: how old an answer may be is a property of the data.
+    pub fn new(max_age: Duration) -> Self {
+        ServeStale {
+            max_age,
+            max_entries: DEFAULT_STALE_MAX_ENTRIES,
+            max_bytes: DEFAULT_STALE_MAX_BYTES,
+            on_failure: false,
+            ignore_cache_control: false,
+            key_headers: Vec::new(),
+        }
+    }
+
+    /// The most answers kept; the least recently used go first.
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// The most bytes kept (bodies, headers and URLs); the least recently used go first, and an
+    /// answer larger than this is never kept.
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    /// Also answer from the cache when a call that went through fails (an error or a 5xx, by
+    /// the breaker's classifier), as retter does. Off by default: the caller sees the failure.
+    pub fn on_failure(mut self, yes: bool) -> Self {
+        self.on_failure = yes;
+        self
+    }
+
+    /// Also store responses marked `Cache-Control: no-store` or `private`. Responses with
+    /// `Set-Cookie` are still never stored.
+    pub fn ignore_cache_control(mut self, yes: bool) -> Self {
+        self.ignore_cache_control = yes;
+        self
+    }
+
+    /// Adds a request header whose value is part of the key (hashed), for answers that depend
+    /// on it, such as `Accept`, `Accept-Language` or a tenant header.
+    pub fn key_header(mut self, name: HeaderName) -> Self {
+        if !self.key_headers.contains(&name) {
+            self.key_headers.push(name);
+        }
+        self
+    }
+}
+
+/// Response extension: this answer came from the serve-stale cache, not from the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServedStale {
+    /// How long ago the host sent it.
+    pub age: Duration,
+    /// Why it was served.
+    pub reason: StaleReason,
+}
+
+/// Why a stale answer was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StaleReason {
+    /// The circuit refused the call (open, or half-open with its probe slots taken); the host
+    /// was not called.
+    Rejected,
+    /// The call went through and failed ([`ServeStale::on_failure`]).
+    Failed,
+}
+
+/// Request extension: never answer this request from the stale cache, nor store its answer.
+///
+/// ```
+/// use http_doer::{Body, breaker::NoStale};
+///
+/// let mut req = http::Request::get("https://api.test/balance").body(Body::empty()).unwrap();
+/// req.extensions_mut().insert(NoStale);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoStale;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct StaleKey {
+    method: Method,
+    url: String,
+    /// Hash of the credential and key headers.
+    secrets: u128,
+}
+
+/// What a request needs to find, or store, its answer.
+pub(crate) struct Lookup {
+    key: StaleKey,
+    /// The request's headers, for the stored response's `Vary`.
+    headers: HeaderMap,
+    ranged: bool,
+}
+
+struct Entry {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+    stored_at: Instant,
+    /// The `Age` the response came with, in seconds.
+    base_age: u64,
+    vary: Vec<HeaderName>,
+    vary_hash: u128,
+    size: usize,
+    tick: u64,
+}
+
+pub(crate) struct StaleCache {
+    config: ServeStale,
+    hashers: (RandomState, RandomState),
+    lru: Mutex<Lru>,
+}
+
+impl StaleCache {
+    pub(crate) fn new(config: ServeStale) -> Self {
+        StaleCache {
+            config,
+            hashers: (RandomState::new(), RandomState::new()),
+            lru: Mutex::new(Lru::default()),
+        }
+    }
+
+    pub(crate) fn on_failure(&self) -> bool {
+        self.config.on_failure
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lru> {
+        // No user code runs under this lock; recover from a poisoned one.
+        self.lru.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lookup for `req`, or `None` when its answer may be neither stored nor served.
+    pub(crate) fn lookup(&self, req: &Request) -> Option<Lookup> {
+        let method = req.method();
+        if (method != Method::GET && method != Method::HEAD)
+            || req.extensions().get::<NoStale>().is_some()
+            || has_directive(req.headers(), &["no-store", "no-cache"])
+        {
+            return None;
+        }
+        let key_headers = &self.config.key_headers;
+        let secrets = self.hash_headers(req.headers(), |name| {
+            redact::is_secret_header(name) || key_headers.contains(name)
+        });
+        Some(Lookup {
+            key: StaleKey {
+                method: method.clone(),
+                url: req.uri().to_string(),
+                secrets,
+            },
+            headers: req.headers().clone(),
+            ranged: req.headers().contains_key(RANGE),
+        })
+    }
+
+    /// A 128-bit keyed hash of the picked headers, by name then in order of appearance.
+    fn hash_headers(&self, headers: &HeaderMap, pick: impl Fn(&HeaderName) -> bool) -> u128 {
+        let mut picked: Vec<(&str, &[u8])> = headers
+            .iter()
+            .filter(|(name, _)| pick(name))
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        // Stable: values of one header keep their order, which can matter.
+        picked.sort_by(|a, b| a.0.cmp(b.0));
+        let high = self.hashers.0.hash_one(&picked);
+        let low = self.hashers.1.hash_one(&picked);
+        u128::from(high) << 64 | u128::from(low)
+    }
+
+    /// The kept answer for `lookup`, if there is one young enough.
+    pub(crate) fn get(
+        &self,
+        lookup: &Lookup,
+        now: Instant,
+        reason: StaleReason,
+    ) -> Option<Response> {
+        let mut lru = self.lock();
+        let entry = lru.get(&lookup.key)?;
+        let age = now.saturating_duration_since(entry.stored_at);
+        if age > self.config.max_age {
+            lru.remove(&lookup.key);
+            return None;
+        }
+        if !entry.vary.is_empty() {
+            let vary = &entry.vary;
+            if self.hash_headers(&lookup.headers, |name| vary.contains(name)) != entry.vary_hash {
+                return None;
+            }
+        }
+        let mut resp = http::Response::new(Body::from(entry.body.clone()));
+        *resp.status_mut() = entry.status;
+        *resp.version_mut() = entry.version;
+        *resp.headers_mut() = entry.headers.clone();
+        let age_secs = entry.base_age.saturating_add(age.as_secs());
+        resp.headers_mut().insert(AGE, HeaderValue::from(age_secs));
+        resp.extensions_mut().insert(ServedStale { age, reason });
+        Some(resp)
+    }
+
+    /// Keeps `resp`, the successful answer to the request of `lookup`, if it may be kept, and
+    /// otherwise forgets any older answer for the same key.
+    pub(crate) fn store(&self, lookup: Lookup, resp: &Response, now: Instant) {
+        let entry = self.entry(&lookup, resp, now);
+        let mut lru = self.lock();
+        match entry {
+            Some(entry) => lru.insert(
+                lookup.key,
+                entry,
+                self.config.max_entries,
+                self.config.max_bytes,
+            ),
+            None => lru.remove(&lookup.key),
+        }
+    }
+
+    fn entry(&self, lookup: &Lookup, resp: &Response, now: Instant) -> Option<Entry> {
+        let status = resp.status();
+        let headers = resp.headers();
+        if !status.is_success()
+            || status == StatusCode::PARTIAL_CONTENT
+            || lookup.ranged
+            || headers.contains_key(SET_COOKIE)
+            || (!self.config.ignore_cache_control
+                && has_directive(headers, &["no-store", "private"]))
+        {
+            return None;
+        }
+        let mut vary = Vec::new();
+        for value in headers.get_all(VARY) {
+            for name in value.to_str().ok()?.split(',') {
+                let name = name.trim();
+                if name == "*" {
+                    return None;
+                }
+                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                    vary.push(name);
+                }
+            }
+        }
+        let body = resp.body().as_bytes()?.clone();
+        let header_bytes: usize = headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        // A rough fixed overhead per entry, so that many empty answers are still bounded.
+        let size = body.len() + header_bytes + lookup.key.url.len() + 128;
+        if size > self.config.max_bytes {
+            return None;
+        }
+        let base_age = headers
+            .get(AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let vary_hash = if vary.is_empty() {
+            0
+        } else {
+            self.hash_headers(&lookup.headers, |name| vary.contains(name))
+        };
+        Some(Entry {
+            status,
+            version: resp.version(),
+            headers: headers.clone(),
+            body,
+            stored_at: now,
+            base_age,
+            vary,
+            vary_hash,
+            size,
+            tick: 0,
+        })
+    }
+
+    /// Answers kept, and their size in bytes.
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        let lru = self.lock();
+        (lru.map.len(), lru.bytes)
+    }
+}
+
+/// Whether a `Cache-Control` header carries one of `directives` (case-insensitive, with or
+/// without an argument, as in `private="Set-Cookie"`).
+fn has_directive(headers: &HeaderMap, directives: &[&str]) -> bool {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.split('=').next().unwrap_or("").trim())
+        .any(|d| directives.iter().any(|want| d.eq_ignore_ascii_case(want)))
+}
+
+/// A map bounded by entries and bytes that evicts the least recently used first.
+#[derive(Default)]
+struct Lru {
+    map: HashMap<Arc<StaleKey>, Entry>,
+    /// Recency: tick of last use to key; the first is the least recently used.
+    order: BTreeMap<u64, Arc<StaleKey>>,
+    next_tick: u64,
+    bytes: usize,
+}
+
+impl Lru {
+    fn tick(&mut self) -> u64 {
+        self.next_tick += 1;
+        self.next_tick
+    }
+
+    fn get(&mut self, key: &StaleKey) -> Option<&Entry> {
+        let tick = self.tick();
+        let (shared_key, entry) = self.map.get_key_value(key)?;
+        let shared_key = shared_key.clone();
+        let old = entry.tick;
+        self.order.remove(&old);
+        self.order.insert(tick, shared_key);
+        let entry = self.map.get_mut(key)?;
+        entry.tick = tick;
+        Some(entry)
+    }
+
+    fn remove(&mut self, key: &StaleKey) {
+        if let Some(entry) = self.map.remove(key) {
+            self.order.remove(&entry.tick);
+            self.bytes -= entry.size;
+        }
+    }
+
+    fn insert(&mut self, key: StaleKey, mut entry: Entry, max_entries: usize, max_bytes: usize) {
+        self.remove(&key);
+        if max_entries == 0 {
+            return;
+        }
+        let key = Arc::new(key);
+        entry.tick = self.tick();
+        self.bytes += entry.size;
+        self.order.insert(entry.tick, key.clone());
+        self.map.insert(key, entry);
+        while self.map.len() > max_entries || self.bytes > max_bytes {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(gone) = self.map.remove(&*oldest) {
+                self.bytes -= gone.size;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::response;
+
+    fn get(url: &str) -> Request {
+        http::Request::get(url).body(Body::empty()).unwrap()
+    }
+
+    fn with(mut req: Request, name: &'static str, value: &'static str) -> Request {
+        req.headers_mut()
+            .append(name, HeaderValue::from_static(value));
+        req
+    }
+
+    fn ok(body: &'static str) -> Response {
+        response(200, body)
+    }
+
+    fn cache(config: ServeStale) -> StaleCache {
+        StaleCache::new(config)
+    }
+
+    async fn body(resp: Response) -> String {
+        resp.into_body().text().await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stores_and_serves_with_age_and_marker() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let t0 = Instant::now();
+        let mut resp = ok("hello");
+        resp.headers_mut().insert(AGE, HeaderValue::from(5u64));
+        resp.headers_mut()
+            .insert("content-type", HeaderValue::from_static("text/plain"));
+        c.store(c.lookup(&get("http://h.test/a?x=1")).unwrap(), &resp, t0);
+        let later = t0 + Duration::from_secs(7);
+        let served = c
+            .get(
+                &c.lookup(&get("http://h.test/a?x=1")).unwrap(),
+                later,
+                StaleReason::Rejected,
+            )
+            .unwrap();
+        assert_eq!(served.status(), 200);
+        assert_eq!(served.headers()[AGE], "12");
+        assert_eq!(served.headers()["content-type"], "text/plain");
+        assert_eq!(
+            served.extensions().get::<ServedStale>(),
+            Some(&ServedStale {
+                age: Duration::from_secs(7),
+                reason: StaleReason::Rejected
+            })
+        );
+        assert_eq!(body(served).await, "hello");
+        // Another query string is another resource.
+        assert!(
+            c.get(
+                &c.lookup(&get("http://h.test/a?x=2")).unwrap(),
+                later,
+                StaleReason::Rejected
+            )
+            .is_none()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_old_is_not_served_and_is_dropped() {
+        let c = cache(ServeStale::new(Duration::from_secs(10)));
+        let t0 = Instant::now();
+        let l = || c.lookup(&get("http://h.test/")).unwrap();
+        c.store(l(), &ok("x"), t0);
+        assert!(
+            c.get(&l(), t0 + Duration::from_secs(10), StaleReason::Failed)
+                .is_some()
+        );
+        assert!(
+            c.get(&l(), t0 + Duration::from_secs(11), StaleReason::Failed)
+                .is_none()
+        );
+        assert_eq!(c.usage().0, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn credentials_and_key_headers_separate_users() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)).key_header(http::header::ACCEPT));
+        let now = Instant::now();
+        let alice = || with(get("http://h.test/me"), "authorization", "Bearer alice");
+        let bob = || with(get("http://h.test/me"), "authorization", "Bearer bob");
+        c.store(c.lookup(&alice()).unwrap(), &ok("alice's"), now);
+        let found = |req: Request| {
+            c.get(&c.lookup(&req).unwrap(), now, StaleReason::Rejected)
+                .is_some()
+        };
+        assert!(found(alice()));
+        assert!(!found(bob()));
+        assert!(!found(get("http://h.test/me")));
+        // Cookies, API-key headers and configured headers are part of the key as well.
+        let cookie = || with(get("http://h.test/c"), "cookie", "sid=1");
+        c.store(c.lookup(&cookie()).unwrap(), &ok("c"), now);
+        assert!(found(cookie()));
+        assert!(!found(with(get("http://h.test/c"), "cookie", "sid=2")));
+        let api = || with(get("http://h.test/k"), "x-api-key", "k1");
+        c.store(c.lookup(&api()).unwrap(), &ok("k"), now);
+        assert!(found(api()));
+        assert!(!found(with(get("http://h.test/k"), "x-api-key", "k2")));
+        let json = || with(get("http://h.test/j"), "accept", "application/json");
+        c.store(c.lookup(&json()).unwrap(), &ok("{}"), now);
+        assert!(found(json()));
+        assert!(!found(with(get("http://h.test/j"), "accept", "text/html")));
+        // Headers outside the key do not matter.
+        assert!(found(with(alice(), "user-agent", "other")));
+    }
+
+    #[test]
+    fn key_keeps_no_credential_in_clear() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let l = c
+            .lookup(&with(
+                get("http://h.test/"),
+                "authorization",
+                "Bearer s3cr3t",
+            ))
+            .unwrap();
+        assert!(!format!("{:?}", l.key).contains("s3cr3t"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_stores_what_it_must_not() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let now = Instant::now();
+        let resp_with = |name: &'static str, value: &'static str| {
+            let mut r = ok("x");
+            r.headers_mut()
+                .append(name, HeaderValue::from_static(value));
+            r
+        };
+        for resp in [
+            resp_with("set-cookie", "sid=1"),
+            resp_with("cache-control", "max-age=60, no-store"),
+            resp_with("cache-control", "Private"),
+            resp_with("cache-control", "private=\"set-cookie\""),
+            resp_with("vary", "*"),
+            response(206, "part"),
+            response(500, "down"),
+            response(404, "gone"),
+        ] {
+            c.store(c.lookup(&get("http://h.test/")).unwrap(), &resp, now);
+        }
+        assert_eq!(c.usage().0, 0);
+        let ranged = with(get("http://h.test/r"), "range", "bytes=0-1");
+        c.store(c.lookup(&ranged).unwrap(), &ok("x"), now);
+        assert_eq!(c.usage().0, 0);
+        // Requests that refuse caches are neither stored nor served.
+        assert!(
+            c.lookup(&with(get("http://h.test/"), "cache-control", "no-cache"))
+                .is_none()
+        );
+        let mut opted_out = get("http://h.test/");
+        opted_out.extensions_mut().insert(NoStale);
+        assert!(c.lookup(&opted_out).is_none());
+        let post = http::Request::post("http://h.test/")
+            .body(Body::empty())
+            .unwrap();
+        assert!(c.lookup(&post).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ignore_cache_control_stores_private_but_never_set_cookie() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)).ignore_cache_control(true));
+        let now = Instant::now();
+        let mut private = ok("p");
+        private
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+        c.store(c.lookup(&get("http://h.test/p")).unwrap(), &private, now);
+        let mut cookie = ok("c");
+        cookie
+            .headers_mut()
+            .insert(SET_COOKIE, HeaderValue::from_static("a=b"));
+        c.store(c.lookup(&get("http://h.test/c")).unwrap(), &cookie, now);
+        assert_eq!(c.usage().0, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_answer_that_cannot_be_kept_removes_the_older_one() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let now = Instant::now();
+        let l = || c.lookup(&get("http://h.test/")).unwrap();
+        c.store(l(), &ok("old"), now);
+        assert_eq!(c.usage().0, 1);
+        c.store(l(), &response(404, ""), now);
+        assert_eq!(c.usage(), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn vary_is_honoured() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let now = Instant::now();
+        let mut resp = ok("gz");
+        resp.headers_mut()
+            .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        let gz = || with(get("http://h.test/"), "accept-encoding", "gzip");
+        c.store(c.lookup(&gz()).unwrap(), &resp, now);
+        let found = |req: Request| {
+            c.get(&c.lookup(&req).unwrap(), now, StaleReason::Rejected)
+                .is_some()
+        };
+        assert!(found(gz()));
+        assert!(!found(get("http://h.test/")));
+        assert!(!found(with(get("http://h.test/"), "accept-encoding", "br")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lru_is_bounded_by_entries_and_bytes() {
+        let now = Instant::now();
+        let c = cache(ServeStale::new(Duration::from_secs(60)).max_entries(2));
+        let l = |p: &str| c.lookup(&get(&format!("http://h.test/{p}"))).unwrap();
+        c.store(l("a"), &ok("a"), now);
+        c.store(l("b"), &ok("b"), now);
+        // Using "a" makes "b" the least recently used.
+        assert!(c.get(&l("a"), now, StaleReason::Rejected).is_some());
+        c.store(l("c"), &ok("c"), now);
+        assert_eq!(c.usage().0, 2);
+        assert!(c.get(&l("b"), now, StaleReason::Rejected).is_none());
+        assert!(c.get(&l("a"), now, StaleReason::Rejected).is_some());
+        assert!(c.get(&l("c"), now, StaleReason::Rejected).is_some());
+
+        let big = Bytes::from(vec![b'x'; 1000]);
+        let c = cache(ServeStale::new(Duration::from_secs(60)).max_bytes(2500));
+        let l = |p: &str| c.lookup(&get(&format!("http://h.test/{p}"))).unwrap();
+        for p in ["1", "2", "3"] {
+            c.store(l(p), &response(200, big.clone()), now);
+            assert!(c.usage().1 <= 2500);
+        }
+        assert_eq!(c.usage().0, 2);
+        assert!(c.get(&l("1"), now, StaleReason::Rejected).is_none());
+        // An answer larger than the whole budget is never kept.
+        c.store(l("huge"), &response(200, vec![0u8; 3000]), now);
+        assert!(c.get(&l("huge"), now, StaleReason::Rejected).is_none());
+        assert_eq!(c.usage().0, 2);
+    }
+}

@@ -1,0 +1,373 @@
+//! [`Logging`]: records each exchange as a `tracing` event, in a bounded in-memory log
+//! ([`KeepLog`]), or through a closure of yours ([`Record`]), with every secret redacted.
+
+mod callsite;
+mod keep_log;
+mod record;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http::HeaderName;
+use tracing::Level;
+use tracing::field::{Value, debug, display};
+
+use crate::{Attempts, Doer, Error, Request, Response, redact};
+use callsite::{EventSite, Values};
+
+pub use keep_log::{KeepLog, LogEntry, Outcome};
+pub use record::{Headers, Record};
+
+/// The `tracing` target of exchange events unless [`Logging::target`] sets another.
+pub const DEFAULT_TARGET: &str = "http_doer::logging";
+
+type Sink = Arc<dyn Fn(&Record<'_>) + Send + Sync>;
+
+/// Records each exchange that goes through it, then passes the outcome on unchanged.
+///
+/// One exchange (one call to [`execute`](Doer::execute)) makes one `tracing` event, and, when
+/// asked, one line in a [`KeepLog`] and one call to a sink closure.
+///
+/// # Defaults
+///
+/// | setting | default | builder |
+/// |---|---|---|
+/// | `tracing` events | on | [`tracing`](Logging::tracing) |
+/// | event target | [`DEFAULT_TARGET`] (`http_doer::logging`) | [`target`](Logging::target) |
+/// | level of a response below 500 | `DEBUG` | [`success_level`](Logging::success_level) |
+/// | level of an error or a 5xx response | `WARN` | [`failure_level`](Logging::failure_level) |
+/// | headers | off | [`headers`](Logging::headers), [`redact_header`](Logging::redact_header) |
+/// | bodies | off | [`bodies`](Logging::bodies) |
+/// | in-memory log | none | [`keep_log`](Logging::keep_log) |
+/// | sink | none | [`sink`](Logging::sink) |
+///
+/// # Event fields
+///
+/// `message` (`"http response"` or `"http error"`), `method`, `url` (redacted by
+/// [`redact::uri`]: no userinfo, secret query values replaced), `status`, `elapsed_ms` (a float,
+/// microsecond resolution), `attempt`, `request_bytes`, `response_bytes`, `error_kind` (the
+/// [`ErrorKind`](crate::ErrorKind) variant name, such as `Timeout`), `error` (the error's
+/// redacted `Display`), and, when turned on, `request_headers`, `response_headers`,
+/// `request_body`, `response_body`. A field with nothing to say is left out.
+///
+/// # Target
+///
+/// `tracing`'s macros need the target as a compile-time constant, so a target chosen at run
+/// time cannot go through them. Rather than offer a fixed menu of targets, `Logging` registers
+/// its own callsite for each `&'static str` target and level it is given (once per distinct
+/// pair, for the life of the program), so subscribers filter these events by target exactly as
+/// they filter macro events (`RUST_LOG=my_app::http=debug`). One consequence: these events do not
+/// fall back to the `log` crate when no `tracing` subscriber is installed (`tracing`'s `log`
+/// feature only works through its macros); use a `tracing-log`-style bridge or a
+/// [`sink`](Logging::sink) for that.
+///
+/// # Attempt numbers
+///
+/// `Logging` does not know which layers are below it. It reads the attempt number from what
+/// they report: the [`Attempts`] extension of a response, or [`Error::attempts`]. Placed above a
+/// retrying decorator (the recommended order), it logs one event per call, with the number of
+/// the attempt that produced the outcome (which is also how many attempts were made). Placed
+/// below it, it logs every attempt, without a number.
+///
+/// # Secrets
+///
+/// The URL is always redacted; header values are redacted by name and by the `sensitive` flag
+/// (see [`Headers`]); the error's `Display` is redacted by [`Error`]. Bodies are the weak spot:
+/// see [`bodies`](Logging::bodies) before turning them on.
+///
+/// A call whose future is dropped before it finishes (a caller's timeout, a lost hedge) is not
+/// logged: there is no outcome to report.
+///
+/// # Example
+///
+/// ```
+/// use http_doer::{Body, Doer, DoerExt, logging::KeepLog, testing::ScriptedDoer};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let log = KeepLog::new(100);
+/// let doer = ScriptedDoer::new()
+///     .then_status(503)
+///     .logging()
+///     .target("my_app::http")
+///     .keep_log(log.clone())
+///     .sink(|r| assert_eq!(r.status.map(|s| s.as_u16()), Some(503)));
+///
+/// let req = http::Request::get("https://api.test/v1?api_key=s3cr3t").body(Body::empty()).unwrap();
+/// let resp = doer.execute(req).await.unwrap();
+/// assert_eq!(resp.status(), 503);
+///
+/// let text = log.to_string();
+/// assert!(text.contains("GET https://api.test/v1?api_key=REDACTED status=503"), "{text}");
+/// assert!(!text.contains("s3cr3t"));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Logging<D> {
+    inner: D,
+    config: Arc<Config>,
+}
+
+#[derive(Clone)]
+struct Config {
+    tracing: bool,
+    target: &'static str,
+    success: &'static EventSite,
+    failure: &'static EventSite,
+    headers: bool,
+    redact: Vec<HeaderName>,
+    body_cap: Option<usize>,
+    keep: Option<KeepLog>,
+    sink: Option<Sink>,
+}
+
+impl<D> Logging<D> {
+    /// Wraps `inner` with the defaults in the [table above](Logging#defaults).
+    pub fn new(inner: D) -> Self {
+        Logging {
+            inner,
+            config: Arc::new(Config {
+                tracing: true,
+                target: DEFAULT_TARGET,
+                success: EventSite::get(DEFAULT_TARGET, Level::DEBUG),
+                failure: EventSite::get(DEFAULT_TARGET, Level::WARN),
+                headers: false,
+                redact: Vec::new(),
+                body_cap: None,
+                keep: None,
+                sink: None,
+            }),
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Turns `tracing` events on or off (on by default); off is for callers who log only
+    /// through a [`sink`](Logging::sink) or a [`KeepLog`].
+    pub fn tracing(mut self, on: bool) -> Self {
+        self.config().tracing = on;
+        self
+    }
+
+    /// Sets the `tracing` target of the events (default [`DEFAULT_TARGET`]); see
+    /// [Target](Logging#target) for how a run-time target works.
+    pub fn target(mut self, target: &'static str) -> Self {
+        let c = self.config();
+        c.target = target;
+        c.success = EventSite::get(target, c.success.level());
+        c.failure = EventSite::get(target, c.failure.level());
+        self
+    }
+
+    /// Sets the level of an exchange that got a response with a status below 500 (default
+    /// `DEBUG`).
+    pub fn success_level(mut self, level: Level) -> Self {
+        let c = self.config();
+        c.success = EventSite::get(c.target, level);
+        self
+    }
+
+    /// Sets the level of an exchange that ended in an error or a 5xx response (default `WARN`).
+    pub fn failure_level(mut self, level: Level) -> Self {
+        let c = self.config();
+        c.failure = EventSite::get(c.target, level);
+        self
+    }
+
+    /// Logs request and response headers (off by default), with secret values redacted (see
+    /// [`Headers`]).
+    pub fn headers(mut self, on: bool) -> Self {
+        self.config().headers = on;
+        self
+    }
+
+    /// Also redacts the values of header `name`, on top of those [`Headers`] always redacts.
+    pub fn redact_header(mut self, name: HeaderName) -> Self {
+        self.config().redact.push(name);
+        self
+    }
+
+    /// Logs request and response bodies, each cut to at most `max_bytes` (off by default).
+    ///
+    /// <div class="warning">
+    ///
+    /// Bodies often carry secrets: a password in a login form, a token in an OAuth response,
+    /// personal data. Turn this on to debug, not in production.
+    ///
+    /// </div>
+    ///
+    /// What is redacted: in a form body (`application/x-www-form-urlencoded`), the value of
+    /// every field named like a secret, by the same rules as query parameters
+    /// ([`redact::is_secret_param`]); in a JSON body (`application/json`, `*/*+json`), the value
+    /// of every object member named like a secret, at any depth, which needs the `json`
+    /// feature (the document is re-serialized compactly, and members may come out in another
+    /// order; without the feature, or when the body is not valid JSON or is over 1 MiB, the body
+    /// is not shown at all, only its size). A body with no `Content-Type`, `text/plain` or
+    /// `application/octet-stream` is judged by its look: one that starts like JSON gets the
+    /// JSON rules, one shaped like `a=1&b=2` the form rules. Any other text is not shown at all
+    /// when it mentions a secret-like word (`password`, `token`, `secret`, `cookie`, ...), and
+    /// is otherwise shown with its URLs redacted ([`redact::text`]). A body that is not UTF-8
+    /// shows as its size.
+    pub fn bodies(mut self, max_bytes: usize) -> Self {
+        self.config().body_cap = Some(max_bytes);
+        self
+    }
+
+    /// Keeps a line per exchange in `log` (see [`KeepLog`]). Keep a clone of `log` to read it.
+    pub fn keep_log(mut self, log: KeepLog) -> Self {
+        self.config().keep = Some(log);
+        self
+    }
+
+    /// Calls `sink` with a [`Record`] of each exchange, for callers who log elsewhere.
+    ///
+    /// It runs on the caller's task before the outcome is returned, so keep it quick: hand the
+    /// record's data to a channel rather than doing I/O in it.
+    pub fn sink(mut self, sink: impl Fn(&Record<'_>) + Send + Sync + 'static) -> Self {
+        self.config().sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// The log given to [`keep_log`](Logging::keep_log), if any.
+    pub fn kept_log(&self) -> Option<&KeepLog> {
+        self.config.keep.as_ref()
+    }
+
+    /// The wrapped Doer.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// Whether anything may want to hear about an exchange; when not, `execute` only passes the
+    /// call on.
+    fn listening(&self) -> bool {
+        let c = &*self.config;
+        c.keep.is_some()
+            || c.sink.is_some()
+            || (c.tracing && (c.success.enabled() || c.failure.enabled()))
+    }
+}
+
+#[async_trait]
+impl<D: Doer> Doer for Logging<D> {
+    async fn execute(&self, req: Request) -> Result<Response, Error> {
+        if !self.listening() {
+            return self.inner.execute(req).await;
+        }
+        let c = &*self.config;
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let request_bytes = req.body().len();
+        let request_headers = c.headers.then(|| req.headers().clone());
+        let request_body = c
+            .body_cap
+            .and_then(|cap| record::render_body(req.headers(), req.body(), cap));
+        let time = SystemTime::now();
+        let start = tokio::time::Instant::now();
+
+        let result = self.inner.execute(req).await;
+
+        let elapsed = start.elapsed();
+        let resp = result.as_ref().ok();
+        let error = result.as_ref().err();
+        let failed = resp.is_none_or(|r| r.status().as_u16() >= 500);
+        let site = if failed { c.failure } else { c.success };
+        let to_tracing = c.tracing && site.enabled();
+        // With only failures listened to (a WARN filter), a success stops here, before the
+        // costly part: redacting the URL.
+        if !to_tracing && c.keep.is_none() && c.sink.is_none() {
+            return result;
+        }
+        let url = redact::uri(&uri);
+        let response_body = match (resp, c.body_cap) {
+            (Some(r), Some(cap)) => record::render_body(r.headers(), r.body(), cap),
+            _ => None,
+        };
+        let record = Record {
+            time,
+            level: site.level(),
+            method: &method,
+            url: &url,
+            attempt: match &result {
+                Ok(r) => r.extensions().get::<Attempts>().map(|a| a.0),
+                Err(e) => e.attempts(),
+            },
+            status: resp.map(|r| r.status()),
+            error,
+            elapsed,
+            request_bytes,
+            response_bytes: resp.and_then(|r| r.body().len()),
+            request_headers: request_headers.as_ref().map(|h| Headers::new(h, &c.redact)),
+            response_headers: resp
+                .filter(|_| c.headers)
+                .map(|r| Headers::new(r.headers(), &c.redact)),
+            request_body: request_body.as_deref(),
+            response_body: response_body.as_deref(),
+        };
+        if to_tracing {
+            emit(site, &record);
+        }
+        if let Some(sink) = &c.sink {
+            sink(&record);
+        }
+        let attempt = record.attempt;
+        if let Some(log) = &c.keep {
+            let outcome = match &result {
+                Ok(r) => Outcome::Status(r.status()),
+                Err(e) => Outcome::Error {
+                    kind: e.kind(),
+                    message: e.to_string(),
+                },
+            };
+            log.push(LogEntry {
+                time,
+                method,
+                url,
+                attempt,
+                outcome,
+                elapsed,
+            });
+        }
+        result
+    }
+}
+
+/// Sends `record` as one event at `site`.
+fn emit(site: &'static EventSite, r: &Record<'_>) {
+    fn opt<T: Value>(v: &Option<T>) -> Option<&dyn Value> {
+        v.as_ref().map(|v| v as &dyn Value)
+    }
+    let message = if r.error.is_some() {
+        "http error"
+    } else {
+        "http response"
+    };
+    let method = r.method.as_str();
+    let status = r.status.map(|s| u64::from(s.as_u16()));
+    // Whole microseconds, so a fast exchange does not print as `0` nor with float noise.
+    let elapsed_ms = r.elapsed.as_micros() as f64 / 1000.0;
+    let attempt = r.attempt.map(u64::from);
+    let error_kind = r.error.map(|e| debug(e.kind()));
+    let error = r.error.map(display);
+    let request_headers = r.request_headers.map(display);
+    let response_headers = r.response_headers.map(display);
+    let values: Values<'_> = [
+        Some(&message),
+        Some(&method),
+        Some(&r.url),
+        opt(&status),
+        Some(&elapsed_ms),
+        opt(&attempt),
+        opt(&r.request_bytes),
+        opt(&r.response_bytes),
+        opt(&error_kind),
+        opt(&error),
+        opt(&request_headers),
+        opt(&response_headers),
+        opt(&r.request_body),
+        opt(&r.response_body),
+    ];
+    site.emit(&values);
+}
