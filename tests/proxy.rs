@@ -11,6 +11,10 @@ mod config;
 #[allow(dead_code)]
 mod app;
 
+#[path = "../examples/proxy/stack.rs"]
+#[allow(dead_code)]
+mod stack;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,7 +44,7 @@ const BOUND: Duration = Duration::from_secs(15);
 ///   hop-by-hop response headers that the proxy must remove.
 /// * `/raw`: the request body, byte for byte.
 /// * `/page`: `page v{N} for {who}`, `who` being the `session` cookie or the `Authorization`
-///   value; N is the backend's `version`.
+///   value; N is bumped by [`Backend::bump`].
 /// * `/big`: 300,000 bytes of a fixed pattern.
 /// * `/status/{code}`: that status (a `Location` header for 3xx).
 /// * `/slow/{ms}`: waits, then answers `slow done`.
@@ -58,6 +62,8 @@ struct BackendState {
     version: AtomicUsize,
     /// When not 0, every request is answered with this status.
     failing: AtomicU16,
+    /// How many of the next requests are answered with a 500.
+    fail_next: AtomicUsize,
 }
 
 const BIG_LEN: usize = 300_000;
@@ -85,6 +91,30 @@ impl Backend {
 
     fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until the backend has received `n` requests.
+    async fn wait_for_hits(&self, n: usize) {
+        let reached = tokio::time::timeout(BOUND, async {
+            while self.hits() < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "the backend got {n} requests within the bound"
+        );
+    }
+
+    /// Changes what `/page` serves, so a test can tell a fresh answer from a stale one.
+    fn bump(&self) {
+        self.state.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` requests with a 500.
+    fn fail_next(&self, n: usize) {
+        self.state.fail_next.store(n, Ordering::SeqCst);
     }
 
     /// Answers every request with `status` (0: answer normally again).
@@ -163,6 +193,13 @@ async fn backend_answer(
             .unwrap()
     };
     let failing = state.failing.load(Ordering::SeqCst);
+    let fail_next = state
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if fail_next {
+        return reply(500, Bytes::from_static(b"failing this once"));
+    }
     if failing != 0 {
         return reply(failing, Bytes::from(format!("failing with {failing}")));
     }
@@ -321,6 +358,53 @@ fn head_has(head: &str, name: &str) -> bool {
     })
 }
 
+/// One answer of the proxy, with the headers the breaker tests look at.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    circuit: String,
+    cache: String,
+    retry_after: Option<String>,
+    age: Option<String>,
+    body: Bytes,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Answer {
+    let resp = req.send().await.expect("the proxy answers");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let circuit = header("x-circuit").expect("every answer says X-Circuit");
+    let cache = header("x-cache").expect("every answer says X-Cache");
+    let (retry_after, age) = (header("retry-after"), header("age"));
+    Answer {
+        status: resp.status().as_u16(),
+        circuit,
+        cache,
+        retry_after,
+        age,
+        body: resp.bytes().await.unwrap(),
+    }
+}
+
+/// A GET of `path` as the user whose `session` cookie is `who`.
+async fn get_as(client: &reqwest::Client, proxy: &Running, path: &str, who: &str) -> Answer {
+    send(
+        client
+            .get(proxy.url(path))
+            .header("cookie", format!("session={who}")),
+    )
+    .await
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forwarding
 // ---------------------------------------------------------------------------------------------
@@ -450,41 +534,27 @@ async fn statuses_redirects_and_head_pass_through_unchanged() {
 #[tokio::test]
 async fn bodies_over_the_limits_are_refused() {
     let backend = Backend::start().await;
-    let proxy = start_proxy(
-        &backend,
-        &[
-            ("RETTER_SERVER_MAX_BODY", "1000"),
-            ("RETTER_BACKEND_MAX_BODY", "1000"),
-        ],
-    )
-    .await;
+    let limits = [
+        ("RETTER_SERVER_MAX_BODY", "1000"),
+        ("RETTER_BACKEND_MAX_BODY", "1000"),
+    ];
+    let proxy = start_proxy(&backend, &limits).await;
     let client = client();
 
-    let resp = client
-        .post(proxy.url("/raw"))
-        .body(vec![b'x'; 1001])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+    let over = send(client.post(proxy.url("/raw")).body(vec![b'x'; 1001])).await;
+    assert_eq!((over.status, over.cache.as_str()), (413, "none"));
     assert_eq!(
         backend.hits(),
         0,
         "an oversized request never reaches the backend"
     );
 
-    let resp = client
-        .post(proxy.url("/raw"))
-        .body(vec![b'x'; 1000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let at_limit = send(client.post(proxy.url("/raw")).body(vec![b'x'; 1000])).await;
+    assert_eq!((at_limit.status, at_limit.cache.as_str()), (200, "backend"));
 
-    let resp = client.get(proxy.url("/big")).send().await.unwrap();
+    let big = send(client.get(proxy.url("/big"))).await;
     assert_eq!(
-        resp.status(),
-        502,
+        big.status, 502,
         "a backend answer over the limit is a bad gateway"
     );
     proxy.stop().await;
@@ -493,16 +563,13 @@ async fn bodies_over_the_limits_are_refused() {
 #[tokio::test]
 async fn a_slow_backend_gets_a_gateway_timeout() {
     let backend = Backend::start().await;
-    let proxy = start_proxy(
-        &backend,
-        &[
-            ("RETTER_SERVER_TIMEOUT_WRITE", "300ms"),
-            ("RETTER_RETRY_MAX", "0"),
-        ],
-    )
-    .await;
-    let resp = client().get(proxy.url("/slow/5000")).send().await.unwrap();
-    assert_eq!(resp.status(), 504);
+    let settings = [
+        ("RETTER_SERVER_TIMEOUT_WRITE", "300ms"),
+        ("RETTER_RETRY_MAX", "0"),
+    ];
+    let proxy = start_proxy(&backend, &settings).await;
+    let slow = send(client().get(proxy.url("/slow/5000"))).await;
+    assert_eq!((slow.status, slow.cache.as_str()), (504, "none"));
     proxy.stop().await;
 }
 
@@ -517,13 +584,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
     let addr = proxy.addr;
     let in_flight = tokio::spawn(client().get(proxy.url("/slow/400")).send());
     // The request must be at the backend before the signal, or it would be a new request.
-    let arrived = tokio::time::timeout(BOUND, async {
-        while backend.hits() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(arrived.is_ok(), "the request reached the backend");
+    backend.wait_for_hits(1).await;
 
     let stopped = proxy.stop().await;
     assert_eq!(stopped, app::Stopped { unfinished: 0 });
@@ -544,13 +605,7 @@ async fn shutdown_closes_what_is_left_after_the_grace_period() {
     let backend = Backend::start().await;
     let proxy = start_proxy(&backend, &[("RETTER_SERVER_TIMEOUT_GRACESHUT", "200ms")]).await;
     let in_flight = tokio::spawn(client().get(proxy.url("/slow/60000")).send());
-    let arrived = tokio::time::timeout(BOUND, async {
-        while backend.hits() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(arrived.is_ok(), "the request reached the backend");
+    backend.wait_for_hits(1).await;
 
     let stopped = proxy.stop().await;
     assert_eq!(stopped, app::Stopped { unfinished: 1 });
@@ -591,6 +646,241 @@ async fn a_refusing_backend_gets_bad_gateway_until_it_is_back() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Breaker, retries and stale answers
+// ---------------------------------------------------------------------------------------------
+
+/// Settings that make the breaker's behaviour countable: no retries, three failures in a row
+/// trip, and the circuit stays open for the whole test unless a test says otherwise.
+const COUNTABLE: [(&str, &str); 3] = [
+    ("RETTER_RETRY_MAX", "0"),
+    ("RETTER_BREAKER_CONSECUTIVE_FAIL", "3"),
+    ("RETTER_BREAKER_OPEN_DURATION", "60s"),
+];
+
+#[tokio::test]
+async fn an_open_circuit_answers_gets_stale_in_full_and_refuses_posts() {
+    let backend = Backend::start().await;
+    let proxy = start_proxy(&backend, &COUNTABLE).await;
+    let client = client();
+
+    let fresh = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!(
+        (fresh.status, fresh.text()),
+        (200, "page v0 for alice".into())
+    );
+    assert_eq!(
+        (fresh.circuit.as_str(), fresh.cache.as_str()),
+        ("closed", "backend")
+    );
+    let big = send(client.get(proxy.url("/big"))).await;
+    assert_eq!(big.body, big_body());
+
+    backend.fail_with(500);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let failed = send(client.get(proxy.url("/status/200"))).await;
+        assert_eq!((failed.status, failed.cache.as_str()), (500, "backend"));
+        seen.push(failed.circuit);
+    }
+    assert_eq!(
+        seen,
+        ["closed", "closed", "open"],
+        "the third failure in a row trips"
+    );
+    let hits = backend.hits();
+
+    let stale = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.text(), "page v0 for alice");
+    assert_eq!(
+        (stale.circuit.as_str(), stale.cache.as_str()),
+        ("open", "stale")
+    );
+    assert!(stale.age.is_some(), "a stale answer says its age");
+
+    let big = send(client.get(proxy.url("/big"))).await;
+    assert_eq!((big.status, big.cache.as_str()), (200, "stale"));
+    assert_eq!(big.body.len(), BIG_LEN);
+    assert_eq!(big.body, big_body(), "a stale answer has its full body");
+
+    let post = send(client.post(proxy.url("/raw")).body("order #1")).await;
+    assert_eq!(post.status, 503);
+    assert_eq!(
+        (post.circuit.as_str(), post.cache.as_str()),
+        ("open", "none")
+    );
+    let wait: u64 = post.retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+
+    let unseen = send(client.get(proxy.url("/never-fetched"))).await;
+    assert_eq!((unseen.status, unseen.cache.as_str()), (503, "none"));
+    assert!(unseen.retry_after.is_some());
+
+    assert_eq!(
+        backend.hits(),
+        hits,
+        "an open circuit does not call the backend"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn one_users_cached_page_never_reaches_another() {
+    let backend = Backend::start().await;
+    let proxy = start_proxy(&backend, &COUNTABLE).await;
+    let client = client();
+    let bearer = |token: &str| {
+        client
+            .get(proxy.url("/page"))
+            .header("authorization", format!("Bearer {token}"))
+    };
+
+    for who in ["alice", "bob"] {
+        assert_eq!(
+            get_as(&client, &proxy, "/page", who).await.text(),
+            format!("page v0 for {who}")
+        );
+    }
+    assert_eq!(
+        send(bearer("carol")).await.text(),
+        "page v0 for Bearer carol"
+    );
+
+    backend.down().await;
+    for _ in 0..3 {
+        send(client.get(proxy.url("/trip"))).await;
+    }
+
+    for who in ["alice", "bob"] {
+        let stale = get_as(&client, &proxy, "/page", who).await;
+        assert_eq!(
+            (stale.status, stale.cache.as_str()),
+            (200, "stale"),
+            "{who}"
+        );
+        assert_eq!(stale.text(), format!("page v0 for {who}"));
+    }
+    let carol = send(bearer("carol")).await;
+    assert_eq!(
+        (carol.cache.as_str(), carol.text()),
+        ("stale", "page v0 for Bearer carol".into())
+    );
+
+    // Whoever did not fetch the page before gets no one else's copy.
+    let strangers = [
+        get_as(&client, &proxy, "/page", "mallory").await,
+        send(client.get(proxy.url("/page"))).await,
+        send(bearer("dave")).await,
+        send(
+            client
+                .get(proxy.url("/page"))
+                .header("cookie", "session=alice")
+                .header("authorization", "Bearer carol"),
+        )
+        .await,
+    ];
+    for answer in strangers {
+        assert_eq!(
+            (answer.status, answer.cache.as_str()),
+            (503, "none"),
+            "{answer:?}"
+        );
+        assert!(!answer.text().contains("page v0"), "{answer:?}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn the_circuit_probes_then_closes_when_the_backend_is_back() {
+    let backend = Backend::start().await;
+    let settings = [
+        ("RETTER_RETRY_MAX", "0"),
+        ("RETTER_BREAKER_CONSECUTIVE_FAIL", "3"),
+        ("RETTER_BREAKER_OPEN_DURATION", "300ms"),
+    ];
+    let proxy = start_proxy(&backend, &settings).await;
+    let client = client();
+    get_as(&client, &proxy, "/page", "alice").await;
+
+    backend.down().await;
+    for _ in 0..3 {
+        send(client.get(proxy.url("/trip"))).await;
+    }
+    let stale = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!(
+        (stale.circuit.as_str(), stale.cache.as_str()),
+        ("open", "stale")
+    );
+
+    backend.bump();
+    backend.up().await;
+    // Past the open period the next call is the one probe; while it is at the backend, the
+    // circuit is half-open and everyone else is answered as if open.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let hits = backend.hits();
+    let probe = tokio::spawn(send(client.get(proxy.url("/slow/700"))));
+    backend.wait_for_hits(hits + 1).await;
+    let during = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!(
+        (during.circuit.as_str(), during.cache.as_str()),
+        ("half-open", "stale")
+    );
+    assert_eq!(during.text(), "page v0 for alice");
+
+    let probe = probe.await.unwrap();
+    assert_eq!((probe.status, probe.cache.as_str()), (200, "backend"));
+    assert_eq!(
+        probe.circuit, "closed",
+        "a successful probe closes the circuit"
+    );
+
+    let fresh = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!(
+        (fresh.circuit.as_str(), fresh.cache.as_str()),
+        ("closed", "backend")
+    );
+    assert_eq!(fresh.text(), "page v1 for alice");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn safe_requests_are_retried_and_posts_are_not() {
+    let backend = Backend::start().await;
+    // Four failures in five calls would trip the default rate rule: keep the circuit out of it.
+    let settings = [
+        ("RETTER_RETRY_MAX", "2"),
+        ("RETTER_BREAKER_MIN_CALLS", "100"),
+    ];
+    let proxy = start_proxy(&backend, &settings).await;
+    let client = client();
+
+    backend.fail_next(2);
+    let get = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!((get.status, get.text()), (200, "page v0 for alice".into()));
+    assert_eq!(backend.hits(), 3, "two failures, then the answer");
+
+    backend.fail_next(1);
+    let post = send(client.post(proxy.url("/raw")).body("pay 10")).await;
+    assert_eq!(
+        post.status, 500,
+        "a POST that reached the backend is not sent again"
+    );
+    assert_eq!(backend.hits(), 4);
+
+    backend.fail_next(1);
+    let keyed = send(
+        client
+            .post(proxy.url("/raw"))
+            .header("idempotency-key", "pay-10-once")
+            .body("pay 10"),
+    )
+    .await;
+    assert_eq!((keyed.status, keyed.text()), (200, "pay 10".into()));
+    assert_eq!(backend.hits(), 6, "a POST with Idempotency-Key is retried");
+    proxy.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Load
 // ---------------------------------------------------------------------------------------------
 
@@ -598,6 +888,8 @@ async fn a_refusing_backend_gets_bad_gateway_until_it_is_back() {
 #[derive(Default)]
 struct Tally {
     by_status: BTreeMap<u16, usize>,
+    by_source: BTreeMap<String, usize>,
+    bad_headers: Vec<String>,
     unanswered: Vec<String>,
     wrong_page: Vec<String>,
 }
@@ -668,6 +960,24 @@ async fn under_load_with_a_flapping_backend_every_request_is_answered() {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
                         *tally.by_status.entry(status).or_default() += 1;
+                        let header = |name| {
+                            let value = resp.headers().get(name)?;
+                            Some(value.to_str().ok()?.to_owned())
+                        };
+                        let (circuit, cache) = (header("x-circuit"), header("x-cache"));
+                        let circuit_ok = circuit
+                            .as_deref()
+                            .is_some_and(|c| ["closed", "open", "half-open"].contains(&c));
+                        let cache_ok = cache
+                            .as_deref()
+                            .is_some_and(|c| ["backend", "stale", "none"].contains(&c));
+                        if !circuit_ok || !cache_ok {
+                            tally.bad_headers.push(format!("{circuit:?} {cache:?}"));
+                        }
+                        *tally
+                            .by_source
+                            .entry(cache.unwrap_or_default())
+                            .or_default() += 1;
                         let body = resp.bytes().await;
                         if status == 200 && n % 3 == 0 {
                             let page = String::from_utf8_lossy(body.as_deref().unwrap_or_default())
@@ -691,6 +1001,10 @@ async fn under_load_with_a_flapping_backend_every_request_is_answered() {
             for (status, n) in tally.by_status {
                 *total.by_status.entry(status).or_default() += n;
             }
+            for (source, n) in tally.by_source {
+                *total.by_source.entry(source).or_default() += n;
+            }
+            total.bad_headers.extend(tally.bad_headers);
             total.unanswered.extend(tally.unanswered);
             total.wrong_page.extend(tally.wrong_page);
         }
@@ -703,7 +1017,15 @@ async fn under_load_with_a_flapping_backend_every_request_is_answered() {
         .unwrap();
 
     let answered: usize = total.by_status.values().sum();
-    println!("load: {answered} answers by status {:?}", total.by_status);
+    println!(
+        "load: {answered} answers; by status {:?}; by X-Cache {:?}",
+        total.by_status, total.by_source
+    );
+    assert!(
+        total.bad_headers.is_empty(),
+        "bad X-Circuit/X-Cache: {:?}",
+        total.bad_headers
+    );
     assert!(
         total.unanswered.is_empty(),
         "requests without an answer: {:?}",

@@ -2,9 +2,10 @@
 //! backend.
 //!
 //! [`Proxy::bind`] opens the listener, [`Proxy::run`] serves until a shutdown future completes,
-//! then lets in-flight requests finish within the grace period. The request and response
-//! rewriting ([`forward_request`], [`client_response`]) are plain functions so they are tested
-//! without a network.
+//! then lets in-flight requests finish within the grace period. Every answer carries
+//! [`X_CIRCUIT`] and [`X_CACHE`]. The request and response rewriting ([`forward_request`],
+//! [`client_response`], [`error_response`]) are plain functions so they are tested without a
+//! network.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use http_doer::{Body, Doer, Error, ErrorKind, ReqwestDoer};
+use http_doer::{Body, Doer, Error, ErrorKind};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -26,9 +27,17 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::stack::{Source, Stack};
 
 /// What the proxy sends to its client.
 pub type ClientResponse = hyper::Response<Full<Bytes>>;
+
+/// Says the state of the backend's circuit when the answer left: `closed`, `open`, `half-open`.
+pub const X_CIRCUIT: HeaderName = HeaderName::from_static("x-circuit");
+
+/// Says where the answer came from: `backend`, `stale` (the last good answer, served while the
+/// circuit is open) or `none` (the proxy's own error page).
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// A bound, not yet running proxy.
 pub struct Proxy {
@@ -46,7 +55,7 @@ pub struct Stopped {
 
 /// Per-request work, shared by every connection.
 struct Handler {
-    doer: Arc<dyn Doer>,
+    stack: Stack,
     backend: Uri,
     read_timeout: Duration,
     write_timeout: Duration,
@@ -58,7 +67,7 @@ impl Proxy {
     pub async fn bind(config: Config) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let handler = Arc::new(Handler {
-            doer: stack(&config),
+            stack: Stack::new(&config),
             backend: config.backend.clone(),
             read_timeout: config.read_timeout,
             write_timeout: config.write_timeout,
@@ -122,26 +131,6 @@ impl Proxy {
     }
 }
 
-/// The Doer stack every request goes through.
-fn stack(config: &Config) -> Arc<dyn Doer> {
-    Arc::new(backend_doer(config))
-}
-
-/// The backend client: no redirects followed (the client sees them), no system proxy (the
-/// backend is named explicitly), and the configured timeout and body limit.
-fn backend_doer(config: &Config) -> ReqwestDoer {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(config.backend_timeout)
-        .build()
-        .unwrap_or_default();
-    ReqwestDoer::with_client(client)
-        .max_redirects(0)
-        .timeout(Some(config.backend_timeout))
-        .max_body_size(config.backend_max_body)
-}
-
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -177,37 +166,51 @@ impl Handler {
         let started = Instant::now();
         let method = req.method().clone();
         let target = logged_target(req.uri());
-        let resp = match tokio::time::timeout(self.write_timeout, self.answer(req, peer)).await {
-            Ok(resp) => resp,
-            Err(_) => plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                "no answer within RETTER_SERVER_TIMEOUT_WRITE",
-            ),
-        };
+        let answer = tokio::time::timeout(self.write_timeout, self.answer(req, peer)).await;
+        let (mut resp, source) = answer.unwrap_or_else(|_| {
+            let text = "no answer within RETTER_SERVER_TIMEOUT_WRITE";
+            (plain(StatusCode::GATEWAY_TIMEOUT, text), Source::None)
+        });
+        // Read after the call, so an answer that tripped the circuit already says "open".
+        let circuit = self.stack.circuit();
+        // Set, not appended: a backend's own X-Cache (from a CDN, say) would mislead.
+        let headers = resp.headers_mut();
+        headers.insert(X_CIRCUIT, HeaderValue::from_static(circuit));
+        headers.insert(X_CACHE, HeaderValue::from_static(source.as_str()));
         tracing::info!(
             target: "proxy",
             %method,
             target = %target,
             status = resp.status().as_u16(),
+            %circuit,
+            cache = %source.as_str(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "answered"
         );
         resp
     }
 
-    async fn answer(&self, req: hyper::Request<Incoming>, peer: IpAddr) -> ClientResponse {
+    async fn answer(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: IpAddr,
+    ) -> (ClientResponse, Source) {
         let (parts, body) = req.into_parts();
         let body = match self.read_body(&parts.headers, body).await {
             Ok(body) => body,
-            Err(resp) => return resp,
+            Err(resp) => return (resp, Source::None),
         };
         let head = parts.method == Method::HEAD;
         let Some(out) = forward_request(&parts, body, peer, &self.backend) else {
-            return plain(StatusCode::BAD_REQUEST, "the request target must be a path");
+            let resp = plain(StatusCode::BAD_REQUEST, "the request target must be a path");
+            return (resp, Source::None);
         };
-        match self.doer.execute(out).await {
-            Ok(resp) => client_response(resp, head).await,
-            Err(err) => error_response(&err),
+        match self.stack.doer.execute(out).await {
+            Ok(resp) => {
+                let source = Source::of(&resp);
+                (client_response(resp, head).await, source)
+            }
+            Err(err) => (error_response(&err), Source::None),
         }
     }
 
@@ -314,9 +317,8 @@ pub async fn client_response(resp: http_doer::Response, head: bool) -> ClientRes
 
 /// The answer when the stack has no response: 503 with `Retry-After` when the circuit is open,
 /// 504 on a timeout, 502 otherwise. The text names the kind of failure only: the error itself
-/// may name internal hosts, so it goes to the log, not to the client.
+/// may name internal hosts, so it goes to the log (the stack's `Logging`), not to the client.
 pub fn error_response(err: &Error) -> ClientResponse {
-    tracing::warn!(target: "proxy", error = %err, "no answer from the backend");
     match err.kind() {
         ErrorKind::BreakerOpen => {
             let mut resp = plain(

@@ -10,6 +10,7 @@
 
 mod app;
 mod config;
+mod stack;
 
 use std::process::ExitCode;
 
