@@ -844,6 +844,36 @@ async fn the_circuit_probes_then_closes_when_the_backend_is_back() {
 }
 
 #[tokio::test]
+async fn with_cache_on_failure_a_failed_get_is_answered_stale_while_closed() {
+    let backend = Backend::start().await;
+    let settings = [
+        ("RETTER_RETRY_MAX", "0"),
+        ("RETTER_CACHE_ON_FAILURE", "true"),
+    ];
+    let proxy = start_proxy(&backend, &settings).await;
+    let client = client();
+    get_as(&client, &proxy, "/page", "alice").await;
+
+    backend.fail_with(503);
+    let stale = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!(
+        (stale.status, stale.text()),
+        (200, "page v0 for alice".into())
+    );
+    assert_eq!(
+        (stale.circuit.as_str(), stale.cache.as_str()),
+        ("closed", "stale")
+    );
+    let other = get_as(&client, &proxy, "/page", "bob").await;
+    assert_eq!(
+        (other.status, other.cache.as_str()),
+        (503, "backend"),
+        "bob has no copy"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn safe_requests_are_retried_and_posts_are_not() {
     let backend = Backend::start().await;
     // Four failures in five calls would trip the default rate rule: keep the circuit out of it.
