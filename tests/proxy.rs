@@ -561,6 +561,27 @@ async fn bodies_over_the_limits_are_refused() {
 }
 
 #[tokio::test]
+async fn a_body_that_does_not_arrive_gets_request_timeout() {
+    let backend = Backend::start().await;
+    let proxy = start_proxy(&backend, &[("RETTER_SERVER_TIMEOUT_READ", "300ms")]).await;
+    // Ten bytes announced, four sent, then silence.
+    let request = "POST /raw HTTP/1.1\r\n\
+                   Host: proxy.test\r\n\
+                   Connection: close\r\n\
+                   Content-Length: 10\r\n\
+                   \r\n\
+                   half";
+    let (head, _) = raw_exchange(proxy.addr, request).await;
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-cache: none"),
+        "{head}"
+    );
+    assert_eq!(backend.hits(), 0);
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_slow_backend_gets_a_gateway_timeout() {
     let backend = Backend::start().await;
     let settings = [
