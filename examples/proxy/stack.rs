@@ -1,0 +1,117 @@
+//! The Doer stack in front of the backend, outermost first:
+//!
+//! `Logging` → `Retrying` (safe requests only) → `Breaker` (serve-stale for GET/HEAD, keyed per
+//! session) → `ReqwestDoer`.
+//!
+//! Retrying sits outside the breaker so that a refusal (`BreakerOpen`) ends the call at once
+//! (Retrying never retries it) and a stale answer, being a 200, is never retried either;
+//! Logging sits outside everything so there is one log event per client request. The breaker
+//! logs its own changes of state (target `http_doer::breaker`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_doer::breaker::{ServeStale, ServedStale, host_key};
+use http_doer::retrying::{Backoff, Jitter};
+use http_doer::{Breaker, Doer, Logging, ReqwestDoer, Response, Retrying};
+
+use crate::config::Config;
+
+/// The first wait before a retry; doubled each retry up to [`MAX_RETRY_DELAY`], each wait
+/// drawn between half and all of it ("equal jitter"), so retries of many clients spread out.
+///
+/// A proxy answers someone who is waiting: the library's 1 s default suits a batch job, not a
+/// page load.
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// The longest wait between two attempts, `Retry-After` included.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The stack, and a handle on its breaker to report the circuit's state.
+pub struct Stack {
+    /// Every request goes through this.
+    pub doer: Arc<dyn Doer>,
+    breaker: Breaker<ReqwestDoer>,
+    circuit: String,
+}
+
+/// Where an answer came from, as the `X-Cache` header says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The backend answered this request.
+    Backend,
+    /// The breaker answered with the last good answer to the same request of the same session.
+    Stale,
+    /// No answer from either: the proxy's own error page.
+    None,
+}
+
+impl Source {
+    /// The response's source: [`Source::Stale`] when the breaker marked it.
+    pub fn of(resp: &Response) -> Self {
+        if resp.extensions().get::<ServedStale>().is_some() {
+            Source::Stale
+        } else {
+            Source::Backend
+        }
+    }
+
+    /// `backend`, `stale` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Backend => "backend",
+            Source::Stale => "stale",
+            Source::None => "none",
+        }
+    }
+}
+
+impl Stack {
+    /// Builds the stack for `config`.
+    pub fn new(config: &Config) -> Self {
+        let stale = ServeStale::new(config.cache_ttl)
+            .max_entries(config.cache_max_entries)
+            .max_bytes(config.cache_max_bytes)
+            .on_failure(config.cache_on_failure);
+        let breaker = Breaker::new(backend_doer(config))
+            .consecutive_failures(config.consecutive_fail)
+            .failure_rate(config.fail_rate, config.min_calls)
+            .window(config.window)
+            .open_duration(config.open_duration)
+            .serve_stale(stale);
+        let retrying = Retrying::new(breaker.clone())
+            .max_retries(config.retry_max)
+            .backoff(
+                Backoff::exponential(FIRST_RETRY_DELAY)
+                    .max_delay(MAX_RETRY_DELAY)
+                    .jitter(Jitter::Equal),
+            )
+            .max_delay(MAX_RETRY_DELAY)
+            .total_timeout(config.write_timeout);
+        Stack {
+            doer: Arc::new(Logging::new(retrying)),
+            breaker,
+            circuit: host_key(&config.backend),
+        }
+    }
+
+    /// The state of the backend's circuit now: `closed`, `open` or `half-open`.
+    pub fn circuit(&self) -> &'static str {
+        self.breaker.state(&self.circuit).as_str()
+    }
+}
+
+/// The backend client: no redirects followed (the client sees them), no system proxy (the
+/// backend is named explicitly), and the configured timeout and body limit.
+fn backend_doer(config: &Config) -> ReqwestDoer {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(config.backend_timeout)
+        .build()
+        .unwrap_or_default();
+    ReqwestDoer::with_client(client)
+        .max_redirects(0)
+        .timeout(Some(config.backend_timeout))
+        .max_body_size(config.backend_max_body)
+}
