@@ -17,13 +17,14 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 mod log_buffer;
 use log_buffer::Buffer;
 
-const SECRETS: [&str; 6] = [
-    "tok-Sx1", // Bearer token
-    "key-Sx2", // API key in a header
-    "qk-Sx3",  // API key in the query
-    "ck-Sx4",  // the caller's cookie
-    "pw-Sx5",  // Basic password
-    "srv-Sx6", // a cookie the server sets
+const SECRETS: [&str; 7] = [
+    "tok-Sx1",          // Bearer token
+    "key-Sx2",          // API key in a header
+    "qk-Sx3",           // API key in the query
+    "ck-Sx4",           // the caller's cookie
+    "pw-Sx5",           // Basic password (and in the JSON body)
+    "YWxpY2U6cHctU3g1", // the Basic credentials as they travel: base64 of "alice:pw-Sx5"
+    "srv-Sx6",          // a cookie the server sets
 ];
 
 /// Logging (outer, per call) -> Retrying -> Signing -> Logging (inner, per attempt, after
@@ -115,7 +116,7 @@ async fn no_secret_reaches_a_log_an_error_or_a_debug_print() {
             .map(|r| (&r.url, &r.headers))
             .collect::<Vec<_>>()
     );
-    for secret in ["tok-Sx1", "key-Sx2", "qk-Sx3", "ck-Sx4"] {
+    for secret in ["tok-Sx1", "key-Sx2", "qk-Sx3", "ck-Sx4", "YWxpY2U6cHctU3g1"] {
         assert!(sent.contains(secret), "{secret} never reached the server");
     }
     assert!(
@@ -198,4 +199,20 @@ async fn signing_inside_retrying_signs_every_attempt_anew() {
     );
     // One label only: re-signing replaced its own entry instead of piling up.
     assert!(sent.iter().all(|r| !header(r, "signature").contains(", ")));
+}
+
+#[tokio::test]
+async fn a_query_key_under_a_name_redaction_cannot_know_stays_out_of_errors() {
+    // `appid` is not a name `redact` treats as secret; Signing reports errors against the URL
+    // as the caller sent it, so the key it added never reaches the error.
+    let doer = ReqwestDoer::new().signing(ApiKey::query("appid", "qk-Sx7").unwrap());
+    let req = http::Request::get("http://127.0.0.1:1/items?page=2")
+        .body(Body::empty())
+        .unwrap();
+    let err = doer.execute(req).await.unwrap_err();
+    assert!(err.is_connect(), "{err}");
+    assert_eq!(err.url(), Some("http://127.0.0.1:1/items?page=2"));
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains("qk-Sx7"), "the key leaked into: {text}");
+    }
 }

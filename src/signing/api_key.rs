@@ -66,6 +66,11 @@ impl ApiKey {
     }
 
     /// The key in the query parameter `name`, which replaces any parameter of that name.
+    ///
+    /// Errors coming back through [`Signing`](crate::Signing) name the URL without the key.
+    /// A [`Logging`](crate::Logging) placed *below* `Signing` sees the signed URL, and redacts
+    /// the key only when [`redact::is_secret_param`](crate::redact::is_secret_param) knows the
+    /// name (`api_key`, `key`, `token`, ...): keep `Logging` above `Signing`, as recommended.
     pub fn query(name: impl AsRef<str>, key: impl AsRef<str>) -> Result<Self, Error> {
         let name = name.as_ref();
         if name.is_empty() {

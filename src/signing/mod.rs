@@ -281,7 +281,8 @@ impl<D: fmt::Debug, S: fmt::Debug> fmt::Debug for Signing<D, S> {
 }
 
 impl<D: Doer, S: Signer> Signing<D, S> {
-    async fn sign(&self, req: &mut Request) -> Result<(), Error> {
+    /// Signs `req`; an error names `unsigned`, the URL as the caller sent it.
+    async fn sign(&self, req: &mut Request, unsigned: &http::Uri) -> Result<(), Error> {
         self.signer.sign(req).await.map_err(|err| {
             // A token source that could not connect is still a signing failure for the
             // request: it never left, and the caller should see why it was not sent.
@@ -290,31 +291,48 @@ impl<D: Doer, S: Signer> Signing<D, S> {
             } else {
                 Error::new(ErrorKind::Signing, err).with_message("signer failed")
             };
-            if err.url().is_none() {
-                err.with_url(req.uri())
-            } else {
-                err
-            }
+            err.with_url(unsigned)
         })
+    }
+}
+
+/// Errors from below name the URL as the caller sent it: a signer may have added a secret to
+/// the query (an API key under a name the redaction rules cannot know), and the error is
+/// printed above this layer.
+fn unsigned_url(err: Error, unsigned: &http::Uri) -> Error {
+    if err.url().is_some() {
+        err.with_url(unsigned)
+    } else {
+        err
     }
 }
 
 #[async_trait]
 impl<D: Doer, S: Signer> Doer for Signing<D, S> {
     async fn execute(&self, mut req: Request) -> Result<Response, Error> {
-        self.sign(&mut req).await?;
+        let unsigned = req.uri().clone();
+        self.sign(&mut req, &unsigned).await?;
+        let query_changed = req.uri().query() != unsigned.query();
+        let scrub = |err: Error| {
+            if query_changed {
+                unsigned_url(err, &unsigned)
+            } else {
+                err
+            }
+        };
         if !self.signer.resends() {
-            return self.inner.execute(req).await;
+            return self.inner.execute(req).await.map_err(scrub);
         }
         let sent = crate::testing::copy_request(&req);
-        let resp = self.inner.execute(req).await?;
+        let resp = self.inner.execute(req).await.map_err(scrub)?;
         if !self.signer.rejected(&sent, &resp).await {
             return Ok(resp);
         }
         drop(resp);
         let mut again = sent;
-        self.sign(&mut again).await?;
-        let mut resp = self.inner.execute(again).await?;
+        *again.uri_mut() = unsigned.clone();
+        self.sign(&mut again, &unsigned).await?;
+        let mut resp = self.inner.execute(again).await.map_err(scrub)?;
         resp.extensions_mut().insert(Resigned);
         Ok(resp)
     }
