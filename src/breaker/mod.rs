@@ -36,7 +36,8 @@
 //! # What it does that the others do not
 //!
 //! * Every probe holds its slot until it returns, is dropped or times out, even across
-//!   half-open periods, so the host never sees more than the allowed probes at once.
+//!   half-open periods, so the host sees no more than the allowed probes at once (a probe
+//!   that timed out or was dropped frees its slot though the host may still be on it).
 //! * A call dropped by its caller counts as neither success nor failure, and frees its probe
 //!   slot at once (gobreaker counts a panic as a failure and has no notion of cancellation).
 //! * The hook runs outside the circuit's lock, once per change and in order, and may read the

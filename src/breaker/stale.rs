@@ -6,7 +6,9 @@
 //! URL, and the values of the credential headers (`Authorization`, `Proxy-Authorization`,
 //! `Cookie`, and any header [`redact::is_secret_header`] flags, such as `X-Api-Key`) plus the
 //! headers the caller names, hashed with a per-process random key (two SipHash-1-3 keys, 128
-//! bits) so no credential is kept in memory. The response's own `Vary` is honoured too.
+//! bits) so no credential is kept in memory. The URL itself is kept redacted
+//! ([`redact::uri`]: no userinfo, no secret query values) and enters the key in full only
+//! through the hash. The response's own `Vary` is honoured too.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
@@ -163,8 +165,9 @@ pub struct NoStale;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct StaleKey {
     method: Method,
+    /// The URL, redacted.
     url: String,
-    /// Hash of the credential and key headers.
+    /// Hash of the credential and key headers, and of the full URL.
     secrets: u128,
 }
 
@@ -224,13 +227,17 @@ impl StaleCache {
             return None;
         }
         let key_headers = &self.config.key_headers;
-        let secrets = self.hash_headers(req.headers(), |name| {
+        let credentials = self.hash_headers(req.headers(), |name| {
             redact::is_secret_header(name) || key_headers.contains(name)
         });
+        // The URL is kept redacted (no userinfo, no secret query values); the full URL goes
+        // into the hash, so two URLs that differ only in a secret still get two entries.
+        let full_url = self.hashers.0.hash_one(req.uri().to_string());
+        let secrets = credentials ^ u128::from(full_url);
         Some(Lookup {
             key: StaleKey {
                 method: method.clone(),
-                url: req.uri().to_string(),
+                url: redact::uri(req.uri()),
                 secrets,
             },
             headers: req.headers().clone(),
@@ -495,6 +502,25 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn urls_that_differ_only_in_a_secret_stay_apart_and_the_secret_is_not_kept() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let t0 = Instant::now();
+        let alice = c
+            .lookup(&get("http://al:pw1@h.test/a?token=t-alice"))
+            .unwrap();
+        assert!(!format!("{:?}", alice.key).contains("t-alice"));
+        assert!(!format!("{:?}", alice.key).contains("pw1"));
+        c.store(alice, &ok("alice's page"), t0);
+        let bob = c.lookup(&get("http://h.test/a?token=t-bob")).unwrap();
+        assert!(c.get(&bob, t0, StaleReason::Rejected).is_none());
+        let again = c
+            .lookup(&get("http://al:pw1@h.test/a?token=t-alice"))
+            .unwrap();
+        let served = c.get(&again, t0, StaleReason::Rejected).unwrap();
+        assert_eq!(body(served).await, "alice's page");
     }
 
     #[tokio::test(start_paused = true)]

@@ -162,7 +162,8 @@ struct Core {
     reopens: u32,
     /// Probes in flight, of this generation or an earlier one: id and start. A probe holds
     /// its slot until it returns, is dropped, or times out, even if the circuit has reopened
-    /// since, so the host never sees more than the allowed number of probes at once.
+    /// since, so the host sees no more than the allowed number of probes at once, except that a
+    /// timed-out or dropped probe frees its slot while the host may still be working on it.
     probes: Vec<(u64, Instant)>,
     probe_successes: u32,
     next_probe: u64,
