@@ -15,7 +15,7 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// No connection could be made: refused, DNS failure, unreachable, TLS handshake failed.
+    /// No connection could be made in time: refused, DNS failure, unreachable, connect timeout.
     /// The request never left, so it is safe to send again whatever its method.
     Connect,
     /// The TLS handshake failed: certificate rejected, handshake refused, or a server that does

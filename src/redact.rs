@@ -58,9 +58,10 @@ fn fold(b: u8) -> u8 {
 
 /// Whether a header's value should never be printed.
 ///
-/// `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and any header whose name
-/// contains `token`, `secret`, `api-key`/`apikey`, `password` or `session`
-/// (`X-Api-Key`, `X-Auth-Token`, `X-Amz-Security-Token`, ...).
+/// `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, any header whose name ends
+/// in `-key` or `key` (`X-Api-Key`, `Ocp-Apim-Subscription-Key`, `X-Functions-Key`), and any
+/// whose name contains `auth`, `token`, `secret`, `password` or `session` (`X-Auth-Token`,
+/// `X-Authorization`, `X-Amz-Security-Token`, ...).
 pub fn is_secret_header(name: &HeaderName) -> bool {
     use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
     if [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE, SET_COOKIE].contains(name) {
@@ -68,11 +69,10 @@ pub fn is_secret_header(name: &HeaderName) -> bool {
     }
     // Header names are already lower-case in `http`.
     let n = name.as_str();
-    [
-        "token", "secret", "api-key", "apikey", "password", "session",
-    ]
-    .iter()
-    .any(|needle| n.contains(needle))
+    n.ends_with("key")
+        || ["auth", "token", "secret", "password", "session"]
+            .iter()
+            .any(|needle| n.contains(needle))
 }
 
 /// A URI as text, without userinfo and with secret query values replaced by [`REDACTED`].
@@ -194,6 +194,10 @@ mod tests {
             "x-auth-token",
             "x-amz-security-token",
             "x-session-id",
+            "x-auth-key",
+            "ocp-apim-subscription-key",
+            "x-functions-key",
+            "x-authorization",
         ] {
             assert!(is_secret_header(&HeaderName::from_static(name)), "{name}");
         }

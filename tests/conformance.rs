@@ -279,6 +279,12 @@ async fn body_limit_holds_with_and_without_content_length<D: Backend>() {
 
 async fn default_body_limit_is_ten_mib<D: Backend>() {
     let server = server::start().await;
+    let exactly = get(
+        &D::new(),
+        &server.url(&format!("/chunked/{}", 10 * 1024 * 1024)),
+    )
+    .await;
+    assert_eq!(body_of(exactly).await.len(), 10 * 1024 * 1024);
     let url = server.url(&format!("/chunked/{}", 10 * 1024 * 1024 + 1));
     assert_eq!(error_kind(&D::new(), &url).await, ErrorKind::TooLarge);
 }

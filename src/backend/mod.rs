@@ -112,10 +112,11 @@ pub(crate) fn may_have_body(method: &http::Method, status: http::StatusCode) -> 
 pub(crate) fn is_tls_failure(uri: &http::Uri, err: &(dyn StdError + 'static)) -> bool {
     // rustls: "invalid peer certificate", "received fatal alert", "received corrupt message",
     // "peer is incompatible", "peer misbehaved"; OpenSSL: "SSL routines", "certificate verify
-    // failed".
+    // failed". Not a bare "tls": rustls's "peer closed connection without sending TLS
+    // close_notify" is a connection cut short, not a failed handshake.
     const WORDS: [&str; 8] = [
-        "tls",
-        "ssl",
+        "ssl routines",
+        "tls handshake",
         "certificate",
         "handshake",
         "fatal alert",
@@ -194,6 +195,22 @@ mod tests {
             let status = StatusCode::from_u16(status).unwrap();
             assert!(!may_have_body(&Method::GET, status), "{status}");
         }
+    }
+
+    #[test]
+    fn tls_failures_are_told_from_connections_cut_short() {
+        let https: http::Uri = "https://h.test/".parse().unwrap();
+        let http: http::Uri = "http://h.test/".parse().unwrap();
+        let corrupt = std::io::Error::other("received corrupt message of type InvalidContentType");
+        assert!(is_tls_failure(&https, &corrupt));
+        assert!(!is_tls_failure(&http, &corrupt), "plain HTTP is never TLS");
+        let cut = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify",
+        );
+        assert!(!is_tls_failure(&https, &cut));
+        let cert = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        assert!(is_tls_failure(&https, &cert));
     }
 
     #[test]

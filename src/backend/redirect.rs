@@ -1,6 +1,6 @@
 //! Redirect following shared by both backends.
 //!
-//! Rules (those of reqwest, Go and browsers):
+//! Rules (those of reqwest and browsers):
 //! * 301, 302, 303, 307 and 308 with a `Location` are followed, up to a limit; past it the call
 //!   fails with [`ErrorKind::Redirect`]. A 3xx without `Location` is returned as it is.
 //! * 303 turns any method but HEAD into GET; 301 and 302 turn POST into GET. A request turned
@@ -187,6 +187,9 @@ mod tests {
             .header(header::AUTHORIZATION, "Bearer t")
             .header(header::COOKIE, "sid=1")
             .header("x-api-key", "k")
+            .header(header::PROXY_AUTHORIZATION, "Basic p")
+            .header("x-auth-token", "t")
+            .header("ocp-apim-subscription-key", "s")
             .header(header::CONTENT_TYPE, "text/plain")
             .body(Body::from("data"))
             .unwrap()
@@ -239,7 +242,14 @@ mod tests {
             let next = next_hop(post("http://h.test/a"), &redirect(308, loc))
                 .unwrap()
                 .unwrap();
-            for h in ["authorization", "cookie", "x-api-key"] {
+            for h in [
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "x-api-key",
+                "x-auth-token",
+                "ocp-apim-subscription-key",
+            ] {
                 assert!(next.headers().get(h).is_none(), "{h} forwarded to {loc}");
             }
             assert_eq!(next.headers()[header::CONTENT_TYPE], "text/plain");

@@ -26,7 +26,7 @@ use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 /// println!("{} {}", resp.status(), resp.into_body().text().await?);
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ReqwestDoer {
     client: reqwest::Client,
     settings: Settings,
@@ -53,7 +53,10 @@ impl ReqwestDoer {
     }
 
     /// A backend around the caller's client, which keeps its own TLS, proxy, pool and
-    /// timeout settings.
+    /// connect-timeout settings.
+    ///
+    /// This backend's own [`timeout`](Self::timeout) (30 s unless changed) is set on every
+    /// request and wins over the client's; call `timeout(None)` to leave timing to the client.
     ///
     /// Build it with `redirect(reqwest::redirect::Policy::none())` so that http-doer's
     /// redirect rules apply; a client that follows redirects itself hides them from http-doer.
@@ -86,6 +89,15 @@ impl ReqwestDoer {
     /// The wrapped client.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+}
+
+// Not derived: `reqwest::Client`'s Debug prints its default headers, which may hold a token.
+impl std::fmt::Debug for ReqwestDoer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReqwestDoer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,6 +177,7 @@ async fn read_body(
 }
 
 fn map_error(e: reqwest::Error, uri: &http::Uri) -> Error {
+    // A connect timeout is both; it is `Connect`: the request never left.
     let kind = if e.is_connect() {
         ErrorKind::Connect
     } else if e.is_timeout() {
@@ -227,6 +240,18 @@ impl Doer for ReqwestDoer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_the_clients_default_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Bearer tok-dbg".parse().unwrap());
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        let shown = format!("{:?}", ReqwestDoer::with_client(client));
+        assert!(!shown.contains("tok-dbg"), "{shown}");
+    }
 
     #[test]
     fn url_string_matches_display() {

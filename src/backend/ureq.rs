@@ -52,7 +52,9 @@ impl UreqDoer {
     }
 
     /// A backend around the caller's agent, which keeps its TLS, proxy and pool settings.
-    /// Status-as-error and redirects are overridden per request, as described above.
+    /// Status-as-error and redirects are overridden per request, as described above, and so is
+    /// the agent's global timeout, by this backend's [`timeout`](Self::timeout) (30 s unless
+    /// changed; `timeout(None)` removes it).
     pub fn with_agent(agent: ureq::Agent) -> Self {
         UreqDoer {
             agent,
@@ -176,6 +178,9 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
         ErrorKind::Transport
     };
     let kind = match &e {
+        // A connection that could not be made in time never carried the request: `Connect`,
+        // as reqwest reports it, so both backends agree and a retry layer may resend it.
+        U::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => ErrorKind::Connect,
         U::Timeout(_) => ErrorKind::Timeout,
         U::Tls(_) | U::TlsRequired | U::Rustls(_) => ErrorKind::Tls,
         U::HostNotFound | U::ConnectionFailed | U::ConnectProxyFailed(_) => ErrorKind::Connect,
