@@ -643,3 +643,12 @@ async fn end_to_end_over_loopback() {
     let stats = hedged.stats();
     assert_eq!((stats.hedge_wins, stats.cancelled_copies), (1, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_too_long_for_a_timer_means_never_hedge() {
+    let backend = script([ok_after(ms(50), "original")]);
+    let hedged = Hedging::new(backend.clone()).fixed_delay(Duration::MAX);
+    let resp = hedged.execute(get()).await.unwrap();
+    assert_eq!(resp.into_body().text().await.unwrap(), "original");
+    assert_eq!(backend.calls(), 1);
+}

@@ -97,6 +97,9 @@ impl Default for AdaptiveDelay {
     }
 }
 
+/// The shortest delay the adaptive policy waits once warm.
+const MIN_ADAPTIVE_DELAY: Duration = Duration::from_millis(1);
+
 /// The delay policy of one [`Hedging`](crate::Hedging), with its window when adaptive.
 #[derive(Clone)]
 pub(crate) enum Delay {
@@ -121,9 +124,11 @@ impl Delay {
     pub(crate) fn current(&self) -> Duration {
         match self {
             Delay::Fixed(d) => *d,
+            // Never below 1 ms, tokio's timer resolution: answers faster than that (a cache
+            // below) would give a zero delay, hedging every call not ready on its first poll.
             Delay::Adaptive { config, window } => window
                 .percentile(config.percentile, u64::from(config.warm_up))
-                .unwrap_or(config.fallback),
+                .map_or(config.fallback, |d| d.max(MIN_ADAPTIVE_DELAY)),
         }
     }
 

@@ -177,10 +177,13 @@ impl<'a, D: Doer> Race<'a, D> {
         } else if self.delay.is_zero() {
             self.launch_now = true;
         } else {
-            let deadline = Instant::now() + self.delay;
-            match self.timer.as_mut() {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            // A delay too long to add to now (`Duration::MAX`, "never hedge") sets no timer.
+            match (Instant::now().checked_add(self.delay), self.timer.as_mut()) {
+                (None, _) => self.timer = None,
+                (Some(deadline), Some(timer)) => timer.as_mut().reset(deadline),
+                (Some(deadline), None) => {
+                    self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)))
+                }
             }
         }
     }

@@ -240,7 +240,11 @@ fn apply_jitter(jitter: Jitter, d: Duration, rng: &mut SmallRng) -> Duration {
             if max_jitter == 0 {
                 return d;
             }
-            let ms = ms + rng.random_range(0..2 * max_jitter) - max_jitter;
+            // Saturating: a huge delay (an uncapped exponential late in a long run) must stay
+            // huge, not wrap around to a tight retry loop.
+            let ms = ms
+                .saturating_add(rng.random_range(0..2 * max_jitter))
+                .saturating_sub(max_jitter);
             Duration::from_millis(ms.max(1) as u64)
         }
     }
@@ -249,6 +253,15 @@ fn apply_jitter(jitter: Jitter, d: Duration, rng: &mut SmallRng) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pester_jitter_on_a_huge_delay_stays_huge() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        for _ in 0..100 {
+            let d = apply_jitter(Jitter::Pester, Duration::MAX, &mut rng);
+            assert!(d > Duration::from_secs(1 << 40), "{d:?}");
+        }
+    }
 
     fn first(b: &Backoff, n: usize) -> Vec<Duration> {
         b.delays(42).take(n).collect()
