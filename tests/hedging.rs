@@ -599,12 +599,16 @@ async fn stacks_as_a_trait_object_and_debug_prints_no_secret() {
         debug.contains("Hedging") && debug.contains("max_copies: 2"),
         "{debug}"
     );
+    for secret in ["pw", "abc"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
 }
 
 // ---- end to end over loopback ----
 
 /// A real backend over a real socket: the first request stalls, its hedge answers, and the
-/// stalled connection is closed when the hedge wins.
+/// stalled copy is counted as cancelled (its connection closing is shown by the leak test,
+/// `tests/hedging_leak.rs`, which counts file descriptors).
 #[tokio::test]
 async fn end_to_end_over_loopback() {
     use wiremock::{Mock, MockServer, Respond, ResponseTemplate, matchers::method};

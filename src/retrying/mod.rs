@@ -71,7 +71,7 @@ type ClassifyFn = dyn Fn(&Request, u32, Result<&Response, &Error>) -> Decision +
 /// | `Retry-After` | honoured on 429 and 503 (seconds or HTTP-date), capped by `max_delay` |
 /// | [`attempt_timeout`](Self::attempt_timeout) | none (the backend's own timeout applies) |
 /// | [`total_timeout`](Self::total_timeout) | none |
-/// | [`budget`](Self::budget) | [`RetryBudget::default`]: retries at most 20 % of the first attempts of the last second (at least 10 a second), shared by clones |
+/// | [`budget`](Self::budget) | [`RetryBudget::default`]: retries at most 20 % of the first attempts counted in the current one-second window (at least 10 a window), shared by clones |
 ///
 /// # Behaviour
 ///
