@@ -22,6 +22,7 @@ trait Backend: Doer + Sized {
     fn max_body_size(self, bytes: u64) -> Self;
     fn max_redirects(self, n: usize) -> Self;
     fn timeout(self, timeout: Option<Duration>) -> Self;
+    fn max_response_headers(self, n: usize) -> Self;
 }
 
 impl Backend for ReqwestDoer {
@@ -37,6 +38,9 @@ impl Backend for ReqwestDoer {
     fn timeout(self, timeout: Option<Duration>) -> Self {
         self.timeout(timeout)
     }
+    fn max_response_headers(self, n: usize) -> Self {
+        self.max_response_headers(n)
+    }
 }
 
 impl Backend for UreqDoer {
@@ -51,6 +55,9 @@ impl Backend for UreqDoer {
     }
     fn timeout(self, timeout: Option<Duration>) -> Self {
         self.timeout(timeout)
+    }
+    fn max_response_headers(self, n: usize) -> Self {
+        self.max_response_headers(n)
     }
 }
 
@@ -87,6 +94,15 @@ for_each_backend!(
     see_other_turns_post_into_get_and_307_keeps_it,
     zero_max_redirects_returns_the_redirect,
     credentials_stay_on_their_origin,
+    framing_headers_that_disagree_with_the_body_are_invalid_request,
+    out_of_range_ports_are_invalid_request,
+    extension_methods_are_sent,
+    url_userinfo_becomes_basic_and_never_reaches_the_library,
+    a_locations_userinfo_never_becomes_credentials,
+    relative_locations_resolve_by_rfc3986,
+    redirects_to_other_schemes_are_redirect_errors,
+    unresolvable_host_is_connect,
+    response_header_lines_have_one_limit,
 );
 
 fn request(method: Method, url: &str, body: impl Into<Body>) -> Request {
@@ -437,6 +453,186 @@ async fn credentials_stay_on_their_origin<D: Backend>() {
             );
         }
     }
+}
+
+/// Hardening #1: a caller's framing header that disagrees with the body is refused before
+/// anything is sent, at once (not after the exchange timeout), on both backends alike.
+async fn framing_headers_that_disagree_with_the_body_are_invalid_request<D: Backend>() {
+    let server = server::start().await;
+    let doer = D::new().timeout(Some(Duration::from_secs(30)));
+    let send = |body: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let mut req = request(Method::POST, &server.url("/echo"), body);
+        for (name, value) in headers {
+            req.headers_mut()
+                .append(*name, HeaderValue::from_static(value));
+        }
+        doer.execute(req)
+    };
+    let forty = "0123456789012345678901234567890123456789";
+    for (body, headers) in [
+        ("", &[("content-length", "5")][..]),
+        (forty, &[("content-length", "5")]),
+        ("body", &[("content-length", "4x")]),
+        ("body", &[("content-length", "4"), ("content-length", "5")]),
+        ("body", &[("transfer-encoding", "chunked")]),
+        ("body", &[("host", "other.test")]),
+        (
+            "body",
+            &[("connection", "upgrade"), ("upgrade", "websocket")],
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let err = send(body, headers).await.expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{headers:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{headers:?} waited"
+        );
+    }
+    // Agreeing values are sent once.
+    let resp = send("body", &[("content-length", "4"), ("content-length", "4")])
+        .await
+        .expect("an answer");
+    assert_eq!(resp.headers()["x-echo-content-length"], "4");
+    assert_eq!(
+        resp.headers()
+            .get_all("x-echo-content-length")
+            .iter()
+            .count(),
+        1
+    );
+    assert_eq!(body_of(resp).await, "body");
+}
+
+/// Hardening #2: `http::Uri` accepts `:99999`; neither backend sends it anywhere.
+async fn out_of_range_ports_are_invalid_request<D: Backend>() {
+    for url in ["http://127.0.0.1:99999/", "http://127.0.0.1:0/"] {
+        let mut req = request(Method::GET, url, Body::empty());
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        let err = D::new().execute(req).await.expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{url}");
+    }
+}
+
+/// Hardening #3: extension methods are sent, never a host failure.
+async fn extension_methods_are_sent<D: Backend>() {
+    let server = server::start().await;
+    for method in ["PURGE", "PROPFIND", "REPORT", "M-SEARCH"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = D::new()
+            .execute(request(method.clone(), &server.url("/echo"), Body::empty()))
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        assert_eq!(resp.headers()["x-echo-method"], method.as_str());
+    }
+}
+
+/// Hardening #4: userinfo is sent as `Authorization: Basic` (percent-decoded) by both, unless
+/// the caller set `Authorization`; the URL that reaches the server has none.
+async fn url_userinfo_becomes_basic_and_never_reaches_the_library<D: Backend>() {
+    let server = server::start().await;
+    let url = server
+        .url("/echo")
+        .replace("http://", "http://al%40ce:p%3Aw@");
+    let resp = get(&D::new(), &url).await;
+    // base64("al@ce:p:w")
+    assert_eq!(resp.headers()["x-echo-authorization"], "Basic YWxAY2U6cDp3");
+    assert_eq!(resp.headers()["x-echo-uri"], "/echo");
+    let mut req = request(Method::GET, &url, Body::empty());
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer mine"),
+    );
+    let resp = D::new().execute(req).await.expect("an answer");
+    assert_eq!(resp.headers()["x-echo-authorization"], "Bearer mine");
+}
+
+/// Hardening #5: credentials a server writes into a `Location` are never sent.
+async fn a_locations_userinfo_never_becomes_credentials<D: Backend>() {
+    let (a, b) = (server::start().await, server::start().await);
+    let evil = b.url("/echo").replace("http://", "http://evil:pw@");
+    let resp = get(&D::new(), &a.url(&format!("/to?status=302&url={evil}"))).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-echo-authorization").is_none());
+}
+
+/// Hardening #6: `Location` references resolve by RFC 3986 section 5.2 on both backends.
+async fn relative_locations_resolve_by_rfc3986<D: Backend>() {
+    let server = server::start().await;
+    // The server's /to route sends `Location: <url>`; /echo names the path it was asked for.
+    for (from, location, want) in [
+        ("/to/a/b/x", "../../../echo/c", "/echo/c"),
+        ("/to/a/b/x", "../../../echo/./d/../e", "/echo/e"),
+        ("/to/x", "/echo/%2e%2E/echo/f", "/echo/f"),
+        ("/to/x", "//HOST/echo/g", "/echo/g"),
+    ] {
+        let location = location.replace("HOST", &server.url("").replace("http://", ""));
+        let url = server.url(&format!("{from}?status=302&url={location}"));
+        let resp = get(&D::new(), &url).await;
+        assert_eq!(resp.headers()["x-echo-uri"], want, "{from} + {location}");
+    }
+    // An empty Location is the current URL: a 302 to itself, twice, hits the redirect limit
+    // with the same URL, not `/`.
+    let url = server.url("/to?status=302&url=");
+    let err = D::new()
+        .max_redirects(2)
+        .execute(request(Method::GET, &url, Body::empty()))
+        .await
+        .expect_err("a loop");
+    assert_eq!(err.kind(), ErrorKind::Redirect);
+    assert!(err.to_string().contains("/to?status=302&url="), "{err}");
+}
+
+/// Hardening #7: a redirect to a scheme a Doer cannot follow is `Redirect`, not the caller's
+/// `InvalidRequest`.
+async fn redirects_to_other_schemes_are_redirect_errors<D: Backend>() {
+    let server = server::start().await;
+    for target in [
+        "ftp://127.0.0.1/f",
+        "gopher://127.0.0.1/",
+        "javascript:x",
+        "file:///etc/passwd",
+        "data:,x",
+    ] {
+        let url = server.url(&format!("/to?status=302&url={target}"));
+        assert_eq!(
+            error_kind(&D::new(), &url).await,
+            ErrorKind::Redirect,
+            "{target}"
+        );
+    }
+}
+
+/// Hardening #8: a name that cannot be resolved is `Connect` on both backends, so a retry layer
+/// treats it alike. `x..y` has an empty label, which the system resolver refuses on the spot,
+/// so no query leaves the machine.
+async fn unresolvable_host_is_connect<D: Backend>() {
+    assert_eq!(
+        error_kind(&D::new(), "http://x..y/").await,
+        ErrorKind::Connect
+    );
+}
+
+/// Hardening #9: one documented limit on response header lines, one error kind.
+async fn response_header_lines_have_one_limit<D: Backend>() {
+    let server = server::start().await;
+    let lines = |n: usize| server.url(&format!("/headers/{n}"));
+    // hyper adds a `date` line too: 100 in all is the default limit.
+    assert_eq!(get(&D::new(), &lines(99)).await.status(), 200);
+    assert_eq!(
+        error_kind(&D::new(), &lines(101)).await,
+        ErrorKind::TooLarge
+    );
+    assert_eq!(
+        error_kind(&D::new(), &lines(200)).await,
+        ErrorKind::TooLarge
+    );
+    let raised = D::new().max_response_headers(128);
+    assert_eq!(get(&raised, &lines(120)).await.status(), 200);
+    assert_eq!(error_kind(&raised, &lines(140)).await, ErrorKind::TooLarge);
+    let lowered = D::new().max_response_headers(10);
+    assert_eq!(error_kind(&lowered, &lines(20)).await, ErrorKind::TooLarge);
 }
 
 /// `UreqDoer::with_agent` overrides, per request, the two agent settings that would break the

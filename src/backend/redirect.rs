@@ -15,6 +15,8 @@ use std::pin::Pin;
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Uri};
 
+use super::prepare::prepare;
+use super::uri;
 use crate::{Body, Error, ErrorKind, Request, Response, redact};
 
 /// One exchange, redirects not followed: what each backend gives [`follow`].
@@ -35,11 +37,15 @@ pub(crate) trait Exchange: Sync {
 pub(crate) type Execute<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
 
 /// Sends `req` through `backend`, following up to `max` redirects.
+///
+/// Every hop is settled by [`prepare`] first, so a backend's `exchange` only ever sees a URL in
+/// normal form, without userinfo.
 pub(crate) async fn follow(
     backend: &impl Exchange,
     mut req: Request,
     max: usize,
 ) -> Result<Response, Error> {
+    prepare(&mut req)?;
     let mut hops = 0;
     loop {
         let resp = backend.exchange(&req).await?;
@@ -68,13 +74,12 @@ fn next_hop(mut req: Request, resp: &Response) -> Result<Option<Request>, Error>
         Some(location) if is_redirect(resp) => location,
         _ => return Ok(None),
     };
-    let bad_location = || {
+    let refuse = |why: &'static str, uri: &Uri| {
         Error::from(ErrorKind::Redirect)
-            .with_message("the Location header is not a valid URL")
-            .with_url(req.uri())
+            .with_message(why)
+            .with_url(uri)
     };
-    let location = location.to_str().map_err(|_| bad_location())?;
-    let next = resolve(req.uri(), location).ok_or_else(bad_location)?;
+    let next = target(req.uri(), location.as_bytes()).map_err(|why| refuse(why, req.uri()))?;
 
     let to_get = match status {
         StatusCode::SEE_OTHER => req.method() != Method::HEAD,
@@ -98,7 +103,57 @@ fn next_hop(mut req: Request, resp: &Response) -> Result<Option<Request>, Error>
         req.headers_mut().remove(header::HOST);
     }
     *req.uri_mut() = next;
+    // The server chose this URL: what cannot be sent is the redirect's fault, not the caller's.
+    prepare(&mut req).map_err(|e| {
+        Error::new(ErrorKind::Redirect, e)
+            .with_message("the redirect's target cannot be sent")
+            .with_url(req.uri())
+    })?;
     Ok(Some(req))
+}
+
+/// The URL a `Location` value points to from `base`: resolved by RFC 3986 section 5.2, its
+/// fragment dropped (it is never sent), and its userinfo dropped: credentials a server wrote
+/// into a `Location` never become credentials.
+fn target(base: &Uri, location: &[u8]) -> Result<Uri, &'static str> {
+    let location = location.trim_ascii();
+    if location.iter().any(|b| b.is_ascii_control()) {
+        return Err("the Location header has control characters");
+    }
+    // Browsers send a Location's spaces and non-ASCII bytes percent-encoded; so do we, so that
+    // such a Location resolves instead of failing.
+    let mut text = String::with_capacity(location.len());
+    for &b in location {
+        if b == b' ' || b >= 0x80 {
+            text.push_str(&format!("%{b:02X}"));
+        } else {
+            text.push(b as char);
+        }
+    }
+    let resolved = uri::resolve(&base.to_string(), &text);
+    let resolved = resolved.split('#').next().unwrap_or_default();
+    let scheme = resolved.split(':').next().unwrap_or_default();
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err("the redirect goes to a scheme other than http or https");
+    }
+    let uri: Uri = resolved
+        .parse()
+        .map_err(|_| "the Location header is not a valid URL")?;
+    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+        return Err("the Location header names no host");
+    };
+    match authority.as_str().rsplit_once('@') {
+        None => Ok(uri),
+        Some((_, host_port)) => {
+            let mut parts = uri.clone().into_parts();
+            parts.authority = Some(
+                host_port
+                    .parse()
+                    .map_err(|_| "the Location header is not a valid URL")?,
+            );
+            Uri::from_parts(parts).map_err(|_| "the Location header is not a valid URL")
+        }
+    }
 }
 
 /// Whether `resp` is a redirect to follow: one of the five statuses, with a `Location`.
@@ -129,47 +184,6 @@ fn same_origin(a: &Uri, b: &Uri) -> bool {
     origin(a) == origin(b)
 }
 
-/// Resolves a `Location` value against the URI it answered (RFC 3986 section 5, for the forms
-/// servers send: absolute, scheme-relative, absolute-path, relative-path, query-only).
-fn resolve(base: &Uri, location: &str) -> Option<Uri> {
-    let location = location.trim();
-    if has_scheme(location) {
-        let abs = location.parse::<Uri>().ok()?;
-        return abs.host().is_some().then_some(abs);
-    }
-    let scheme = base.scheme_str()?;
-    let authority = base.authority()?.as_str();
-    // Never carry userinfo from the base into a new URL.
-    let authority = authority.rsplit('@').next()?;
-    let joined = if let Some(rest) = location.strip_prefix("//") {
-        format!("{scheme}://{rest}")
-    } else if location.starts_with('/') {
-        format!("{scheme}://{authority}{location}")
-    } else if location.starts_with('?') {
-        format!("{scheme}://{authority}{}{location}", base.path())
-    } else {
-        let path = base.path();
-        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-        let dir = if dir.is_empty() { "/" } else { dir };
-        format!("{scheme}://{authority}{dir}{location}")
-    };
-    let uri = joined.parse::<Uri>().ok()?;
-    uri.host().is_some().then_some(uri)
-}
-
-/// Whether `s` starts with a URI scheme (RFC 3986: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"`).
-fn has_scheme(s: &str) -> bool {
-    match s.split_once(':') {
-        Some((scheme, _)) => {
-            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,20 +209,67 @@ mod tests {
             .unwrap()
     }
 
+    fn to(base: &str, location: &[u8]) -> Result<String, &'static str> {
+        target(&base.parse().unwrap(), location).map(|u| u.to_string())
+    }
+
     #[test]
     fn resolves_every_location_form() {
-        let base: Uri = "http://u:p@h.test:8080/a/b?q=1".parse().unwrap();
-        let cases = [
-            ("https://o.test/x", "https://o.test/x"),
-            ("//o.test/y", "http://o.test/y"),
-            ("/z?k=v", "http://h.test:8080/z?k=v"),
-            ("c", "http://h.test:8080/a/c"),
-            ("?p=2", "http://h.test:8080/a/b?p=2"),
+        let base = "http://h.test:8080/a/b/x?q=1";
+        let cases: [(&[u8], &str); 10] = [
+            (b"https://o.test/x", "https://o.test/x"),
+            (b"//o.test/y", "http://o.test/y"),
+            (b"/z?k=v", "http://h.test:8080/z?k=v"),
+            (b"c", "http://h.test:8080/a/b/c"),
+            (b"../c", "http://h.test:8080/a/c"),
+            (b"?p=2", "http://h.test:8080/a/b/x?p=2"),
+            // An empty reference is the current URL, without a fragment (RFC 3986 5.2.2).
+            (b"", "http://h.test:8080/a/b/x?q=1"),
+            (b"#frag", "http://h.test:8080/a/b/x?q=1"),
+            (b"/caf\xc3\xa9 x", "http://h.test:8080/caf%C3%A9%20x"),
+            (b"  /trimmed  ", "http://h.test:8080/trimmed"),
         ];
         for (loc, want) in cases {
-            assert_eq!(resolve(&base, loc).unwrap().to_string(), want, "{loc}");
+            assert_eq!(
+                to(base, loc).unwrap(),
+                want,
+                "{}",
+                String::from_utf8_lossy(loc)
+            );
         }
-        assert!(resolve(&base, "http://[bad").is_none());
+        assert!(to(base, b"http://[bad").is_err());
+        assert!(to(base, b"/a\tb").is_err());
+    }
+
+    #[test]
+    fn a_locations_userinfo_never_becomes_credentials() {
+        let next = next_hop(
+            http::Request::get("http://h.test/")
+                .body(Body::empty())
+                .unwrap(),
+            &redirect(302, "http://evil:pw@other.test/x"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(next.uri().to_string(), "http://other.test/x");
+        assert!(next.headers().get(header::AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn other_schemes_and_unsendable_targets_are_redirect_errors() {
+        for loc in [
+            "ftp://h.test/x",
+            "gopher://h.test/",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "data:text/plain,hi",
+            "http:g",
+            "http://h.test:99999/",
+            "http://0x7f.1/",
+        ] {
+            let err = next_hop(post("http://h.test/a"), &redirect(302, loc)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Redirect, "{loc}");
+        }
     }
 
     #[test]

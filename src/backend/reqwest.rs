@@ -5,7 +5,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::redirect::{self, Exchange, Execute};
-use super::{Settings, check_uri, frame_empty_body, is_tls_failure, too_large};
+use super::{
+    MAX_RESPONSE_HEADERS_CEILING, Settings, check_head, frame_empty_body, is_tls_failure,
+    too_large, too_many_headers,
+};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`reqwest::Client`] (feature `reqwest`, on by default).
@@ -45,6 +48,10 @@ impl ReqwestDoer {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(super::DEFAULT_CONNECT_TIMEOUT)
+            .user_agent(super::USER_AGENT)
+            // ureq's parser takes at most this many; both read up to it, and
+            // `max_response_headers` sets the limit both keep.
+            .http1_max_headers(MAX_RESPONSE_HEADERS_CEILING)
             .build()
             // A fallback to `reqwest::Client::default()` would follow redirects itself, past
             // http-doer's rules, and panics for the same reasons anyway.
@@ -83,6 +90,18 @@ impl ReqwestDoer {
     /// is read; `None` for none.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.settings.timeout = timeout;
+        self
+    }
+
+    /// The most header lines accepted in a response (default
+    /// [`DEFAULT_MAX_RESPONSE_HEADERS`](crate::backend::DEFAULT_MAX_RESPONSE_HEADERS), 100); past
+    /// it the call fails with [`ErrorKind::TooLarge`]. Capped at
+    /// [`MAX_RESPONSE_HEADERS_CEILING`](crate::backend::MAX_RESPONSE_HEADERS_CEILING) (128), the
+    /// most ureq can read, so that both backends keep the same limit. A client given to
+    /// [`with_client`](Self::with_client) keeps its own parser limit (hyper's default is 100)
+    /// unless it was built with `http1_max_headers`.
+    pub fn max_response_headers(mut self, n: usize) -> Self {
+        self.settings.max_response_headers = n.min(MAX_RESPONSE_HEADERS_CEILING);
         self
     }
 
@@ -178,6 +197,9 @@ async fn read_body(
 
 fn map_error(e: reqwest::Error, uri: &http::Uri) -> Error {
     // A connect timeout is both; it is `Connect`: the request never left.
+    if is_head_too_large(&e) {
+        return too_many_headers(MAX_RESPONSE_HEADERS_CEILING, uri);
+    }
     let kind = if e.is_connect() {
         ErrorKind::Connect
     } else if e.is_timeout() {
@@ -202,16 +224,30 @@ fn map_error(e: reqwest::Error, uri: &http::Uri) -> Error {
     Error::new(kind, e).with_url(uri)
 }
 
+/// Whether hyper refused the response head as too large: more header lines than its limit, or
+/// more bytes than its buffer. hyper's `is_parse_too_large` exists only with its server
+/// feature, so its words are matched (a conformance test holds them to it).
+fn is_head_too_large(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("message head is too large") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 impl Exchange for ReqwestDoer {
     async fn exchange(&self, req: &Request) -> Result<Response, Error> {
         let uri = req.uri();
-        check_uri(uri)?;
         let rreq = to_reqwest(req, self.settings.timeout)?;
         let mut resp = self
             .client
             .execute(rreq)
             .await
             .map_err(|e| map_error(e, uri))?;
+        check_head(resp.headers(), self.settings.max_response_headers, uri)?;
         let limit = self.settings.max_body_size;
         if resp.content_length().is_some_and(|len| len > limit) {
             return Err(too_large(limit, uri));

@@ -6,7 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::redirect::{self, Exchange, Execute};
-use super::{Settings, check_uri, frame_empty_body, is_tls_failure, may_have_body, too_large};
+use super::{
+    MAX_RESPONSE_HEADERS_CEILING, Settings, check_head, frame_empty_body, is_tls_failure,
+    may_have_body, too_large, too_many_headers,
+};
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] backed by a [`ureq::Agent`] (feature `ureq`).
@@ -44,6 +47,11 @@ impl UreqDoer {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            // `PURGE`, `PROPFIND` and other extension methods, which reqwest sends too.
+            .allow_non_standard_methods(true)
+            .user_agent(super::USER_AGENT)
+            // hyper's limit on a response head (its read buffer), so both refuse alike.
+            .max_response_header_size(HYPER_MAX_HEAD_BYTES)
             .timeout_connect(Some(super::DEFAULT_CONNECT_TIMEOUT))
             // The same as the per-exchange default, so requests need no config of their own.
             .timeout_global(Some(super::DEFAULT_TIMEOUT))
@@ -81,11 +89,25 @@ impl UreqDoer {
         self
     }
 
+    /// The most header lines accepted in a response (default
+    /// [`DEFAULT_MAX_RESPONSE_HEADERS`](crate::backend::DEFAULT_MAX_RESPONSE_HEADERS), 100); past
+    /// it the call fails with [`ErrorKind::TooLarge`]. Capped at
+    /// [`MAX_RESPONSE_HEADERS_CEILING`](crate::backend::MAX_RESPONSE_HEADERS_CEILING) (128), the
+    /// size of ureq's parser.
+    pub fn max_response_headers(mut self, n: usize) -> Self {
+        self.settings.max_response_headers = n.min(MAX_RESPONSE_HEADERS_CEILING);
+        self
+    }
+
     /// The wrapped agent.
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
     }
 }
+
+/// hyper's default read buffer, the most a response head may take on `ReqwestDoer`: 8 KiB
+/// plus 100 times 4 KiB.
+const HYPER_MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
 impl Default for UreqDoer {
     fn default() -> Self {
@@ -114,6 +136,7 @@ fn blocking_send(
         )
     };
     let mut resp = result.map_err(|e| map_error(e, &uri, Stage::Send))?;
+    check_head(resp.headers(), settings.max_response_headers, &uri)?;
 
     let limit = settings.max_body_size;
     let declared = resp
@@ -151,6 +174,7 @@ fn run<S: ureq::AsSendBody>(
     let config = agent.config();
     if !config.http_status_as_error()
         && config.max_redirects() == 0
+        && config.allow_non_standard_methods()
         && config.timeouts().global == settings.timeout
     {
         return agent.run(req);
@@ -159,6 +183,7 @@ fn run<S: ureq::AsSendBody>(
         .configure_request(req)
         .http_status_as_error(false)
         .max_redirects(0)
+        .allow_non_standard_methods(true)
         .timeout_global(settings.timeout)
         .build();
     agent.run(req)
@@ -184,6 +209,9 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
         U::Timeout(_) => ErrorKind::Timeout,
         U::Tls(_) | U::TlsRequired | U::Rustls(_) => ErrorKind::Tls,
         U::HostNotFound | U::ConnectionFailed | U::ConnectProxyFailed(_) => ErrorKind::Connect,
+        // std's words for a failed `getaddrinfo`: the name could not be resolved, so nothing
+        // was sent (reqwest reports the same as a connect error).
+        U::Io(io) if stage == Stage::Send && is_lookup_failure(io) => ErrorKind::Connect,
         U::Io(io) => match io.kind() {
             io::ErrorKind::ConnectionRefused
             | io::ErrorKind::AddrNotAvailable
@@ -197,6 +225,11 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
             _ => after_connect,
         },
         U::BodyExceedsLimit(_) => ErrorKind::TooLarge,
+        // ureq does not export its protocol error type; its words name the case.
+        U::LargeResponseHeader(..) => return too_many_headers(MAX_RESPONSE_HEADERS_CEILING, uri),
+        U::Protocol(p) if p.to_string().contains("too many headers") => {
+            return too_many_headers(MAX_RESPONSE_HEADERS_CEILING, uri);
+        }
         U::BadUri(_) | U::Http(_) | U::RequireHttpsOnly(_) | U::InvalidProxyUrl => {
             // These quote the URL; keep only our redacted copy.
             return Error::from(ErrorKind::InvalidRequest)
@@ -204,7 +237,7 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
                 .with_url(uri);
         }
         U::TooManyRedirects | U::RedirectFailed => ErrorKind::Redirect,
-        U::Protocol(_) | U::LargeResponseHeader(..) => after_connect,
+        U::Protocol(_) => after_connect,
         U::BodyStalled => ErrorKind::Body,
         _ => ErrorKind::Other,
     };
@@ -219,9 +252,12 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
     Error::new(kind, e).with_url(uri)
 }
 
+fn is_lookup_failure(io: &io::Error) -> bool {
+    io.to_string().contains("failed to lookup address")
+}
+
 impl Exchange for UreqDoer {
     async fn exchange(&self, req: &Request) -> Result<Response, Error> {
-        check_uri(req.uri())?;
         // The blocking task needs its own request: the parts ureq reads, the body shared.
         let mut owned = http::Request::new(req.body().as_bytes().cloned().unwrap_or_default());
         *owned.method_mut() = req.method().clone();

@@ -1,14 +1,15 @@
 //! A small hyper server for ordinary exchanges (HTTP/1.1, keep-alive).
 //!
 //! Routes:
-//! * `/echo`: 200; the body is the request body, and every request header comes back as
+//! * `/echo` (and any path below it): 200; the body is the request body, and every request header comes back as
 //!   `x-echo-<name>` (all values, in order), with `x-echo-method` and `x-echo-uri`.
 //! * `/status/{code}`: that status, with a short body unless the status forbids one.
 //! * `/bytes/{n}`: `n` bytes of [`pattern`] with a `Content-Length`.
 //! * `/chunked/{n}`: `n` bytes of [`pattern`] in 16 KiB chunks, without a `Content-Length`.
 //! * `/gzip`: [`GZIP_HELLO`] with `Content-Encoding: gzip`, whatever the request accepts.
 //! * `/redirect/{n}`: `302` to `/redirect/{n-1}`; `/redirect/0` is `/echo`.
-//! * `/to?status={s}&url={u}`: status `s` with `Location: u` (`u` is the rest of the query).
+//! * `/to?status={s}&url={u}` (and any path below `/to`): status `s` with `Location: u` (`u` is the rest of the query).
+//! * `/headers/{n}`: 200 with `n` header lines in all (`x-h0` ... and `content-length`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -49,7 +50,7 @@ async fn route(req: Request<Incoming>) -> Result<Response<ResBody>, Infallible> 
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let resp = match segments.as_slice() {
-        ["echo"] => echo(req).await,
+        ["echo", ..] => echo(req).await,
         ["status", code] => status(code.parse().unwrap_or(400)),
         ["bytes", n] => full(StatusCode::OK, pattern(n.parse().unwrap_or(0))),
         ["chunked", n] => chunked(n.parse().unwrap_or(0)),
@@ -64,7 +65,17 @@ async fn route(req: Request<Incoming>) -> Result<Response<ResBody>, Infallible> 
             let next = n.parse::<u32>().map_or(0, |n| n.saturating_sub(1));
             redirect(302, &format!("/redirect/{next}"))
         }
-        ["to"] => {
+        ["headers", n] => {
+            let mut resp = full(StatusCode::OK, "");
+            let n: usize = n.parse().unwrap_or(0);
+            // hyper adds `content-length` itself: one line of the `n`.
+            for i in 0..n.saturating_sub(1) {
+                let name = HeaderName::from_bytes(format!("x-h{i}").as_bytes()).expect("a name");
+                resp.headers_mut().insert(name, HeaderValue::from(i));
+            }
+            resp
+        }
+        ["to", ..] => {
             let query = req.uri().query().unwrap_or("");
             let code = query
                 .strip_prefix("status=")
