@@ -16,6 +16,11 @@ use http::header::RETRY_AFTER;
 ///
 /// Only the first header counts when there are several. Surrounding spaces are ignored.
 ///
+/// Dates are read by the `httpdate` crate, so they carry its limits: a date before 1970 is
+/// `None` (the caller's own backoff, not "retry now"), and a two-digit RFC 850 year is read
+/// with a fixed pivot (70-99 are 19xx) rather than RFC 9110's 50-years-from-now rule. Servers
+/// send the IMF-fixdate form, which has neither problem.
+///
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use http_doer::retrying::retry_after;
@@ -114,5 +119,58 @@ mod tests {
             http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
         );
         assert_eq!(parse(&h, static_now()), None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::time::UNIX_EPOCH;
+
+        fn value(v: &str) -> HeaderMap {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(v) {
+                h.insert(RETRY_AFTER, v);
+            }
+            h
+        }
+
+        proptest! {
+            /// No bytes a server can send make `parse` panic or overflow.
+            #[test]
+            fn any_bytes_are_safe(bytes in proptest::collection::vec(any::<u8>(), 0..40),
+                                  now in 0u64..=253_402_300_799) {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = http::HeaderValue::from_bytes(&bytes) {
+                    h.insert(RETRY_AFTER, v);
+                    let _ = parse(&h, UNIX_EPOCH + Duration::from_secs(now));
+                }
+            }
+
+            /// Delta-seconds round trip, surrounding spaces allowed; past `u64` saturates.
+            #[test]
+            fn seconds_round_trip(secs in any::<u64>(), pad in "[ \t]{0,2}") {
+                let got = parse(&value(&format!("{pad}{secs}{pad}")), static_now());
+                prop_assert_eq!(got, Some(Duration::from_secs(secs)));
+                let huge = parse(&value(&format!("{secs}0000000000000000000000")), static_now());
+                prop_assert_eq!(huge, Some(Duration::from_secs(u64::MAX)));
+            }
+
+            /// An IMF-fixdate is the time left until then, or zero once past.
+            #[test]
+            fn dates_round_trip(when in 0u64..=253_402_300_799, now in 0u64..=253_402_300_799) {
+                let when_t = UNIX_EPOCH + Duration::from_secs(when);
+                let now_t = UNIX_EPOCH + Duration::from_secs(now);
+                let got = parse(&value(&httpdate::fmt_http_date(when_t)), now_t);
+                prop_assert_eq!(got, Some(Duration::from_secs(when.saturating_sub(now))));
+            }
+
+            /// Signs, fractions and lists are not delta-seconds.
+            #[test]
+            fn signed_or_fractional_numbers_fall_back(n in any::<u32>(), m in any::<u8>()) {
+                for v in [format!("-{n}"), format!("+{n}"), format!("{n}.{m}"), format!("{n}, {m}")] {
+                    prop_assert_eq!(parse(&value(&v), static_now()), None, "{}", v);
+                }
+            }
+        }
     }
 }

@@ -14,12 +14,16 @@ use http::{HeaderName, HeaderValue, Method};
 use sha2::Sha256;
 
 use super::digest::{CONTENT_DIGEST, DigestAlgorithm, set_content_digest};
-use super::util::{signing_error, split_outside_quotes};
+use super::util::signing_error;
 use super::{Clock, Signer, SystemClock};
 use crate::{Error, Request};
 
 const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
 const SIGNATURE: HeaderName = HeaderName::from_static("signature");
+
+/// The largest structured-field integer (RFC 8941, section 3.3.1): 15 digits, a date some 31
+/// million years from now.
+const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
 
 /// A component of a request that an [`HttpSignature`] covers (RFC 9421 section 2).
 ///
@@ -156,8 +160,14 @@ type NonceFn = Arc<dyn Fn() -> String + Send + Sync>;
 ///
 /// Every call signs anew (a new `created`, a new nonce). Signing a request that already
 /// carries signatures replaces the member with this signer's label in `Signature-Input` and
-/// `Signature` and keeps the others, so a proxy's or another signer's signature survives.
-/// `Signature` is marked sensitive; `Debug` shows no key.
+/// `Signature` and keeps the others byte for byte, so a proxy's or another signer's signature
+/// survives; a field line that is not a valid structured-field dictionary (RFC 8941) is
+/// dropped, as no verifier could read it. `Signature` is marked sensitive; `Debug` shows no
+/// key.
+///
+/// Signing fails, rather than sign what a verifier would not see, when a covered path or query
+/// holds bytes beyond ASCII (percent-encode them), when a port is not a number from 0 to
+/// 65535, or when a `Host` header holds userinfo.
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
@@ -297,7 +307,8 @@ impl HttpSignature {
         self
     }
 
-    /// Adds the `expires` parameter, `validity` after the signing time.
+    /// Adds the `expires` parameter, `validity` after the signing time (at most the largest
+    /// structured-field integer, 999 999 999 999 999, so `Duration::MAX` means "never").
     pub fn expires_after(mut self, validity: Duration) -> Self {
         self.expires_after = Some(validity);
         self
@@ -409,14 +420,16 @@ impl HttpSignature {
         let mut params = String::with_capacity(p.inner_list.len() + 96);
         params.push_str(&p.inner_list);
         if self.created {
+            if now > SF_INTEGER_MAX {
+                return Err(signing_error(
+                    "the clock is past what a structured-field integer holds",
+                ));
+            }
             push_int(&mut params, "created", now);
         }
         if let Some(validity) = self.expires_after {
-            push_int(
-                &mut params,
-                "expires",
-                now.saturating_add(validity.as_secs()),
-            );
+            let expires = now.saturating_add(validity.as_secs()).min(SF_INTEGER_MAX);
+            push_int(&mut params, "expires", expires);
         }
         params.push_str(&p.after_times);
         if let Some(nonce) = nonce
@@ -495,18 +508,26 @@ impl Signer for HttpSignature {
 }
 
 /// `member` appended to the dictionary members of `name` in `headers` whose key is not
-/// `label`.
+/// `label`, each kept byte for byte.
+///
+/// A field line that is not a valid dictionary (not ASCII, an unclosed string, a stray comma)
+/// is dropped: a verifier cannot read it either, as a structured field that fails to parse
+/// fails as a whole (RFC 8941, section 4.2), and keeping it would make this signature
+/// unreadable too. (Splitting on commas instead let a string left open in one member swallow
+/// the next one, this signer's among them.)
 fn replace_member(headers: &HeaderMap, name: HeaderName, label: &str, member: String) -> String {
     let mut kept = String::new();
     for value in headers.get_all(&name) {
-        // A field that is not ASCII cannot be a structured field; drop it rather than fail.
-        let Ok(value) = value.to_str() else { continue };
-        for m in split_outside_quotes(value).map(str::trim) {
-            let key = m.split(['=', ';']).next().unwrap_or("");
-            if !m.is_empty() && key != label {
-                kept.push_str(m);
-                kept.push_str(", ");
-            }
+        let Some(members) = value.to_str().ok().and_then(sf::dictionary) else {
+            tracing::debug!(
+                field = name.as_str(),
+                "dropping a field line that is not a structured-field dictionary"
+            );
+            continue;
+        };
+        for m in members.iter().filter(|m| m.key != label) {
+            kept.push_str(m.text);
+            kept.push_str(", ");
         }
     }
     if kept.is_empty() {
@@ -519,6 +540,7 @@ fn replace_member(headers: &HeaderMap, name: HeaderName, label: &str, member: St
 /// Appends the value of `component` in `req`, as RFC 9421 section 2 defines it.
 fn push_value(out: &mut String, component: &Component, req: &Request) -> Result<(), Error> {
     let uri = req.uri();
+    let start = out.len();
     match component {
         Component::Method => out.push_str(req.method().as_str()),
         Component::Authority => push_authority(out, req)?,
@@ -568,7 +590,19 @@ fn push_value(out: &mut String, component: &Component, req: &Request) -> Result<
                 }
                 out.push_str(value.trim_matches([' ', '\t']));
             }
+            return Ok(());
         }
+    }
+    // A derived value is visible ASCII and spaces (RFC 9421, section 2.5), but `http` lets
+    // other bytes into a path or query: a verifier would read them as the percent-encoding
+    // a client sends, so the signature could not match.
+    if !out.as_bytes()[start..]
+        .iter()
+        .all(|b| (0x20..=0x7e).contains(b))
+    {
+        return Err(signing_error(
+            "the URL is not ASCII: percent-encode it before signing",
+        ));
     }
     Ok(())
 }
@@ -583,28 +617,29 @@ fn push_scheme(out: &mut String, uri: &http::Uri) -> Result<(), Error> {
 
 /// Host, lower-cased, and port unless it is the scheme's default (RFC 9110 section 4.2.3);
 /// never the userinfo. A `Host` header set on the request wins over the URL, as it is what an
-/// HTTP/1.1 server sees.
+/// HTTP/1.1 server sees; it may not hold userinfo (RFC 9110 section 7.2). A port that is not
+/// a number from 0 to 65535 is an error (`http` would drop it); an empty one (`h:`) is none.
 fn push_authority(out: &mut String, req: &Request) -> Result<(), Error> {
     let uri = req.uri();
     let from_header = match req.headers().get(http::header::HOST) {
         Some(v) => Some(
             v.to_str()
                 .ok()
+                .filter(|h| !h.contains('@'))
                 .and_then(|h| h.parse::<http::uri::Authority>().ok())
                 .ok_or_else(|| signing_error("the Host header is not a valid authority"))?,
         ),
         None => None,
     };
-    let (host, port) = match &from_header {
-        Some(a) => (a.host(), a.port_u16()),
-        None => (
-            uri.host()
-                .ok_or_else(|| signing_error("the URL has no authority"))?,
-            uri.port_u16(),
-        ),
+    let authority = match &from_header {
+        Some(a) => a,
+        None => uri
+            .authority()
+            .ok_or_else(|| signing_error("the URL has no authority"))?,
     };
+    let host = authority.host();
     out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
-    if let Some(port) = port {
+    if let Some(port) = port_of(authority)? {
         let default = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
             Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
@@ -616,6 +651,19 @@ fn push_authority(out: &mut String, req: &Request) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The port of `authority`: `None` when it has none or an empty one, an error when it is not
+/// a number that fits a `u16`.
+fn port_of(authority: &http::uri::Authority) -> Result<Option<u16>, Error> {
+    if let Some(port) = authority.port_u16() {
+        return Ok(Some(port));
+    }
+    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    match host_port.get(authority.host().len()..) {
+        None | Some("" | ":") => Ok(None),
+        Some(_) => Err(signing_error("the port is not a number from 0 to 65535")),
+    }
 }
 
 fn push_path(out: &mut String, uri: &http::Uri) {
@@ -655,10 +703,308 @@ fn is_sf_key(s: &str) -> bool {
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*'))
 }
 
+/// Just enough of Structured Field Values (RFC 8941, and the two types RFC 9651 added) to read
+/// the `Signature-Input` and `Signature` dictionaries a request already carries, so that the
+/// signer keeps exactly the members that a verifier can read, byte for byte. (The `sfv` crate
+/// parses into values and serializes them anew, which would rewrite other signers' members; a
+/// verifier checks those bytes, so the spans are needed.)
+mod sf {
+    use base64::Engine as _;
+    use base64::alphabet::STANDARD;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+    /// RFC 8941 section 4.2.7: parsers should accept missing padding and non-zero pad bits.
+    const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+        &STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+
+    /// A bare item. Decimals are in thousandths.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub(super) enum Bare {
+        Integer(i64),
+        Decimal(i64),
+        String(String),
+        Token(String),
+        Bytes(Vec<u8>),
+        Boolean(bool),
+        Date(i64),
+        DisplayString(String),
+    }
+
+    pub(super) type Params = Vec<(String, Bare)>;
+
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub(super) enum Value {
+        Item(Bare, Params),
+        InnerList(Vec<(Bare, Params)>, Params),
+    }
+
+    /// One member of a dictionary: its key, its exact text (`key=value;params`, without the
+    /// surrounding whitespace and commas) and what that text means.
+    #[derive(Debug)]
+    pub(super) struct Member<'a> {
+        pub key: &'a str,
+        pub text: &'a str,
+        // Read by the tests, which compare what members mean.
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub value: Value,
+    }
+
+    /// The members of the dictionary field value `s` (RFC 8941 section 4.2.2), in order, or
+    /// `None` if `s` is not one. Leading and trailing spaces and tabs are dropped first, as
+    /// they are not part of a field value.
+    pub(super) fn dictionary(s: &str) -> Option<Vec<Member<'_>>> {
+        let s = s.trim_matches([' ', '\t']);
+        let mut p = Parser { s, i: 0 };
+        let mut members = Vec::new();
+        while !p.done() {
+            let start = p.i;
+            let key = p.key()?;
+            let value = if p.eat(b'=') {
+                p.item_or_inner_list()?
+            } else {
+                Value::Item(Bare::Boolean(true), p.params()?)
+            };
+            members.push(Member {
+                key,
+                text: &s[start..p.i],
+                value,
+            });
+            p.skip_ows();
+            if p.done() {
+                break;
+            }
+            if !p.eat(b',') {
+                return None;
+            }
+            p.skip_ows();
+            if p.done() {
+                return None; // A trailing comma.
+            }
+        }
+        Some(members)
+    }
+
+    struct Parser<'a> {
+        s: &'a str,
+        i: usize,
+    }
+
+    impl<'a> Parser<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.s.as_bytes().get(self.i).copied()
+        }
+
+        fn done(&self) -> bool {
+            self.i >= self.s.len()
+        }
+
+        fn eat(&mut self, b: u8) -> bool {
+            let hit = self.peek() == Some(b);
+            self.i += usize::from(hit);
+            hit
+        }
+
+        /// The next byte, consumed.
+        fn bump(&mut self) -> Option<u8> {
+            let b = self.peek()?;
+            self.i += 1;
+            Some(b)
+        }
+
+        fn skip_sp(&mut self) {
+            while self.eat(b' ') {}
+        }
+
+        fn skip_ows(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t')) {
+                self.i += 1;
+            }
+        }
+
+        /// Consumes bytes while `f` holds; returns them.
+        fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a str {
+            let start = self.i;
+            while self.peek().is_some_and(&f) {
+                self.i += 1;
+            }
+            // Only ASCII bytes are taken, so `start..i` are char boundaries.
+            &self.s[start..self.i]
+        }
+
+        /// RFC 8941 section 4.2.3.3.
+        fn key(&mut self) -> Option<&'a str> {
+            if !matches!(self.peek()?, b'a'..=b'z' | b'*') {
+                return None;
+            }
+            Some(
+                self.take_while(
+                    |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*'),
+                ),
+            )
+        }
+
+        /// RFC 8941 section 4.2.1.1.
+        fn item_or_inner_list(&mut self) -> Option<Value> {
+            if !self.eat(b'(') {
+                let bare = self.bare()?;
+                return Some(Value::Item(bare, self.params()?));
+            }
+            let mut items = Vec::new();
+            loop {
+                self.skip_sp();
+                if self.eat(b')') {
+                    return Some(Value::InnerList(items, self.params()?));
+                }
+                let bare = self.bare()?;
+                items.push((bare, self.params()?));
+                if !matches!(self.peek()?, b' ' | b')') {
+                    return None;
+                }
+            }
+        }
+
+        /// RFC 8941 section 4.2.3.2.
+        fn params(&mut self) -> Option<Params> {
+            let mut params = Vec::new();
+            while self.eat(b';') {
+                self.skip_sp();
+                let key = self.key()?.to_owned();
+                let value = if self.eat(b'=') {
+                    self.bare()?
+                } else {
+                    Bare::Boolean(true)
+                };
+                params.push((key, value));
+            }
+            Some(params)
+        }
+
+        /// RFC 8941 section 4.2.3.1, with RFC 9651's Date and Display String.
+        fn bare(&mut self) -> Option<Bare> {
+            match self.peek()? {
+                b'-' | b'0'..=b'9' => self.number(),
+                b'"' => self.string().map(Bare::String),
+                b'*' | b'A'..=b'Z' | b'a'..=b'z' => Some(Bare::Token(self.token().to_owned())),
+                b':' => self.bytes(),
+                b'?' => {
+                    self.i += 1;
+                    match self.bump()? {
+                        b'0' => Some(Bare::Boolean(false)),
+                        b'1' => Some(Bare::Boolean(true)),
+                        _ => None,
+                    }
+                }
+                b'@' => {
+                    self.i += 1;
+                    match self.number()? {
+                        Bare::Integer(n) => Some(Bare::Date(n)),
+                        _ => None,
+                    }
+                }
+                b'%' => {
+                    self.i += 1;
+                    self.display_string()
+                }
+                _ => None,
+            }
+        }
+
+        /// RFC 8941 section 4.2.4: at most 15 digits, or 12 and 3 after the point.
+        fn number(&mut self) -> Option<Bare> {
+            let negative = self.eat(b'-');
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            let int = self.take_while(|b| b.is_ascii_digit());
+            if !self.eat(b'.') {
+                if int.len() > 15 {
+                    return None;
+                }
+                let n: i64 = int.parse().ok()?;
+                return Some(Bare::Integer(if negative { -n } else { n }));
+            }
+            let frac = self.take_while(|b| b.is_ascii_digit());
+            if int.len() > 12 || frac.is_empty() || frac.len() > 3 {
+                return None;
+            }
+            let thousandths = format!("{int}{frac:0<3}").parse::<i64>().ok()?;
+            Some(Bare::Decimal(if negative {
+                -thousandths
+            } else {
+                thousandths
+            }))
+        }
+
+        /// RFC 8941 section 4.2.5.
+        fn string(&mut self) -> Option<String> {
+            self.i += 1; // The opening quote.
+            let mut out = String::new();
+            loop {
+                match self.bump()? {
+                    b'\\' => match self.bump()? {
+                        c @ (b'"' | b'\\') => out.push(char::from(c)),
+                        _ => return None,
+                    },
+                    b'"' => return Some(out),
+                    c @ 0x20..=0x7e => out.push(char::from(c)),
+                    _ => return None,
+                }
+            }
+        }
+
+        /// RFC 8941 section 4.2.6.
+        fn token(&mut self) -> &'a str {
+            self.take_while(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b))
+        }
+
+        /// RFC 8941 section 4.2.7.
+        fn bytes(&mut self) -> Option<Bare> {
+            self.i += 1; // The opening colon.
+            let b64 =
+                self.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+            if !self.eat(b':') {
+                return None;
+            }
+            LENIENT_BASE64.decode(b64).ok().map(Bare::Bytes)
+        }
+
+        /// RFC 9651 section 4.2.10.
+        fn display_string(&mut self) -> Option<Bare> {
+            if !self.eat(b'"') {
+                return None;
+            }
+            let mut bytes = Vec::new();
+            loop {
+                match self.bump()? {
+                    b'%' => {
+                        let hex = |b: u8| match b {
+                            b'0'..=b'9' => Some(b - b'0'),
+                            b'a'..=b'f' => Some(b - b'a' + 10),
+                            _ => None,
+                        };
+                        let high = hex(self.bump()?)?;
+                        let low = hex(self.bump()?)?;
+                        bytes.push((high << 4) | low);
+                    }
+                    b'"' => return String::from_utf8(bytes).ok().map(Bare::DisplayString),
+                    c @ 0x20..=0x7e => bytes.push(c),
+                    _ => return None,
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::sf::{Bare, Member, Params, Value};
     use super::*;
     use crate::Body;
+    use proptest::prelude::*;
     use std::time::SystemTime;
 
     fn at(secs: u64) -> impl Fn() -> SystemTime + Send + Sync + 'static {
@@ -926,5 +1272,681 @@ mod tests {
             Component::from(http::header::DATE),
             Component::Header(http::header::DATE)
         );
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// The members of a dictionary that must parse.
+    fn members(s: &str) -> Vec<Member<'_>> {
+        match sf::dictionary(s) {
+            Some(m) => m,
+            None => panic!("not a structured-field dictionary: {s:?}"),
+        }
+    }
+
+    /// Canonical RFC 8941 serialization, to check the parser against.
+    fn ser_bare(b: &Bare, out: &mut String) {
+        use std::fmt::Write as _;
+        match b {
+            Bare::Integer(n) => write!(out, "{n}").unwrap(),
+            Bare::Decimal(t) => {
+                let sign = if *t < 0 { "-" } else { "" };
+                let (int, frac) = (t.unsigned_abs() / 1000, t.unsigned_abs() % 1000);
+                let frac = format!("{frac:03}");
+                let frac = frac.trim_end_matches('0');
+                let frac = if frac.is_empty() { "0" } else { frac };
+                write!(out, "{sign}{int}.{frac}").unwrap();
+            }
+            Bare::String(s) => {
+                out.push('"');
+                for c in s.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            Bare::Token(t) => out.push_str(t),
+            Bare::Bytes(b) => write!(out, ":{}:", STANDARD.encode(b)).unwrap(),
+            Bare::Boolean(b) => out.push_str(if *b { "?1" } else { "?0" }),
+            Bare::Date(n) => write!(out, "@{n}").unwrap(),
+            Bare::DisplayString(s) => {
+                out.push_str("%\"");
+                for b in s.bytes() {
+                    if b == b'%' || b == b'"' || !(0x20..=0x7e).contains(&b) {
+                        write!(out, "%{b:02x}").unwrap();
+                    } else {
+                        out.push(char::from(b));
+                    }
+                }
+                out.push('"');
+            }
+        }
+    }
+
+    fn ser_params(params: &Params, out: &mut String) {
+        for (key, value) in params {
+            out.push(';');
+            out.push_str(key);
+            if *value != Bare::Boolean(true) {
+                out.push('=');
+                ser_bare(value, out);
+            }
+        }
+    }
+
+    fn ser_member(key: &str, value: &Value) -> String {
+        let mut out = key.to_owned();
+        match value {
+            Value::Item(Bare::Boolean(true), params) => ser_params(params, &mut out),
+            Value::Item(bare, params) => {
+                out.push('=');
+                ser_bare(bare, &mut out);
+                ser_params(params, &mut out);
+            }
+            Value::InnerList(items, params) => {
+                out.push_str("=(");
+                for (i, (bare, item_params)) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    ser_bare(bare, &mut out);
+                    ser_params(item_params, &mut out);
+                }
+                out.push(')');
+                ser_params(params, &mut out);
+            }
+        }
+        out
+    }
+
+    fn sf_key() -> impl Strategy<Value = String> {
+        "[a-z*][a-z0-9_.*-]{0,5}"
+    }
+
+    fn bare() -> impl Strategy<Value = Bare> {
+        const MAX: i64 = 999_999_999_999_999;
+        prop_oneof![
+            (-MAX..=MAX).prop_map(Bare::Integer),
+            (-MAX..=MAX).prop_map(Bare::Decimal),
+            "[ -~]{0,8}".prop_map(Bare::String),
+            "[A-Za-z*][A-Za-z0-9!#$%&'*+.^_`|~:/-]{0,6}".prop_map(Bare::Token),
+            proptest::collection::vec(any::<u8>(), 0..10).prop_map(Bare::Bytes),
+            any::<bool>().prop_map(Bare::Boolean),
+            (-MAX..=MAX).prop_map(Bare::Date),
+            "\\PC{0,4}".prop_map(Bare::DisplayString),
+        ]
+    }
+
+    fn params() -> impl Strategy<Value = Params> {
+        proptest::collection::vec((sf_key(), bare()), 0..3)
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            (bare(), params()).prop_map(|(b, p)| Value::Item(b, p)),
+            (
+                proptest::collection::vec((bare(), params()), 0..4),
+                params()
+            )
+                .prop_map(|(items, p)| Value::InnerList(items, p)),
+        ]
+    }
+
+    /// Dictionary members, some with the signer's label `sig1`, spread over one to three
+    /// field lines with every form of whitespace RFC 8941 allows around the commas.
+    fn field_lines() -> impl Strategy<Value = (Vec<(String, Value)>, Vec<String>)> {
+        let key = prop_oneof![sf_key(), Just("sig1".to_owned()), Just("proxy".to_owned())];
+        (
+            proptest::collection::vec((key, value()), 1..6),
+            proptest::collection::vec(
+                prop_oneof![Just(","), Just(", "), Just(" ,\t"), Just("\t,  ")],
+                6,
+            ),
+            proptest::collection::vec(any::<bool>(), 6),
+            prop_oneof![Just(""), Just(" "), Just("\t ")],
+        )
+            .prop_map(|(members, seps, breaks, pad)| {
+                let mut lines = vec![String::new()];
+                for (i, (key, value)) in members.iter().enumerate() {
+                    let line = lines.last_mut().unwrap();
+                    if !line.is_empty() {
+                        line.push_str(seps[i]);
+                    }
+                    line.push_str(&ser_member(key, value));
+                    if breaks[i] && i + 1 < members.len() {
+                        lines.push(String::new());
+                    }
+                }
+                let lines = lines
+                    .into_iter()
+                    .map(|l| format!("{pad}{l}{pad}"))
+                    .collect();
+                (members, lines)
+            })
+    }
+
+    /// Bytes that look like structured fields, so that fuzzing goes past the first byte.
+    fn dictionary_like() -> impl Strategy<Value = Vec<u8>> {
+        const PIECES: [&[u8]; 20] = [
+            b"sig1",
+            b"proxy",
+            b"=",
+            b"(",
+            b")",
+            b"\"",
+            b"\\",
+            b",",
+            b";",
+            b":",
+            b"?1",
+            b"1.5",
+            b"-12",
+            b" ",
+            b"\t",
+            b"a",
+            b"@",
+            b"%",
+            b"\xc3\xa9",
+            b"cHJveHk=",
+        ];
+        let piece = proptest::sample::select(&PIECES[..]);
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(piece, 0..16).prop_map(|p| p.concat()),
+        ]
+    }
+
+    fn signer_at(secs: u64) -> HttpSignature {
+        HttpSignature::hmac_sha256(b"k")
+            .key_id("kid")
+            .clock(at(secs))
+    }
+
+    /// The signer's own member, as `base` makes it.
+    fn own_input(signer: &HttpSignature, r: &Request) -> String {
+        let (_, params) = signer.base(r, None).unwrap();
+        format!("{}={params}", signer.label)
+    }
+
+    /// The only line of `name`, which every signature leaves as one line.
+    fn one_line<'a>(r: &'a Request, name: &str) -> &'a str {
+        let lines: Vec<_> = r.headers().get_all(name).iter().collect();
+        assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+        lines[0].to_str().unwrap()
+    }
+
+    #[test]
+    fn dictionary_parser_by_rfc_8941() {
+        let ok = [
+            ("", 0),
+            ("  ", 0),
+            ("a=?0, b, c; foo=bar", 3),
+            ("rating=1.5, feelings=(joy sadness)", 2),
+            ("a=(1 2), b=3, c=4;aa=bb, d=(5 6);valid", 4),
+            ("foo=:cHJldGVuZCB0aGlzIGlzIGJpbmFyeSBjb250ZW50Lg==:", 1),
+            ("foo=:cHJldGVuZCB0aGlzIGlzIGJpbmFyeSBjb250ZW50Lg:", 1),
+            ("en=\"Applepie\", da=:w4ZibGV0w6ZydGUK:", 2),
+            ("a=1,b=2", 2),
+            ("a=1\t,\tb=2", 2),
+            ("a=( 1  2 )", 1),
+            ("a=()", 1),
+            ("a=-999999999999999, b=999999999999.999", 2),
+            ("a=\"\\\"\\\\\"", 1),
+            ("a=*t:/x, b=Tok", 2),
+            ("a=@1659578233, b=%\"f%c3%bc%c3%bc\"", 2),
+            ("a=1, a=2", 2),
+            (r#"sig1=("@method" "@target-uri");created=1;keyid="a,b""#, 1),
+        ];
+        for (s, n) in ok {
+            assert_eq!(members(s).len(), n, "{s:?}");
+        }
+        let bad = [
+            "a=1,",
+            ",a=1",
+            "a=1,,b=2",
+            "a=1 b=2",
+            "A=1",
+            "1a=1",
+            "a=\"unterminated",
+            "a=\"bad\\escape\"",
+            "a=\"tab\there\"",
+            "a=1.2345",
+            "a=1.",
+            "a=1234567890123456",
+            "a=1234567890123.5",
+            "a=-",
+            "a=(1 2",
+            "a=(1,2)",
+            "a=(1)(2)",
+            "a=?2",
+            "a=:abc$:",
+            "a=:YQ",
+            "a=:Y=Q=:",
+            "a=@1.5",
+            "a=%\"%C3%BC\"",
+            "a=%\"%ff\"",
+            "a=%abc",
+            "a=caf\u{e9}",
+            "a;b=",
+            "a; =1",
+            "a=",
+            "a=1;",
+        ];
+        for s in bad {
+            assert!(sf::dictionary(s).is_none(), "{s:?}");
+        }
+        let m = members(r#"x=(1 "two";p=?0 :AQI=:);q=4.50"#);
+        assert_eq!(m[0].key, "x");
+        assert_eq!(
+            m[0].value,
+            Value::InnerList(
+                vec![
+                    (Bare::Integer(1), vec![]),
+                    (
+                        Bare::String("two".into()),
+                        vec![("p".into(), Bare::Boolean(false))]
+                    ),
+                    (Bare::Bytes(vec![1, 2]), vec![]),
+                ],
+                vec![("q".into(), Bare::Decimal(4500))]
+            )
+        );
+    }
+
+    /// The defect that split-on-commas had: a string left open in another member swallowed
+    /// this signer's member, so the new `Signature-Input` could not be parsed at all.
+    #[tokio::test]
+    async fn a_line_that_is_not_a_dictionary_is_dropped() {
+        let signer = signer_at(5);
+        let mut r = http::Request::get("http://h.test/")
+            .header("signature-input", r#"proxy=("@method");keyid="open"#)
+            .header("signature-input", r#"other=("@path");created=1"#)
+            .header("signature", "proxy=:cHJveHk=:, trailing,")
+            .body(Body::empty())
+            .unwrap();
+        signer.sign(&mut r).await.unwrap();
+        let input = one_line(&r, "signature-input");
+        assert_eq!(
+            input,
+            format!(
+                r#"other=("@path");created=1, sig1=("@method" "@target-uri");created=5;keyid="kid""#
+            )
+        );
+        let sig = one_line(&r, "signature");
+        assert!(sig.starts_with("sig1=:"), "{sig}");
+        assert_eq!(members(sig).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn integers_stay_structured_field_integers() {
+        let mut r = req("http://h.test/");
+        let forever = signer_at(1_000).expires_after(Duration::MAX);
+        forever.sign(&mut r).await.unwrap();
+        assert!(
+            one_line(&r, "signature-input")
+                .ends_with(";created=1000;expires=999999999999999;keyid=\"kid\""),
+            "{}",
+            one_line(&r, "signature-input")
+        );
+        let far = signer_at(SF_INTEGER_MAX + 1);
+        assert!(far.sign(&mut r).await.unwrap_err().is_signing());
+        let far_but_not_created = signer_at(u64::MAX / 2)
+            .created(false)
+            .expires_after(Duration::from_secs(1));
+        far_but_not_created.sign(&mut r).await.unwrap();
+        assert!(
+            one_line(&r, "signature-input").ends_with(";expires=999999999999999;keyid=\"kid\"")
+        );
+    }
+
+    #[test]
+    fn urls_and_hosts_that_cannot_be_signed() {
+        let signer = HttpSignature::hmac_sha256(b"k").components([Component::TargetUri]);
+        // `http` accepts bytes beyond ASCII in a path and a query, and drops a port that does
+        // not fit a u16.
+        for uri in [
+            "http://h.test/caf\u{e9}",
+            "http://h.test/?q=caf\u{e9}",
+            "http://h.test:99999/",
+            "http://h.test:65536/",
+        ] {
+            let r = req(uri);
+            let err = signer.signature_base(&r).unwrap_err();
+            assert!(err.is_signing(), "{uri}: {err}");
+        }
+        // An empty port is no port, leading zeros are the number.
+        assert_eq!(
+            base_of(&["@authority"], &req("http://h.test:/")),
+            r#""@authority": h.test"#
+        );
+        assert_eq!(
+            base_of(&["@authority"], &req("https://h.test:0443/")),
+            r#""@authority": h.test"#
+        );
+        assert_eq!(
+            base_of(&["@authority"], &req("https://h.test:08443/")),
+            r#""@authority": h.test:8443"#
+        );
+        // The Host header has no userinfo.
+        let mut r = req("https://h.test/");
+        r.headers_mut()
+            .insert("host", HeaderValue::from_static("user:pw@h.test"));
+        let signer = HttpSignature::hmac_sha256(b"k").components([Component::Authority]);
+        assert!(signer.signature_base(&r).unwrap_err().is_signing());
+    }
+
+    /// The `@authority` that RFC 9421 and RFC 9110 describe, worked out from the text of the
+    /// authority: lower case, no userinfo, no default or empty port, a port as a number.
+    fn expected_authority(authority: &str, scheme: &str) -> Option<String> {
+        let host_port = authority.rsplit('@').next().unwrap();
+        let (host, port) = match host_port.rfind(':') {
+            Some(i) if !host_port[i..].contains(']') => (&host_port[..i], &host_port[i + 1..]),
+            _ => (host_port, ""),
+        };
+        let host = host.to_ascii_lowercase();
+        if port.is_empty() {
+            return Some(host);
+        }
+        let port: u16 = port.parse().ok()?;
+        let default = match scheme {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        };
+        Some(if default == Some(port) {
+            host
+        } else {
+            format!("{host}:{port}")
+        })
+    }
+
+    /// URLs with every odd part: userinfo, case, IPv6, empty and out-of-range ports, bytes
+    /// beyond ASCII, and any query.
+    fn odd_url() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just("http"), Just("https"), Just("HTTPS"), Just("ftp")],
+            proptest::option::of("[a-z]{1,4}(:[a-z0-9]{0,4})?@"),
+            prop_oneof!["[A-Za-z0-9.-]{1,10}", Just("[::1]".to_owned())],
+            proptest::option::of("[0-9]{0,6}"),
+            "(/[A-Za-z0-9%._~!$&'()*+,;=:@\u{e9}-]{0,6}){0,3}",
+            proptest::option::of("[ -~\u{e9}]{0,12}"),
+        )
+            .prop_map(|(scheme, user, host, port, path, query)| {
+                let mut u = format!("{scheme}://{}{host}", user.unwrap_or_default());
+                if let Some(port) = port {
+                    u.push(':');
+                    u.push_str(&port);
+                }
+                u.push_str(&path);
+                if let Some(q) = query {
+                    u.push('?');
+                    u.push_str(&q);
+                }
+                u
+            })
+    }
+
+    proptest! {
+        /// Whatever a request already carries in `Signature-Input` and `Signature` (any
+        /// bytes, several lines), signing never panics and never fails for it; each field
+        /// ends as one valid dictionary: the members of the lines that were valid
+        /// dictionaries, minus this signer's label, byte for byte and in order, then this
+        /// signer's member, once.
+        #[test]
+        fn existing_signature_fields_of_any_bytes(
+            inputs in proptest::collection::vec(dictionary_like(), 0..3),
+            sigs in proptest::collection::vec(dictionary_like(), 0..3),
+        ) {
+            let signer = signer_at(1_618_884_473);
+            let mut r = req("https://example.com/foo?param=Value");
+            for (name, lines) in [("signature-input", &inputs), ("signature", &sigs)] {
+                for line in lines.iter() {
+                    if let Ok(v) = HeaderValue::from_bytes(line) {
+                        r.headers_mut().append(name, v);
+                    }
+                }
+            }
+            let kept = |name: &str| -> Vec<String> {
+                r.headers()
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| sf::dictionary(v.to_str().ok()?))
+                    .flatten()
+                    .filter(|m| m.key != "sig1")
+                    .map(|m| m.text.to_owned())
+                    .collect()
+            };
+            let (kept_inputs, kept_sigs) = (kept("signature-input"), kept("signature"));
+            let own = own_input(&signer, &r);
+            block_on(signer.sign(&mut r)).unwrap();
+
+            let input = members(one_line(&r, "signature-input"));
+            let texts: Vec<&str> = input.iter().map(|m| m.text).collect();
+            let mut want: Vec<&str> = kept_inputs.iter().map(String::as_str).collect();
+            want.push(&own);
+            prop_assert_eq!(texts, want);
+
+            let sig = members(one_line(&r, "signature"));
+            let (last, others) = sig.split_last().unwrap();
+            prop_assert_eq!(last.key, "sig1");
+            prop_assert!(matches!(last.value, Value::Item(Bare::Bytes(ref b), _) if b.len() == 32));
+            let others: Vec<&str> = others.iter().map(|m| m.text).collect();
+            prop_assert_eq!(others, kept_sigs.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+
+        /// The parser itself: any text, no panic; what it accepts, it reads again the same
+        /// from the members' texts alone, joined with `, `.
+        #[test]
+        fn dictionary_parser_is_total(
+            text in prop_oneof![
+                any::<String>(),
+                dictionary_like().prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ],
+        ) {
+            if let Some(parsed) = sf::dictionary(&text) {
+                let texts: Vec<&str> = parsed.iter().map(|m| m.text).collect();
+                let joined = texts.join(", ");
+                let again = members(&joined);
+                prop_assert_eq!(again.len(), parsed.len());
+                for (a, b) in again.iter().zip(&parsed) {
+                    prop_assert_eq!((a.key, a.text, &a.value), (b.key, b.text, &b.value));
+                }
+            }
+        }
+
+        /// Valid dictionaries of any shape are read back as what they mean, and signing keeps
+        /// every member of another label as it was written.
+        #[test]
+        fn valid_dictionaries_are_kept_byte_for_byte(
+            (members_in, lines) in field_lines(),
+        ) {
+            let joined = lines.join(", ");
+            let parsed = members(&joined);
+            prop_assert_eq!(parsed.len(), members_in.len());
+            for (m, (key, value)) in parsed.iter().zip(&members_in) {
+                prop_assert_eq!(m.key, key.as_str());
+                prop_assert_eq!(&m.value, value);
+                prop_assert_eq!(m.text, ser_member(key, value));
+            }
+
+            let signer = signer_at(7);
+            let mut r = req("http://h.test/");
+            for line in &lines {
+                r.headers_mut().append("signature-input", HeaderValue::from_str(line).unwrap());
+                r.headers_mut().append("signature", HeaderValue::from_str(line).unwrap());
+            }
+            let own = own_input(&signer, &r);
+            block_on(signer.sign(&mut r)).unwrap();
+            let others: Vec<String> = members_in
+                .iter()
+                .filter(|(key, _)| key != "sig1")
+                .map(|(key, value)| ser_member(key, value))
+                .collect();
+            let input = one_line(&r, "signature-input");
+            let mut want = others.clone();
+            want.push(own);
+            prop_assert_eq!(input, want.join(", "));
+            let sig = members(one_line(&r, "signature"));
+            let (last, kept) = sig.split_last().unwrap();
+            prop_assert_eq!(last.key, "sig1");
+            prop_assert_eq!(kept.iter().map(|m| m.text.to_owned()).collect::<Vec<_>>(), others);
+        }
+
+        /// Covered values from outside (any header bytes, any Host, any URL `http` accepts):
+        /// no panic; a base of exactly one line per component plus the parameters, all of it
+        /// ASCII without control characters; the `@authority` RFC 9421 describes.
+        #[test]
+        fn covered_values_from_outside(
+            url in prop_oneof![odd_url(), "\\PC{0,30}"],
+            host in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
+            value in proptest::collection::vec(any::<u8>(), 0..20),
+            more in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+        ) {
+            let Ok(uri) = url.parse::<http::Uri>() else { return Ok(()) };
+            let mut r = http::Request::post(uri.clone()).body(Body::empty()).unwrap();
+            if let Some(Ok(h)) = host.as_deref().map(HeaderValue::from_bytes) {
+                r.headers_mut().insert("host", h);
+            }
+            let Ok(v) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            r.headers_mut().insert("x-v", v);
+            if let Some(Ok(v)) = more.as_deref().map(HeaderValue::from_bytes) {
+                r.headers_mut().append("x-v", v);
+            }
+            let all = [
+                "@method", "@target-uri", "@authority", "@scheme", "@request-target", "@path",
+                "@query", "x-v",
+            ];
+            for c in all {
+                let signer = HttpSignature::hmac_sha256(b"k")
+                    .components([c.parse().unwrap()])
+                    .clock(at(1));
+                let Ok(base) = signer.signature_base(&r) else { continue };
+                let lines: Vec<&str> = base.split('\n').collect();
+                prop_assert_eq!(lines.len(), 2, "{}", base);
+                prop_assert!(
+                    base.bytes().all(|b| b == b'\n' || b == b'\t' || (0x20..=0x7e).contains(&b)),
+                    "{:?}", base
+                );
+                let params = lines[1].strip_prefix("\"@signature-params\": ").unwrap();
+                prop_assert_eq!(members(&format!("sig1={params}")).len(), 1);
+                if c == "@authority" && !r.headers().contains_key("host") {
+                    let want = expected_authority(
+                        uri.authority().unwrap().as_str(),
+                        &uri.scheme_str().unwrap_or_default().to_ascii_lowercase(),
+                    );
+                    prop_assert_eq!(Some(lines[0].strip_prefix("\"@authority\": ").unwrap()), want.as_deref());
+                }
+            }
+            // The errors are the ones expected, and no other.
+            let authority_ok = match r.headers().get("host") {
+                Some(h) => h.to_str().ok().filter(|h| !h.contains('@')).and_then(|h| {
+                    let a = h.parse::<http::uri::Authority>().ok()?;
+                    expected_authority(a.as_str(), uri.scheme_str().unwrap_or(""))
+                }).is_some(),
+                None => uri.authority().is_some_and(|a| {
+                    expected_authority(a.as_str(), uri.scheme_str().unwrap_or("")).is_some()
+                }),
+            };
+            let ascii = |s: &str| s.bytes().all(|b| (0x20..=0x7e).contains(&b));
+            let path_ok = ascii(uri.path()) && uri.query().is_none_or(ascii);
+            let signer = HttpSignature::hmac_sha256(b"k")
+                .components([Component::Path, Component::Query])
+                .clock(at(1));
+            prop_assert_eq!(signer.signature_base(&r).is_ok(), path_ok);
+            let signer = HttpSignature::hmac_sha256(b"k")
+                .components([Component::Authority])
+                .clock(at(1));
+            prop_assert_eq!(signer.signature_base(&r).is_ok(), authority_ok);
+        }
+
+        /// Component identifiers: any text parses or is refused without a panic, and a parsed
+        /// one names itself in a form that parses back to it and is a valid `sf-string`.
+        #[test]
+        fn component_identifiers_round_trip(
+            name in prop_oneof!["\\PC{0,12}", "@?[A-Za-z-]{0,12}", any::<String>()],
+        ) {
+            if let Ok(c) = name.parse::<Component>() {
+                let n = c.name();
+                prop_assert_eq!(n.parse::<Component>().unwrap(), c.clone());
+                prop_assert!(!n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+                prop_assert!(!n.bytes().any(|b| b.is_ascii_uppercase()), "{}", n);
+                let input = format!("sig1=(\"{n}\")");
+                let m = members(&input);
+                prop_assert_eq!(&m[0].value, &Value::InnerList(vec![(Bare::String(n.to_owned()), vec![])], vec![]));
+            }
+        }
+
+        /// Any label, key id, tag, nonce, clock and validity: signing fails cleanly or writes a
+        /// `Signature-Input` that parses back to exactly those parameters.
+        #[test]
+        fn parameters_parse_back(
+            label in prop_oneof!["[a-z*][a-z0-9_.*-]{0,6}", "\\PC{0,6}"],
+            key_id in "\\PC{0,10}",
+            tag in proptest::option::of("[ -~]{0,10}"),
+            nonce in proptest::option::of("\\PC{0,10}"),
+            now in prop_oneof![0u64..4_000_000_000, 0u64..(1 << 62)],
+            validity in proptest::option::of(any::<u64>()),
+        ) {
+            let mut signer = HttpSignature::hmac_sha256(b"k")
+                .label(label.clone())
+                .key_id(key_id.clone())
+                .include_alg(true)
+                .clock(move || UNIX_EPOCH + Duration::from_secs(now));
+            if let Some(tag) = &tag {
+                signer = signer.tag(tag.clone());
+            }
+            if let Some(nonce) = &nonce {
+                let nonce = nonce.clone();
+                signer = signer.nonce_with(move || nonce.clone());
+            }
+            if let Some(v) = validity {
+                signer = signer.expires_after(Duration::from_secs(v));
+            }
+            let mut r = req("http://h.test/");
+            let printable = |s: &str| s.bytes().all(|b| (0x20..=0x7e).contains(&b));
+            let should_sign = is_sf_key(&label)
+                && printable(&key_id)
+                && tag.as_deref().is_none_or(printable)
+                && nonce.as_deref().is_none_or(printable)
+                && now <= SF_INTEGER_MAX;
+            match block_on(signer.sign(&mut r)) {
+                Err(e) => {
+                    prop_assert!(e.is_signing());
+                    prop_assert!(!should_sign, "{}", e);
+                }
+                Ok(()) => {
+                    prop_assert!(should_sign);
+                    let input = one_line(&r, "signature-input");
+                    let m = members(input);
+                    prop_assert_eq!(m.len(), 1);
+                    prop_assert_eq!(m[0].key, label.as_str());
+                    let Value::InnerList(items, params) = &m[0].value else {
+                        panic!("{input}");
+                    };
+                    prop_assert_eq!(items.len(), 2);
+                    let mut want = vec![("created".to_owned(), Bare::Integer(now as i64))];
+                    if let Some(v) = validity {
+                        let expires = now.saturating_add(v).min(SF_INTEGER_MAX);
+                        want.push(("expires".to_owned(), Bare::Integer(expires as i64)));
+                    }
+                    want.push(("keyid".to_owned(), Bare::String(key_id.clone())));
+                    want.push(("alg".to_owned(), Bare::String("hmac-sha256".to_owned())));
+                    if let Some(nonce) = nonce {
+                        want.push(("nonce".to_owned(), Bare::String(nonce)));
+                    }
+                    if let Some(tag) = tag {
+                        want.push(("tag".to_owned(), Bare::String(tag)));
+                    }
+                    prop_assert_eq!(params, &want);
+                }
+            }
+        }
     }
 }
