@@ -363,6 +363,63 @@ async fn classifier_decides_what_counts() {
     assert_eq!(strict.state(HOST), State::Open);
 }
 
+/// resilience4j looks at the failure rate after every outcome: a success that brings the
+/// window to its minimum of calls trips the circuit when the rate is over the threshold.
+#[tokio::test(start_paused = true)]
+async fn failure_rate_is_checked_after_successes_too() {
+    let backend = ScriptedDoer::new()
+        .then_status(503)
+        .then_status(503)
+        .then_status(503)
+        .then_status(200)
+        .then_status(200)
+        .then_status(200);
+    let breaker = backend.clone().breaker().failure_rate(0.5, 5);
+    for want in [503, 503, 503, 200] {
+        assert_eq!(status(&breaker, get("/")).await, want);
+        assert_eq!(breaker.state(HOST), State::Closed);
+    }
+    assert_eq!(status(&breaker, get("/")).await, 200); // 3 of 5 failed
+    assert_eq!(breaker.state(HOST), State::Open);
+    let err = breaker.execute(get("/")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BreakerOpen);
+    assert_eq!(backend.calls(), 5);
+}
+
+/// Old successes leave the rolling window: the rate rises without a new failure, and the next
+/// success sees it.
+#[tokio::test(start_paused = true)]
+async fn failure_rate_trips_on_a_success_once_old_successes_leave_the_window() {
+    let host = Host::default();
+    let breaker = host
+        .clone()
+        .breaker()
+        .consecutive_failures(0)
+        .failure_rate(0.5, 3)
+        .window(Duration::from_secs(30));
+    for _ in 0..4 {
+        assert_eq!(status(&breaker, get("/")).await, 200);
+    }
+    sleep(Duration::from_secs(20)).await;
+    for _ in 0..3 {
+        assert_eq!(fail_once(&breaker, &host).await, 503);
+    }
+    assert_eq!(status(&breaker, get("/")).await, 200); // 3 of 8
+    assert_eq!(breaker.state(HOST), State::Closed);
+
+    sleep(Duration::from_secs(11)).await; // the calls of 0 s have left: with this one, 3 of 5
+    assert_eq!(status(&breaker, get("/")).await, 200);
+    assert_eq!(breaker.state(HOST), State::Open);
+    assert!(
+        breaker
+            .execute(get("/"))
+            .await
+            .unwrap_err()
+            .is_breaker_open()
+    );
+    assert_eq!(host.calls(), 9);
+}
+
 // ---- refusals, probes, cancellation ------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
@@ -803,6 +860,65 @@ async fn set_cookie_no_store_and_private_answers_are_never_served_stale() {
         let resp = breaker.execute(get(p)).await.unwrap();
         assert_eq!(stale_reason(&resp), Some(StaleReason::Rejected), "{p}");
     }
+}
+
+/// A field serve-stale cannot read means "do not store": skipping it would hide a `no-store`,
+/// or the header an answer varies on.
+#[tokio::test(start_paused = true)]
+async fn answers_with_unreadable_cache_control_or_vary_are_never_served_stale() {
+    let answer = |name: &'static str, value: &[u8], body: &'static str| {
+        let mut resp = response(200, body);
+        resp.headers_mut()
+            .insert(name, HeaderValue::from_bytes(value).unwrap());
+        Ok(resp)
+    };
+    let backend = ScriptedDoer::new()
+        .then(answer(
+            "cache-control",
+            b"no-store, x-ext=\"caf\xe9\"",
+            "secret",
+        ))
+        .then(answer(
+            "cache-control",
+            b"max-age=60, x-ext=caf\xe9",
+            "secret",
+        ))
+        .then(answer("vary", b"accept language", "English"))
+        .then(answer("vary", b"accept-language", "English"))
+        .then_status(503);
+    let breaker = backend
+        .clone()
+        .breaker()
+        .consecutive_failures(1)
+        .serve_stale(ServeStale::new(Duration::from_secs(300)));
+    let english = |path| get_as(path, "accept-language", "en");
+    let french = |path| get_as(path, "accept-language", "fr");
+    for path in ["/no-store", "/unreadable", "/bad-vary", "/vary"] {
+        assert_eq!(status(&breaker, english(path)).await, 200);
+    }
+    assert_eq!(breaker.stale_usage().0, 1);
+    let post = http::Request::post(format!("{HOST}/trip"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(status(&breaker, post).await, 503);
+    assert_eq!(breaker.state(HOST), State::Open);
+
+    for req in [
+        english("/no-store"),
+        english("/unreadable"),
+        english("/bad-vary"),
+        french("/bad-vary"),
+        french("/vary"),
+    ] {
+        let uri = req.uri().clone();
+        let err = breaker.execute(req).await.unwrap_err();
+        assert!(err.is_breaker_open(), "{uri}");
+    }
+    // The readable Vary is honoured: the English answer still goes to English requests.
+    let resp = breaker.execute(english("/vary")).await.unwrap();
+    assert_eq!(stale_reason(&resp), Some(StaleReason::Rejected));
+    assert_eq!(text(resp).await, "English");
+    assert_eq!(backend.calls(), 5);
 }
 
 #[tokio::test(start_paused = true)]

@@ -49,6 +49,7 @@
 //!   two users with different `Authorization` headers share answers, and its maps of breakers
 //!   and answers are unguarded and unbounded.
 
+mod cache_control;
 mod classify;
 mod events;
 mod key;

@@ -74,15 +74,28 @@ impl Default for Policy {
 impl Policy {
     /// Whether a closed circuit with these counts trips.
     pub(crate) fn should_trip(&self, consecutive: u32, ok: u64, failed: u64) -> bool {
-        if self.consecutive_failures > 0 && consecutive >= self.consecutive_failures {
-            return true;
-        }
+        (self.consecutive_failures > 0 && consecutive >= self.consecutive_failures)
+            || self.rate_trips(ok, failed)
+    }
+
+    /// Whether the failure rate alone trips a closed circuit with these window counts. Checked
+    /// after every outcome, as resilience4j does: a success lowers the rate, but it can bring
+    /// the window to its minimum of calls, and old successes leave the window as it rolls on.
+    pub(crate) fn rate_trips(&self, ok: u64, failed: u64) -> bool {
         let Some(ratio) = self.failure_ratio else {
             return false;
         };
         let calls = ok + failed;
         // At least one call, so that a minimum of 0 cannot trip an idle circuit.
         calls >= u64::from(self.min_calls.max(1)) && failed as f64 >= ratio * calls as f64
+    }
+
+    /// Whether more successes, and nothing else, could still trip on the rate: only while the
+    /// window is short of its minimum of calls and holds enough failures. False stays false as
+    /// successes come, so the check can be skipped until a failure or the window rolls on.
+    pub(crate) fn successes_may_trip(&self, ok: u64, failed: u64) -> bool {
+        let short = u64::from(self.min_calls.max(1)).saturating_sub(ok.saturating_add(failed));
+        self.rate_trips(ok.saturating_add(short.max(1)), failed)
     }
 
     /// How long to stay open after `reopens` failed half-open periods in a row.
@@ -127,14 +140,16 @@ impl Window {
         }
     }
 
+    /// The bucket `now` falls in, counted from the origin; the window's content only changes
+    /// within one by what is recorded.
     fn epoch(&self, now: Instant) -> u64 {
         // u64 nanoseconds cover 584 years, and a u64 division is much cheaper than a u128 one.
         let since = now.saturating_duration_since(self.origin).as_nanos();
         u64::try_from(since).unwrap_or(u64::MAX) / self.bucket_nanos
     }
 
-    /// Counts one outcome at `now`.
-    pub(crate) fn record(&mut self, now: Instant, failed: bool) {
+    /// Counts one outcome at `now`; returns its bucket.
+    pub(crate) fn record(&mut self, now: Instant, failed: bool) -> u64 {
         let epoch = self.epoch(now);
         let bucket = &mut self.buckets[(epoch % BUCKETS as u64) as usize];
         if bucket.epoch != epoch {
@@ -149,6 +164,7 @@ impl Window {
         } else {
             bucket.ok = bucket.ok.saturating_add(1);
         }
+        epoch
     }
 
     /// Successes and failures within the window that ends at `now`.
@@ -197,6 +213,47 @@ mod tests {
             ..p.clone()
         };
         assert!(!zero_min.should_trip(0, 0, 0));
+    }
+
+    #[test]
+    fn ratio_rule_is_the_same_whatever_the_last_outcome() {
+        let p = Policy {
+            failure_ratio: Some(0.5),
+            min_calls: 5,
+            ..Policy::default()
+        };
+        // fail, fail, fail, ok, ok: the fifth call, a success, brings the window to its minimum.
+        assert!(!p.should_trip(0, 1, 3));
+        assert!(p.should_trip(0, 2, 3));
+        assert!(p.rate_trips(2, 3));
+    }
+
+    #[test]
+    fn successes_may_trip_only_while_short_of_the_minimum() {
+        let p = Policy {
+            failure_ratio: Some(0.5),
+            min_calls: 5,
+            ..Policy::default()
+        };
+        assert!(p.successes_may_trip(0, 3)); // two more successes: 3 of 5
+        assert!(p.successes_may_trip(1, 3));
+        assert!(!p.successes_may_trip(0, 2)); // at 5 calls: 2 of 5
+        assert!(!p.successes_may_trip(3, 3)); // at the minimum: successes only lower it
+        assert!(!p.successes_may_trip(100, 0));
+        let off = Policy {
+            failure_ratio: None,
+            ..p.clone()
+        };
+        assert!(!off.successes_may_trip(0, 3));
+        // Monotone: once false, more successes keep it false.
+        for failed in 0..12 {
+            let mut was = true;
+            for ok in 0..12 {
+                let now = p.successes_may_trip(ok, failed);
+                assert!(was || !now, "ok {ok} failed {failed}");
+                was = now;
+            }
+        }
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! bits) so no credential is kept in memory. The URL itself is kept redacted
 //! ([`redact::uri`]: no userinfo, no secret query values) and enters the key in full only
 //! through the hash. The response's own `Vary` is honoured too.
+//!
+//! What may be stored and served follows what a shared cache may do (RFC 9111), read by the
+//! parsers of [`cache_control`](super::cache_control): a field that does not parse forbids
+//! caching, as if it said the strictest thing it could.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
@@ -17,10 +21,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AGE, CACHE_CONTROL, RANGE, SET_COOKIE, VARY};
+use http::header::{AGE, CACHE_CONTROL, PRAGMA, RANGE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use tokio::time::Instant;
 
+use super::cache_control;
 use crate::{Body, Request, Response, redact};
 
 /// Default bound on the number of answers kept: 1024.
@@ -33,14 +38,22 @@ pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
 ///
 /// The fallback remembers the last good (2xx) answer to each `GET` and `HEAD` request and, while
 /// the circuit refuses calls (and, with [`on_failure`](Self::on_failure), when a call fails),
-/// answers with it if it is younger than the max age. What it never does:
+/// answers with it if it is younger than the max age (its `Age` when it arrived included). What
+/// it never does:
 ///
 /// * store a response with `Set-Cookie` (it would hand one user's session to another);
-/// * store a response marked `Cache-Control: no-store` or `private`, unless
-///   [`ignore_cache_control`](Self::ignore_cache_control) says so;
-/// * store a `206 Partial Content`, an answer to a `Range` request, or one with `Vary: *`;
-/// * store, or answer, a request marked `Cache-Control: no-store` or `no-cache`, or carrying the
-///   [`NoStale`] extension;
+/// * store a response whose `Cache-Control` says `no-store`, `private` or `no-cache` (with or
+///   without an argument: a shared cache may not serve those without asking the host, and the
+///   host is down), or cannot be read; nor serve one marked `must-revalidate`,
+///   `proxy-revalidate` or `s-maxage` once it is stale by its `s-maxage`, or else its `max-age`
+///   (RFC 9111 4.2.4), unless [`ignore_cache_control`](Self::ignore_cache_control) says so;
+/// * store a `206 Partial Content`, an answer to a `Range` request, one with `Vary: *`, or one
+///   whose `Vary` or `Age` cannot be read (a `Vary` it cannot read could name the header that
+///   tells two answers apart; an `Age` it cannot read could hide how old the answer is);
+/// * store, or answer, a request whose `Cache-Control` says `no-store`, `no-cache` or
+///   `min-fresh` or cannot be read, one with `Pragma: no-cache` and no `Cache-Control`, or one
+///   carrying the [`NoStale`] extension;
+/// * answer a request with an answer older than its `Cache-Control: max-age`;
 /// * answer a request whose credential headers (or configured key headers, or the headers the
 ///   stored response's `Vary` names) differ from the stored one's.
 ///
@@ -114,8 +127,9 @@ impl ServeStale {
         self
     }
 
-    /// Also store responses marked `Cache-Control: no-store` or `private`. Responses with
-    /// `Set-Cookie` are still never stored.
+    /// Disregard responses' `Cache-Control`: also store, and serve at any age up to the max age,
+    /// responses whose `Cache-Control` forbids it or cannot be read. Responses with `Set-Cookie`
+    /// are still never stored, and requests' `Cache-Control` is still honoured.
     pub fn ignore_cache_control(mut self, yes: bool) -> Self {
         self.ignore_cache_control = yes;
         self
@@ -177,6 +191,8 @@ pub(crate) struct Lookup {
     /// The request's headers, for the stored response's `Vary`.
     headers: HeaderMap,
     ranged: bool,
+    /// The oldest answer the request accepts, in seconds.
+    max_age: u64,
 }
 
 struct Entry {
@@ -187,6 +203,8 @@ struct Entry {
     stored_at: Instant,
     /// The `Age` the response came with, in seconds.
     base_age: u64,
+    /// The age, in seconds, from which it may no longer be served (`u64::MAX`: none).
+    lifetime: u64,
     vary: Vec<HeaderName>,
     vary_hash: u128,
     size: usize,
@@ -222,10 +240,10 @@ impl StaleCache {
         let method = req.method();
         if (method != Method::GET && method != Method::HEAD)
             || req.extensions().get::<NoStale>().is_some()
-            || has_directive(req.headers(), &["no-store", "no-cache"])
         {
             return None;
         }
+        let max_age = request_max_age(req.headers())?;
         let key_headers = &self.config.key_headers;
         let credentials = self.hash_headers(req.headers(), |name| {
             redact::is_secret_header(name) || key_headers.contains(name)
@@ -242,6 +260,7 @@ impl StaleCache {
             },
             headers: req.headers().clone(),
             ranged: req.headers().contains_key(RANGE),
+            max_age,
         })
     }
 
@@ -268,9 +287,15 @@ impl StaleCache {
     ) -> Option<Response> {
         let mut lru = self.lock();
         let entry = lru.get(&lookup.key)?;
-        let age = now.saturating_duration_since(entry.stored_at);
-        if age > self.config.max_age {
+        let held = now.saturating_duration_since(entry.stored_at);
+        // The age it arrived with counts: an answer that came old is no younger for it.
+        let age_secs = entry.base_age.saturating_add(held.as_secs());
+        let age = Duration::from_secs(entry.base_age).saturating_add(held);
+        if age > self.config.max_age || age_secs >= entry.lifetime {
             lru.remove(&lookup.key);
+            return None;
+        }
+        if age_secs > lookup.max_age {
             return None;
         }
         if !entry.vary.is_empty() {
@@ -283,9 +308,9 @@ impl StaleCache {
         *resp.status_mut() = entry.status;
         *resp.version_mut() = entry.version;
         *resp.headers_mut() = entry.headers.clone();
-        let age_secs = entry.base_age.saturating_add(age.as_secs());
         resp.headers_mut().insert(AGE, HeaderValue::from(age_secs));
-        resp.extensions_mut().insert(ServedStale { age, reason });
+        resp.extensions_mut()
+            .insert(ServedStale { age: held, reason });
         Some(resp)
     }
 
@@ -312,23 +337,21 @@ impl StaleCache {
             || status == StatusCode::PARTIAL_CONTENT
             || lookup.ranged
             || headers.contains_key(SET_COOKIE)
-            || (!self.config.ignore_cache_control
-                && has_directive(headers, &["no-store", "private"]))
         {
             return None;
         }
-        let mut vary = Vec::new();
-        for value in headers.get_all(VARY) {
-            for name in value.to_str().ok()?.split(',') {
-                let name = name.trim();
-                if name == "*" {
-                    return None;
-                }
-                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                    vary.push(name);
-                }
-            }
+        let lifetime = match self.config.ignore_cache_control {
+            true => u64::MAX,
+            false => response_lifetime(headers)?,
+        };
+        let base_age = match headers.contains_key(AGE) {
+            true => cache_control::age(headers.get_all(AGE))?,
+            false => 0,
+        };
+        if base_age >= lifetime || Duration::from_secs(base_age) > self.config.max_age {
+            return None;
         }
+        let vary = cache_control::vary(headers.get_all(VARY))?;
         let body = resp.body().as_bytes()?.clone();
         let header_bytes: usize = headers
             .iter()
@@ -339,11 +362,6 @@ impl StaleCache {
         if size > self.config.max_bytes {
             return None;
         }
-        let base_age = headers
-            .get(AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
         let vary_hash = if vary.is_empty() {
             0
         } else {
@@ -356,6 +374,7 @@ impl StaleCache {
             body,
             stored_at: now,
             base_age,
+            lifetime,
             vary,
             vary_hash,
             size,
@@ -370,16 +389,53 @@ impl StaleCache {
     }
 }
 
-/// Whether a `Cache-Control` header carries one of `directives` (case-insensitive, with or
-/// without an argument, as in `private="Set-Cookie"`).
-fn has_directive(headers: &HeaderMap, directives: &[&str]) -> bool {
-    headers
-        .get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.split('=').next().unwrap_or("").trim())
-        .any(|d| directives.iter().any(|want| d.eq_ignore_ascii_case(want)))
+/// The oldest answer, in seconds, a request accepts from the cache; `None` when it takes none
+/// and its answer must not be stored either (see [`ServeStale`]).
+fn request_max_age(headers: &HeaderMap) -> Option<u64> {
+    if !headers.contains_key(CACHE_CONTROL) {
+        // RFC 9111 5.4: `Pragma: no-cache` means `Cache-Control: no-cache`, but only without one.
+        let pragma = cache_control::directives(headers.get_all(PRAGMA))?;
+        return (!pragma.iter().any(|d| d.name == "no-cache")).then_some(u64::MAX);
+    }
+    let mut oldest = u64::MAX;
+    for d in cache_control::directives(headers.get_all(CACHE_CONTROL))? {
+        match d.name.as_str() {
+            // `min-fresh`: an answer served because the host is down is taken as stale.
+            "no-store" | "no-cache" | "min-fresh" => return None,
+            "max-age" => oldest = oldest.min(d.seconds()?),
+            _ => {}
+        }
+    }
+    Some(oldest)
+}
+
+/// The age, in seconds, from which a response may no longer be served (`u64::MAX`: none), by
+/// its `Cache-Control`; `None` when it must not be stored (see [`ServeStale`]).
+///
+/// Repeated or conflicting values count at their strictest (RFC 9111 4.2.1), and a freshness
+/// lifetime is only taken from `s-maxage` or `max-age`: without one, a response that must not
+/// be served stale is stale at once.
+fn response_lifetime(headers: &HeaderMap) -> Option<u64> {
+    let mut revalidate = false;
+    let (mut s_maxage, mut max_age) = (None, None);
+    for d in cache_control::directives(headers.get_all(CACHE_CONTROL))? {
+        let strictest = |seen: Option<u64>| Some(d.seconds()?.min(seen.unwrap_or(u64::MAX)));
+        match d.name.as_str() {
+            "no-store" | "private" | "no-cache" => return None,
+            "must-revalidate" | "proxy-revalidate" => revalidate = true,
+            // A shared cache reads `s-maxage` as `proxy-revalidate` too (RFC 9111 5.2.2.10).
+            "s-maxage" => {
+                revalidate = true;
+                s_maxage = Some(strictest(s_maxage)?);
+            }
+            "max-age" => max_age = Some(strictest(max_age)?),
+            _ => {}
+        }
+    }
+    Some(match revalidate {
+        true => s_maxage.or(max_age).unwrap_or(0),
+        false => u64::MAX,
+    })
 }
 
 /// A map bounded by entries and bytes that evicts the least recently used first.
@@ -622,6 +678,216 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         assert!(c.lookup(&post).is_none());
+    }
+
+    fn ok_with(headers: &[(&'static str, &[u8])]) -> Response {
+        let mut r = ok("x");
+        for &(name, value) in headers {
+            r.headers_mut()
+                .append(name, HeaderValue::from_bytes(value).unwrap());
+        }
+        r
+    }
+
+    /// Whether `resp` is kept for a plain GET.
+    fn kept(c: &StaleCache, resp: &Response) -> bool {
+        let l = || c.lookup(&get("http://h.test/")).unwrap();
+        c.store(l(), resp, Instant::now());
+        let found = c.get(&l(), Instant::now(), StaleReason::Rejected).is_some();
+        c.store(l(), &response(404, ""), Instant::now());
+        found
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cache_control_that_cannot_be_read_forbids_storing() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        for cc in [
+            // Valid (obs-text is allowed in a quoted string), and says no-store.
+            &b"no-store, x-ext=\"caf\xe9\""[..],
+            // Not valid: each could hide a no-store.
+            b"max-age=60, x-ext=caf\xe9",
+            b"max-age=60, no store",
+            b"max-age = 60",
+            b"max-age=60; no-store",
+            b"max-age=\"60",
+            b"max-age=soon",
+            // Arguments do not hide the directive; no-cache needs the host, which is down.
+            b"private=\"Set-Cookie\"",
+            b"No-Cache=\"x\"",
+            b"no-cache",
+            b",, max-age=60 ,\tNO-STORE,",
+        ] {
+            let resp = ok_with(&[("cache-control", cc)]);
+            assert!(!kept(&c, &resp), "{}", String::from_utf8_lossy(cc));
+        }
+        // Several lines make one list.
+        let resp = ok_with(&[
+            ("cache-control", b"max-age=60"),
+            ("cache-control", b"no-store"),
+        ]);
+        assert!(!kept(&c, &resp));
+        for cc in [
+            &b"max-age=60, public"[..],
+            b"",
+            b" , ",
+            b"x-ext=\"caf\xe9\"",
+        ] {
+            let resp = ok_with(&[("cache-control", cc)]);
+            assert!(kept(&c, &resp), "{}", String::from_utf8_lossy(cc));
+        }
+        let c = cache(ServeStale::new(Duration::from_secs(60)).ignore_cache_control(true));
+        let resp = ok_with(&[("cache-control", b"no-store, x=caf\xe9")]);
+        assert!(kept(&c, &resp));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vary_that_cannot_be_read_forbids_storing() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        for vary in [
+            &b"accept language"[..],
+            b"accept-language, *",
+            b"accept-\xe9",
+            b"accept;q=1",
+            b"\"accept\"",
+        ] {
+            let resp = ok_with(&[("vary", vary)]);
+            assert!(!kept(&c, &resp), "{}", String::from_utf8_lossy(vary));
+        }
+        let resp = ok_with(&[("vary", b"accept"), ("vary", b"*")]);
+        assert!(!kept(&c, &resp));
+        // Empty elements are allowed, and the names listed are honoured.
+        let now = Instant::now();
+        let resp = ok_with(&[("vary", b" accept,, Accept-Language ,")]);
+        let en = || with(get("http://h.test/"), "accept-language", "en");
+        c.store(c.lookup(&en()).unwrap(), &resp, now);
+        assert!(
+            c.get(&c.lookup(&en()).unwrap(), now, StaleReason::Rejected)
+                .is_some()
+        );
+        let fr = with(get("http://h.test/"), "accept-language", "fr");
+        assert!(
+            c.get(&c.lookup(&fr).unwrap(), now, StaleReason::Rejected)
+                .is_none()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn age_counts_and_an_unreadable_one_forbids_storing() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        for age in [
+            &b"99999999999999999999999"[..], // older than any max age, never zero
+            b"abc",
+            b"-5",
+            b"1.5",
+            b"",
+            b"61",
+            b"61, 0", // the first member counts
+        ] {
+            let resp = ok_with(&[("age", age)]);
+            assert!(!kept(&c, &resp), "{}", String::from_utf8_lossy(age));
+        }
+        // The age it arrived with counts against the max age.
+        let t0 = Instant::now();
+        let l = || c.lookup(&get("http://h.test/")).unwrap();
+        c.store(l(), &ok_with(&[("age", b"50, 1")]), t0);
+        let at = |s| t0 + Duration::from_secs(s);
+        let served = c.get(&l(), at(10), StaleReason::Rejected).unwrap();
+        assert_eq!(served.headers()[AGE], "60");
+        assert!(c.get(&l(), at(11), StaleReason::Rejected).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn must_revalidate_and_s_maxage_are_served_only_while_fresh() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let l = || c.lookup(&get("http://h.test/")).unwrap();
+        for (cc, age, fresh_for) in [
+            (&b"max-age=10, must-revalidate"[..], &b"0"[..], 10),
+            (b"proxy-revalidate, max-age=10", b"4", 6),
+            (b"s-maxage=5, max-age=30", b"0", 5),
+            (b"max-age=30, s-maxage=\"20\", s-maxage=8", b"0", 8),
+        ] {
+            c.store(l(), &ok_with(&[("cache-control", cc), ("age", age)]), t0);
+            let what = String::from_utf8_lossy(cc);
+            assert!(
+                c.get(&l(), at(fresh_for - 1), StaleReason::Rejected)
+                    .is_some(),
+                "{what}"
+            );
+            assert!(
+                c.get(&l(), at(fresh_for), StaleReason::Rejected).is_none(),
+                "{what}"
+            );
+        }
+        // Without a freshness lifetime, or already stale when it arrives: never kept.
+        for (cc, age) in [
+            (&b"must-revalidate"[..], &b"0"[..]),
+            (b"max-age=10, must-revalidate", b"10"),
+            (b"s-maxage=0", b"0"),
+        ] {
+            let resp = ok_with(&[("cache-control", cc), ("age", age)]);
+            assert!(!kept(&c, &resp), "{}", String::from_utf8_lossy(cc));
+        }
+        // A plain max-age does not stop a stale answer from being served.
+        c.store(l(), &ok_with(&[("cache-control", b"max-age=1")]), t0);
+        assert!(c.get(&l(), at(30), StaleReason::Rejected).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_that_refuse_cached_answers_are_honoured() {
+        let c = cache(ServeStale::new(Duration::from_secs(60)));
+        let req = |headers: &[(&'static str, &[u8])]| {
+            let mut r = get("http://h.test/");
+            for &(name, value) in headers {
+                r.headers_mut()
+                    .append(name, HeaderValue::from_bytes(value).unwrap());
+            }
+            r
+        };
+        for headers in [
+            &[("cache-control", &b"NO-CACHE"[..])][..],
+            &[("cache-control", b"no-store")],
+            &[("cache-control", b"min-fresh=5")],
+            &[("cache-control", b"max-age=60, no-cache=\"x\"")],
+            &[("cache-control", b"max-age=60, x=caf\xe9")],
+            &[("cache-control", b"max-age=later")],
+            &[
+                ("cache-control", b"max-age=60"),
+                ("cache-control", b"no store"),
+            ],
+            &[("pragma", b"no-cache")],
+            &[("pragma", b"No-Cache, x=1")],
+            &[("pragma", b"no cache")],
+        ] {
+            assert!(c.lookup(&req(headers)).is_none(), "{headers:?}");
+        }
+        // Pragma is only read without a Cache-Control (RFC 9111 5.4).
+        let both = req(&[("cache-control", b"max-age=60"), ("pragma", b"no-cache")]);
+        assert!(c.lookup(&both).is_some());
+
+        // max-age bounds the age of what the request accepts; the answer stays for others.
+        let t0 = Instant::now();
+        c.store(c.lookup(&get("http://h.test/")).unwrap(), &ok("x"), t0);
+        let at = t0 + Duration::from_secs(5);
+        let young = req(&[("cache-control", b"max-age=5")]);
+        let younger = req(&[("cache-control", b"max-age=9, max-age=4")]);
+        assert!(
+            c.get(&c.lookup(&young).unwrap(), at, StaleReason::Rejected)
+                .is_some()
+        );
+        assert!(
+            c.get(&c.lookup(&younger).unwrap(), at, StaleReason::Rejected)
+                .is_none()
+        );
+        assert!(
+            c.get(
+                &c.lookup(&get("http://h.test/")).unwrap(),
+                at,
+                StaleReason::Rejected
+            )
+            .is_some()
+        );
     }
 
     #[tokio::test(start_paused = true)]

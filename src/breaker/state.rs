@@ -6,8 +6,9 @@
 //!
 //! Admitting a call into a closed circuit, and rejecting one at an open circuit before its
 //! deadline, read two atomics and take no lock; a closed-state success or ignored outcome takes
-//! only the calling thread's stripe lock (see `tally`); everything else (failures, changes of
-//! state, probes) takes the circuit's short lock.
+//! only the calling thread's stripe lock (see `tally`), except for the successes that must look
+//! at the failure rate (about one per bucket of the window, and the ones after a failure);
+//! everything else (failures, changes of state, probes) takes the circuit's short lock.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -310,7 +311,9 @@ impl Circuit {
             // The common case: no circuit lock (see `tally`).
             match outcome {
                 Outcome::Success => {
-                    self.tally.success(ticket.generation, now);
+                    if let Some(bucket) = self.tally.success(ticket.generation, now) {
+                        self.check_rate(ticket.generation, bucket, now, policy, events);
+                    }
                     return;
                 }
                 Outcome::Ignored => {
@@ -356,6 +359,31 @@ impl Circuit {
             // Tickets are only issued in closed or half-open, and every change of state
             // starts a new generation, so this is an outcome from another generation.
             _ => core.counts.late += 1,
+        }
+        drop(core);
+        events.deliver();
+    }
+
+    /// After a closed-state success that may trip the circuit on the failure rate (see `tally`).
+    fn check_rate(
+        &self,
+        generation: u64,
+        bucket: u64,
+        now: Instant,
+        policy: &Policy,
+        events: &Events,
+    ) {
+        let mut core = self.lock();
+        // A later generation has counts of its own; a closed-state ticket's generation that is
+        // still current is still closed.
+        if core.generation != generation {
+            return;
+        }
+        let (ok, failed) = self.tally.window(now);
+        if policy.rate_trips(ok, failed) {
+            self.set_state(&mut core, State::Open, now, policy, events);
+        } else if !policy.successes_may_trip(ok, failed) {
+            self.tally.checked(bucket);
         }
         drop(core);
         events.deliver();
@@ -476,5 +504,88 @@ impl Circuit {
             to,
             generation: core.generation,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Outcome::{Failure, Success};
+
+    fn rate(ratio: f64, min_calls: u32) -> Policy {
+        Policy {
+            consecutive_failures: 0,
+            failure_ratio: Some(ratio),
+            min_calls,
+            ..Policy::default()
+        }
+    }
+
+    /// Runs `outcomes` through closed-state calls at `at`.
+    fn run(c: &Circuit, policy: &Policy, at: Instant, outcomes: &[Outcome]) {
+        let events = Events::new(None);
+        for &outcome in outcomes {
+            let Admission::Admitted(ticket) = c.admit(policy, &events) else {
+                panic!("refused");
+            };
+            c.record(ticket, outcome, at, policy, &events);
+        }
+    }
+
+    #[test]
+    fn a_success_that_brings_the_window_to_its_minimum_trips_on_the_rate() {
+        let policy = rate(0.5, 5);
+        let t0 = Instant::now();
+        let c = Circuit::new("k".into(), t0, &policy);
+        run(&c, &policy, t0, &[Failure, Failure, Failure, Success]);
+        assert_eq!(c.quick_state(), State::Closed);
+        run(&c, &policy, t0, &[Success]);
+        assert_eq!(c.quick_state(), State::Open);
+    }
+
+    #[test]
+    fn a_success_trips_on_the_rate_once_old_successes_leave_the_window() {
+        let policy = rate(0.5, 3);
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let c = Circuit::new("k".into(), t0, &policy);
+        run(&c, &policy, t0, &[Success; 4]);
+        run(&c, &policy, at(20), &[Failure, Failure, Failure]); // 3 of 7
+        run(&c, &policy, at(20), &[Success]); // 3 of 8
+        assert_eq!(c.quick_state(), State::Closed);
+        // At 31 s the successes of 0 s have left the window: 3 of 5.
+        run(&c, &policy, at(31), &[Success]);
+        assert_eq!(c.quick_state(), State::Open);
+    }
+
+    #[test]
+    fn successes_under_the_rate_keep_it_closed() {
+        let policy = rate(0.6, 4);
+        let t0 = Instant::now();
+        let c = Circuit::new("k".into(), t0, &policy);
+        run(
+            &c,
+            &policy,
+            t0,
+            &[Failure, Success, Success, Failure, Success],
+        );
+        run(&c, &policy, t0, &[Success; 20]);
+        assert_eq!(c.quick_state(), State::Closed);
+        // Consecutive failures are reset by a success, whatever the rate.
+        let policy = Policy {
+            failure_ratio: None,
+            consecutive_failures: 2,
+            ..Policy::default()
+        };
+        let c = Circuit::new("k".into(), t0, &policy);
+        run(
+            &c,
+            &policy,
+            t0,
+            &[Failure, Success, Failure, Success, Failure],
+        );
+        assert_eq!(c.quick_state(), State::Closed);
+        run(&c, &policy, t0, &[Failure]);
+        assert_eq!(c.quick_state(), State::Open);
     }
 }

@@ -7,8 +7,14 @@
 //! lock) moves every stripe to the new generation, one stripe lock at a time, so an outcome
 //! that finds its stripe in another generation is late and is not counted, exactly as if one
 //! lock guarded everything. Failures, which may trip the circuit, are recorded under the
-//! circuit's lock and read every stripe. A call holds its circuit through its stripe's
-//! [`Handle`], so not even a reference count is shared.
+//! circuit's lock and read every stripe. A success can trip it too, on the failure rate (it can
+//! bring the window to its minimum of calls, and old successes leave the window as it rolls
+//! on), but the window only changes by what is recorded until its next bucket begins: so once
+//! the circuit's lock has found that successes alone cannot trip it, successes skip the check
+//! until the next bucket or failure, and a healthy host's circuit is looked at about once per
+//! bucket. A success that races a failure may be looked at by the next check rather than its
+//! own. A call holds its circuit through its stripe's [`Handle`], so not even a reference count
+//! is shared.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,6 +27,9 @@ use super::policy::Window;
 use super::state::Circuit;
 
 const STRIPES: usize = 4;
+
+/// No bucket of the window: `Window`'s buckets never count that far.
+const UNCHECKED: u64 = u64::MAX;
 
 /// Keeps `T` on cache lines of its own (128 bytes: x86 prefetches lines in pairs).
 #[repr(align(128))]
@@ -54,6 +63,9 @@ pub(crate) struct Lifetime {
 pub(crate) struct Tally {
     /// Failures in a row: `generation << 32 | count` (the low 32 bits of the generation).
     consecutive: Padded<AtomicU64>,
+    /// The bucket of the window in which successes alone were found unable to trip the
+    /// circuit, or `UNCHECKED` after a failure or a change of state.
+    checked: Padded<AtomicU64>,
     stripes: [Padded<Mutex<Stripe>>; STRIPES],
 }
 
@@ -122,6 +134,7 @@ impl Tally {
     pub(crate) fn new(origin: Instant, window: Duration) -> Self {
         Tally {
             consecutive: Padded(AtomicU64::new(pack(0, 0))),
+            checked: Padded(AtomicU64::new(UNCHECKED)),
             stripes: std::array::from_fn(|_| {
                 Padded(Mutex::new(Stripe {
                     generation: 0,
@@ -140,16 +153,18 @@ impl Tally {
         self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A success of a call admitted in `generation`; takes no circuit lock. Returns false
-    /// (and counts it late) if that generation is over.
-    pub(crate) fn success(&self, generation: u64, now: Instant) -> bool {
+    /// A success of a call admitted in `generation`; takes no circuit lock. Returns the bucket
+    /// of the window it fell in when the trip rules must look at the window (then tell
+    /// [`checked`](Self::checked) if successes alone cannot trip the circuit), and `None` when
+    /// they need not, or when that generation is over (the success is then counted late).
+    pub(crate) fn success(&self, generation: u64, now: Instant) -> Option<u64> {
         let mut stripe = self.lock(stripe_index());
         if stripe.generation != generation {
             stripe.late += 1;
-            return false;
+            return None;
         }
         stripe.successes += 1;
-        stripe.window.record(now, false);
+        let bucket = stripe.window.record(now, false);
         // Reset the run of failures, but only write when there is one: a healthy host's
         // calls then only read this line.
         let mut word = self.consecutive.load(Ordering::Acquire);
@@ -164,7 +179,13 @@ impl Tally {
                 Err(seen) => word = seen,
             }
         }
-        true
+        (self.checked.load(Ordering::Acquire) != bucket).then_some(bucket)
+    }
+
+    /// Successes alone cannot trip the circuit within `bucket`, by the window as it is now;
+    /// called under the circuit's lock.
+    pub(crate) fn checked(&self, bucket: u64) {
+        self.checked.store(bucket, Ordering::Release);
     }
 
     /// An ignored outcome of a call admitted in `generation`.
@@ -180,6 +201,8 @@ impl Tally {
     /// A failure in the current generation; called under the circuit's lock. Returns the
     /// failures in a row and the window's successes and failures, for the trip rules.
     pub(crate) fn failure(&self, generation: u64, now: Instant) -> (u32, u64, u64) {
+        // Before it is recorded, so that the successes after it look at the window again.
+        self.checked.store(UNCHECKED, Ordering::Release);
         {
             let mut stripe = self.lock(stripe_index());
             stripe.failures += 1;
@@ -221,6 +244,7 @@ impl Tally {
     pub(crate) fn reset(&self, generation: u64) {
         self.consecutive
             .store(pack(generation, 0), Ordering::Release);
+        self.checked.store(UNCHECKED, Ordering::Release);
         for i in 0..STRIPES {
             let mut stripe = self.lock(i);
             stripe.generation = generation;
@@ -238,5 +262,32 @@ impl Tally {
                 late: sum.late + s.late,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successes_look_at_the_window_once_per_bucket_and_after_each_failure() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let tally = Tally::new(t0, Duration::from_secs(30)); // 3 s buckets
+        assert_eq!(tally.success(0, t0), Some(0));
+        assert_eq!(tally.success(0, t0), Some(0)); // not checked yet
+        tally.checked(0);
+        assert_eq!(tally.success(0, at(2_999)), None);
+        assert_eq!(tally.success(0, at(3_000)), Some(1));
+        tally.checked(1);
+        assert_eq!(tally.success(0, at(3_001)), None);
+        tally.failure(0, at(3_002));
+        assert_eq!(tally.success(0, at(3_003)), Some(1));
+        tally.checked(1);
+        tally.reset(1);
+        assert_eq!(tally.success(1, at(3_004)), Some(1));
+        // A success of an older generation is late and looks at nothing.
+        assert_eq!(tally.success(0, at(3_005)), None);
+        assert_eq!(tally.lifetime().late, 1);
     }
 }
