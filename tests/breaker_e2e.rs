@@ -201,7 +201,9 @@ async fn stress_shows_only_legal_transitions_and_at_most_k_probes() {
     );
 
     use State::*;
-    let changes = changes.lock().unwrap();
+    // A copy: `breaker.snapshot` below may deliver a state change to the hook, which takes
+    // this lock; holding it here would deadlock.
+    let changes = changes.lock().unwrap().clone();
     let legal = [
         (Closed, Open),
         (Open, HalfOpen),

@@ -149,7 +149,7 @@ impl ServeStale {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServedStale {
-    /// How long ago the host sent it.
+    /// How long it was kept here; its `Age` header adds the age it arrived with.
     pub age: Duration,
     /// Why it was served.
     pub reason: StaleReason,
