@@ -126,8 +126,10 @@ impl Doer for Flaky {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // Phases by call count, not by the clock, so a loaded machine sees the same pattern:
-        // 150 calls mostly failing, then 150 mostly succeeding, and so on.
-        let phase = n / 150;
+        // 60 calls mostly failing, then 60 mostly succeeding, and so on. Short phases: while
+        // the circuit is open few calls reach the host, and the test must see two failing
+        // phases whatever the scheduling.
+        let phase = n / 60;
         let fail_rate = if phase.is_multiple_of(2) { 0.9 } else { 0.05 };
         let status = if rng.random_bool(fail_rate) { 503 } else { 200 };
         Ok(http_doer::testing::response(status, ""))
