@@ -453,35 +453,19 @@ pub(crate) fn resolve(base: &str, reference: &str) -> String {
     let dots = |s: &str| remove_dot_segments(s, |seg| seg == ".", |seg| seg == "..");
     let b = parts(base);
     let r = parts(reference);
-    let (scheme, authority, path, query);
-    let owned_path: String;
-    if r.scheme.is_some() {
-        scheme = r.scheme;
-        authority = r.authority;
-        owned_path = dots(r.path);
-        query = r.query;
+    // RFC 3986 5.2.2, with its two branches that take the reference's own authority and
+    // path folded into one: the scheme is the reference's when it has one, else the base's.
+    let scheme = r.scheme.or(b.scheme);
+    let (authority, owned_path, query) = if r.scheme.is_some() || r.authority.is_some() {
+        (r.authority, dots(r.path), r.query)
+    } else if r.path.is_empty() {
+        (b.authority, b.path.to_owned(), r.query.or(b.query))
+    } else if r.path.starts_with('/') {
+        (b.authority, dots(r.path), r.query)
     } else {
-        scheme = b.scheme;
-        if r.authority.is_some() {
-            authority = r.authority;
-            owned_path = dots(r.path);
-            query = r.query;
-        } else {
-            authority = b.authority;
-            if r.path.is_empty() {
-                owned_path = b.path.to_owned();
-                query = r.query.or(b.query);
-            } else {
-                owned_path = if r.path.starts_with('/') {
-                    dots(r.path)
-                } else {
-                    dots(&merge(&b, r.path))
-                };
-                query = r.query;
-            }
-        }
-    }
-    path = owned_path.as_str();
+        (b.authority, dots(&merge(&b, r.path)), r.query)
+    };
+    let path = owned_path.as_str();
     let mut out = String::with_capacity(base.len() + reference.len());
     if let Some(scheme) = scheme {
         out.push_str(scheme);
