@@ -67,6 +67,7 @@ pub mod signing;
 pub mod testing;
 
 pub use attempts::Attempts;
+pub use backend::ResponseMode;
 pub use body::Body;
 pub use breaker::Breaker;
 pub use doer::{Doer, Request, Response};

@@ -41,9 +41,14 @@ pub fn response(status: u16, body: impl Into<Body>) -> Response {
     resp
 }
 
-/// Copies a request: method, URI, version, headers, extensions and (O(1)) body.
+/// Copies a request: method, URI, version, headers, extensions and body.
+///
+/// A buffered or replayable body is copied in O(1) ([`Body::try_clone`]). A one-shot stream
+/// cannot be copied: the copy and the original share it, and whichever is read first takes
+/// it (the other's read fails with [`ErrorKind::Body`]). That is how a retry layer sends a
+/// one-shot body and can still tell afterwards whether any of it was taken.
 pub fn copy_request(req: &Request) -> Request {
-    let mut copy = http::Request::new(req.body().clone());
+    let mut copy = http::Request::new(req.body().share());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();

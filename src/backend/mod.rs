@@ -55,6 +55,49 @@ pub const MAX_RESPONSE_HEADERS_CEILING: usize = 128;
 /// without one.
 pub const USER_AGENT: &str = concat!("http-doer/", env!("CARGO_PKG_VERSION"));
 
+/// How a backend hands over a response body: read whole (the default) or streamed.
+///
+/// Set it for every call with `response_mode` on [`ReqwestDoer`](crate::ReqwestDoer) or
+/// [`UreqDoer`](crate::UreqDoer), or for one request by inserting it into the request's
+/// extensions (which wins over the backend's):
+///
+/// ```
+/// use http_doer::{Body, ResponseMode};
+///
+/// let mut req = http::Request::get("http://files.test/big.iso").body(Body::empty()).unwrap();
+/// req.extensions_mut().insert(ResponseMode::Streamed);
+/// ```
+///
+/// * **`Buffered`**: the backend reads the whole body, up to `max_body_size`, before `execute`
+///   returns, so every decorator sees a complete answer, and a body that fails to arrive is an
+///   error of the call (which a retry layer may retry).
+/// * **`Streamed`**: `execute` returns once the head has arrived, and the body is read as the
+///   caller reads it ([`Body::chunk`](crate::Body::chunk), a `Stream`, an `AsyncRead`). The
+///   exchange's timeout still covers the whole body, so a server that stalls mid-body fails
+///   the read with [`ErrorKind::Timeout`]; a connection cut mid-body fails it with
+///   [`ErrorKind::Body`], never with a silently shorter body. `max_body_size` then limits only
+///   [`Body::bytes`](crate::Body::bytes) and `text`. Dropping the body closes the connection
+///   (it is not returned to the pool half read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ResponseMode {
+    /// Read the whole body before returning the response.
+    #[default]
+    Buffered,
+    /// Return the response once its head arrived; the body streams as it is read.
+    Streamed,
+}
+
+impl ResponseMode {
+    /// The mode for `req`: its own extension, else `default`.
+    #[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
+    pub(crate) fn of(req: &crate::Request, default: ResponseMode) -> ResponseMode {
+        req.extensions()
+            .get::<ResponseMode>()
+            .copied()
+            .unwrap_or(default)
+    }
+}
+
 /// Settings both backends share.
 #[derive(Clone, Debug)]
 #[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
@@ -63,6 +106,7 @@ pub(crate) struct Settings {
     pub(crate) max_redirects: usize,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_response_headers: usize,
+    pub(crate) response_mode: ResponseMode,
 }
 
 impl Default for Settings {
@@ -72,6 +116,7 @@ impl Default for Settings {
             max_redirects: DEFAULT_MAX_REDIRECTS,
             timeout: Some(DEFAULT_TIMEOUT),
             max_response_headers: DEFAULT_MAX_RESPONSE_HEADERS,
+            response_mode: ResponseMode::Buffered,
         }
     }
 }
@@ -173,6 +218,28 @@ pub(crate) fn is_tls_failure(uri: &http::Uri, err: &(dyn StdError + 'static)) ->
         cur = e.source();
     }
     false
+}
+
+/// The kind of the request body's own error, when one is in `err`'s source chain: a backend's
+/// library reports a failed body stream as its own error, with ours inside.
+#[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
+pub(crate) fn body_error_kind(err: &(dyn StdError + 'static)) -> Option<ErrorKind> {
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            return Some(ours.kind());
+        }
+        // `io::Error::source` skips the error it wraps, so that one is looked at here.
+        if let Some(ours) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<Error>())
+        {
+            return Some(ours.kind());
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// The error for a body over `limit`.

@@ -10,7 +10,10 @@
 //! * **Framing headers** are the backend's to write; a caller's value must agree with the body,
 //!   or the request is `InvalidRequest` before anything is sent:
 //!   - `Content-Length`: every value a plain decimal equal to the body's length (sent once);
-//!   - `Transfer-Encoding`: refused (a body of known length is sent with `Content-Length`);
+//!     on a stream of unknown length it declares the length, which the stream is then held to;
+//!   - `Transfer-Encoding`: only `chunked`, only on a stream of unknown length (which is sent
+//!     chunked anyway), and then removed; a body of known length is sent with
+//!     `Content-Length`, written by the backend;
 //!   - `Host`: one value naming the URL's own authority (RFC 9112 section 3.2), or none;
 //!   - `Connection: upgrade` and `Upgrade`: refused, a Doer does not switch protocols.
 //! * **Methods**: any token, extension methods (`PURGE`, `PROPFIND`) included; `CONNECT` is
@@ -72,6 +75,15 @@ fn basic_credentials(userinfo: &str) -> HeaderValue {
 }
 
 fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str> {
+    if req.body().is_stream()
+        && let Some(len) = body_len
+        && !req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        // Written here rather than left to each library, so both frame a stream alike.
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        return framing(req, body_len);
+    }
     let headers = req.headers();
     // One pass decides whether any framing header is there at all: almost no request has one.
     let any = headers.contains_key(header::CONTENT_LENGTH)
@@ -83,7 +95,16 @@ fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str>
         return Ok(());
     }
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        return Err("Transfer-Encoding is set by the backend from the body; remove it");
+        let only_chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        if !only_chunked || body_len.is_some() || headers.contains_key(header::CONTENT_LENGTH) {
+            return Err("Transfer-Encoding is set by the backend from the body; remove it");
+        }
+        // A stream of unknown length is sent chunked: the header says what will happen anyway.
+        req.headers_mut().remove(header::TRANSFER_ENCODING);
+        return framing(req, body_len);
     }
     if headers.contains_key(header::UPGRADE) || has_token(headers, header::CONNECTION, "upgrade") {
         return Err("protocol upgrades (Upgrade, Connection: upgrade) are not supported");
@@ -94,8 +115,7 @@ fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str>
         // both backends.
         req.headers_mut().remove(header::HOST);
     }
-    let headers = req.headers_mut();
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let mut lengths = req.headers().get_all(header::CONTENT_LENGTH).iter();
     if let Some(first) = lengths.next() {
         let declared = decimal(first)?;
         for other in lengths {
@@ -103,11 +123,16 @@ fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str>
                 return Err("Content-Length has values that differ");
             }
         }
-        if body_len.is_some_and(|len| len != declared) {
-            return Err("Content-Length does not match the body's length");
+        match body_len {
+            Some(len) if len != declared => {
+                return Err("Content-Length does not match the body's length");
+            }
+            Some(_) => {}
+            None => req.body_mut().declare_len(declared),
         }
         // Sent once, whatever the number of equal values given.
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
     }
     Ok(())
 }

@@ -21,11 +21,18 @@ use crate::{Body, Error, ErrorKind, Request, Response, redact};
 
 /// One exchange, redirects not followed: what each backend gives [`follow`].
 pub(crate) trait Exchange: Sync {
-    /// Sends `req` once and returns whatever answer comes back, a redirect included.
+    /// Sends `req` once, with `body` as its body, and returns whatever answer comes back, a
+    /// redirect included.
     ///
     /// The request is lent, not given: a backend copies only what its library needs, and
-    /// [`follow`] keeps the request to build the next hop without copying it first.
-    fn exchange(&self, req: &Request) -> impl Future<Output = Result<Response, Error>> + Send;
+    /// [`follow`] keeps the request to build the next hop without copying it first. The body
+    /// is given (a stream is read by the library); `req`'s own is what is left for the next
+    /// hop.
+    fn exchange(
+        &self,
+        req: &Request,
+        body: Body,
+    ) -> impl Future<Output = Result<Response, Error>> + Send;
 }
 
 /// The boxed future of `Doer::execute`, as `#[async_trait]` spells it.
@@ -48,13 +55,20 @@ pub(crate) async fn follow(
     prepare(&mut req)?;
     let mut hops = 0;
     loop {
-        let resp = backend.exchange(&req).await?;
+        // A buffered or replayable body is shared with the next hop (O(1)); a one-shot stream
+        // goes, and a redirect that would resend it is not followed (see `next_hop`).
+        // (With no redirect to follow, the body simply goes.)
+        let (body, one_shot_sent) = match req.body().try_clone() {
+            Some(body) if max > 0 => (body, false),
+            _ => (std::mem::take(req.body_mut()), true),
+        };
+        let resp = backend.exchange(&req, body).await?;
         // Checked by reference first: most answers are not redirects, and then the request
         // is simply dropped rather than moved into `next_hop` and back.
         if max == 0 || !is_redirect(&resp) {
             return Ok(resp);
         }
-        let Some(next) = next_hop(req, &resp)? else {
+        let Some(next) = next_hop(req, &resp, one_shot_sent)? else {
             return Ok(resp);
         };
         if hops == max {
@@ -67,8 +81,14 @@ pub(crate) async fn follow(
     }
 }
 
-/// The request to send after `resp`, or `None` when `resp` is not a redirect to follow.
-fn next_hop(mut req: Request, resp: &Response) -> Result<Option<Request>, Error> {
+/// The request to send after `resp`, or `None` when `resp` is not a redirect to follow: a
+/// redirect that keeps the body (307, 308) is returned as it is when the body was a one-shot
+/// stream, already sent, as reqwest does.
+fn next_hop(
+    mut req: Request,
+    resp: &Response,
+    one_shot_sent: bool,
+) -> Result<Option<Request>, Error> {
     let status = resp.status();
     let location = match resp.headers().get(header::LOCATION) {
         Some(location) if is_redirect(resp) => location,
@@ -86,6 +106,9 @@ fn next_hop(mut req: Request, resp: &Response) -> Result<Option<Request>, Error>
         StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => req.method() == Method::POST,
         _ => false,
     };
+    if one_shot_sent && !to_get {
+        return Ok(None);
+    }
     if to_get {
         *req.method_mut() = Method::GET;
         *req.body_mut() = Body::empty();
@@ -248,6 +271,7 @@ mod tests {
                 .body(Body::empty())
                 .unwrap(),
             &redirect(302, "http://evil:pw@other.test/x"),
+            false,
         )
         .unwrap()
         .unwrap();
@@ -267,18 +291,18 @@ mod tests {
             "http://h.test:99999/",
             "http://0x7f.1/",
         ] {
-            let err = next_hop(post("http://h.test/a"), &redirect(302, loc)).unwrap_err();
+            let err = next_hop(post("http://h.test/a"), &redirect(302, loc), false).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Redirect, "{loc}");
         }
     }
 
     #[test]
     fn see_other_turns_post_into_bodyless_get() {
-        let next = next_hop(post("http://h.test/a"), &redirect(303, "/b"))
+        let next = next_hop(post("http://h.test/a"), &redirect(303, "/b"), false)
             .unwrap()
             .unwrap();
         assert_eq!(next.method(), Method::GET);
-        assert!(next.body().is_empty());
+        assert_eq!(next.body().is_empty(), Some(true));
         assert!(next.headers().get(header::CONTENT_TYPE).is_none());
         // Same origin: credentials stay.
         assert_eq!(next.headers()[header::AUTHORIZATION], "Bearer t");
@@ -286,7 +310,7 @@ mod tests {
 
     #[test]
     fn temporary_redirect_keeps_method_and_body() {
-        let next = next_hop(post("http://h.test/a"), &redirect(307, "/b"))
+        let next = next_hop(post("http://h.test/a"), &redirect(307, "/b"), false)
             .unwrap()
             .unwrap();
         assert_eq!(next.method(), Method::POST);
@@ -300,7 +324,7 @@ mod tests {
             "https://h.test/b",
             "http://h.test:81/b",
         ] {
-            let next = next_hop(post("http://h.test/a"), &redirect(308, loc))
+            let next = next_hop(post("http://h.test/a"), &redirect(308, loc), false)
                 .unwrap()
                 .unwrap();
             for h in [
@@ -320,21 +344,22 @@ mod tests {
     #[test]
     fn not_a_redirect_or_no_location_stops() {
         assert!(
-            next_hop(post("http://h.test/"), &response(200, ""))
+            next_hop(post("http://h.test/"), &response(200, ""), false)
                 .unwrap()
                 .is_none()
         );
         assert!(
-            next_hop(post("http://h.test/"), &response(302, ""))
+            next_hop(post("http://h.test/"), &response(302, ""), false)
                 .unwrap()
                 .is_none()
         );
         assert!(
-            next_hop(post("http://h.test/"), &response(304, ""))
+            next_hop(post("http://h.test/"), &response(304, ""), false)
                 .unwrap()
                 .is_none()
         );
-        let err = next_hop(post("http://h.test/"), &redirect(302, "http://[bad")).unwrap_err();
+        let err =
+            next_hop(post("http://h.test/"), &redirect(302, "http://[bad"), false).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Redirect);
     }
 
@@ -342,7 +367,7 @@ mod tests {
     struct Loop(std::sync::atomic::AtomicUsize);
 
     impl Exchange for Loop {
-        async fn exchange(&self, _req: &Request) -> Result<Response, Error> {
+        async fn exchange(&self, _req: &Request, _body: Body) -> Result<Response, Error> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(redirect(302, "/again"))
         }

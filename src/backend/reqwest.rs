@@ -9,7 +9,7 @@ use super::{
     MAX_RESPONSE_HEADERS_CEILING, Settings, check_head, frame_empty_body, is_tls_failure,
     too_large, too_many_headers,
 };
-use crate::{Body, Doer, Error, ErrorKind, Request, Response};
+use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 
 /// A [`Doer`] backed by a [`reqwest::Client`] (feature `reqwest`, on by default).
 ///
@@ -105,6 +105,13 @@ impl ReqwestDoer {
         self
     }
 
+    /// Whether response bodies are read whole before `execute` returns (the default) or
+    /// streamed as the caller reads them; a request's own [`ResponseMode`] extension wins.
+    pub fn response_mode(mut self, mode: ResponseMode) -> Self {
+        self.settings.response_mode = mode;
+        self
+    }
+
     /// The wrapped client.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
@@ -126,9 +133,13 @@ impl Default for ReqwestDoer {
     }
 }
 
-/// The reqwest request for `req`, built from a borrow: headers and body (O(1)) are copied, the
+/// The reqwest request for `req` and its `body`, built from a borrow: headers are copied, the
 /// URL is parsed once, and the caller keeps `req` to build a redirect's next hop.
-fn to_reqwest(req: &Request, timeout: Option<Duration>) -> Result<reqwest::Request, Error> {
+fn to_reqwest(
+    req: &Request,
+    body: Body,
+    timeout: Option<Duration>,
+) -> Result<reqwest::Request, Error> {
     let url = reqwest::Url::parse(&url_string(req.uri())).map_err(|e| {
         Error::new(ErrorKind::InvalidRequest, e)
             .with_message("reqwest does not accept the URL")
@@ -141,10 +152,15 @@ fn to_reqwest(req: &Request, timeout: Option<Duration>) -> Result<reqwest::Reque
     }
     let headers = rreq.headers_mut();
     *headers = req.headers().clone();
-    let bytes = req.body().as_bytes().cloned().unwrap_or_default();
-    frame_empty_body(req.method(), headers, bytes.is_empty());
-    if !bytes.is_empty() {
-        *rreq.body_mut() = Some(bytes.into());
+    match body.into_bytes() {
+        Ok(bytes) => {
+            frame_empty_body(req.method(), headers, bytes.is_empty());
+            if !bytes.is_empty() {
+                *rreq.body_mut() = Some(bytes.into());
+            }
+        }
+        // Framed by `prepare`: `Content-Length` when the length is known, else chunked.
+        Err(stream) => *rreq.body_mut() = Some(reqwest::Body::wrap(stream)),
     }
     Ok(rreq)
 }
@@ -200,6 +216,12 @@ fn map_error(e: reqwest::Error, uri: &http::Uri) -> Error {
     if is_head_too_large(&e) {
         return too_many_headers(MAX_RESPONSE_HEADERS_CEILING, uri);
     }
+    // The request body's own stream failed: its error, kept as the source, says why.
+    if let Some(kind) = super::body_error_kind(&e) {
+        return Error::new(kind, e.without_url())
+            .with_message("the request body failed")
+            .with_url(uri);
+    }
     let kind = if e.is_connect() {
         ErrorKind::Connect
     } else if e.is_timeout() {
@@ -238,10 +260,38 @@ fn is_head_too_large(e: &reqwest::Error) -> bool {
     false
 }
 
+/// A streamed response's body: reqwest's chunks, its errors mapped as the exchange's are.
+struct Chunks {
+    body: reqwest::Body,
+    uri: http::Uri,
+}
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use http_body::Body as _;
+        loop {
+            let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+            return std::task::Poll::Ready(match frame {
+                None => None,
+                Some(Err(e)) => Some(Err(map_error(e, &self.uri))),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => Some(Ok(data)),
+                    Err(_trailers) => continue,
+                },
+            });
+        }
+    }
+}
+
 impl Exchange for ReqwestDoer {
-    async fn exchange(&self, req: &Request) -> Result<Response, Error> {
+    async fn exchange(&self, req: &Request, body: Body) -> Result<Response, Error> {
         let uri = req.uri();
-        let rreq = to_reqwest(req, self.settings.timeout)?;
+        let rreq = to_reqwest(req, body, self.settings.timeout)?;
         let mut resp = self
             .client
             .execute(rreq)
@@ -249,6 +299,19 @@ impl Exchange for ReqwestDoer {
             .map_err(|e| map_error(e, uri))?;
         check_head(resp.headers(), self.settings.max_response_headers, uri)?;
         let limit = self.settings.max_body_size;
+        if ResponseMode::of(req, self.settings.response_mode) == ResponseMode::Streamed {
+            let len = resp.content_length();
+            let mut out = http::Response::new(Body::empty());
+            *out.status_mut() = resp.status();
+            *out.version_mut() = resp.version();
+            *out.headers_mut() = std::mem::take(resp.headers_mut());
+            let chunks = Chunks {
+                body: reqwest::Body::from(resp),
+                uri: uri.clone(),
+            };
+            *out.body_mut() = Body::streamed(Box::pin(chunks), len, Some(limit));
+            return Ok(out);
+        }
         if resp.content_length().is_some_and(|len| len > limit) {
             return Err(too_large(limit, uri));
         }

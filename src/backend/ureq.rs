@@ -1,16 +1,19 @@
 //! [`UreqDoer`]: the ureq backend, run on tokio's blocking pool.
 
-use std::io;
+use std::io::{self, Read};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
 
 use super::redirect::{self, Exchange, Execute};
 use super::{
     MAX_RESPONSE_HEADERS_CEILING, Settings, check_head, frame_empty_body, is_tls_failure,
     may_have_body, too_large, too_many_headers,
 };
-use crate::{Body, Doer, Error, ErrorKind, Request, Response};
+use crate::body::{CHUNK, to_io};
+use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 
 /// A [`Doer`] backed by a [`ureq::Agent`] (feature `ureq`).
 ///
@@ -99,6 +102,17 @@ impl UreqDoer {
         self
     }
 
+    /// Whether response bodies are read whole before `execute` returns (the default) or
+    /// streamed as the caller reads them; a request's own [`ResponseMode`] extension wins.
+    ///
+    /// A streamed body is read by a thread of tokio's blocking pool, which hands chunks to the
+    /// caller through a channel of eight 64 KiB chunks: a slow reader slows the socket rather
+    /// than filling memory, and the thread is held until the body is read or dropped.
+    pub fn response_mode(mut self, mode: ResponseMode) -> Self {
+        self.settings.response_mode = mode;
+        self
+    }
+
     /// The wrapped agent.
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
@@ -115,35 +129,81 @@ impl Default for UreqDoer {
     }
 }
 
+/// What a blocking exchange hands back: the whole response, or (streamed) its head and a
+/// channel the blocking thread fills with the body's chunks as the caller takes them.
+type Head = (
+    http::response::Parts,
+    Option<u64>,
+    mpsc::Receiver<Result<Bytes, Error>>,
+);
+
+/// How many chunks a streamed body may hold between the blocking thread and the caller: with
+/// 64 KiB chunks, at most half a megabyte per response, after which the thread waits for the
+/// reader, and so does the socket.
+const CHANNEL_CHUNKS: usize = 8;
+
+/// Sends `req` and returns the response with its head read; the body is left to the caller.
+fn send(
+    agent: &ureq::Agent,
+    settings: &Settings,
+    req: http::Request<Body>,
+    runtime: &Handle,
+) -> Result<http::Response<ureq::Body>, Error> {
+    let uri = req.uri().clone();
+    let (mut parts, body) = req.into_parts();
+    let result = match body.into_bytes() {
+        Ok(bytes) => {
+            frame_empty_body(&parts.method, &mut parts.headers, bytes.is_empty());
+            // ureq frames an empty slice with `Content-Length: 0` even on a GET; `()` sends no
+            // framing, and `frame_empty_body` has already added the header where it belongs.
+            if bytes.is_empty() {
+                run(agent, settings, http::Request::from_parts(parts, ()))
+            } else {
+                run(
+                    agent,
+                    settings,
+                    http::Request::from_parts(parts, &bytes[..]),
+                )
+            }
+        }
+        // Framed by `prepare`: `Content-Length` when the length is known, else chunked.
+        Err(stream) => {
+            let reader = BlockingReader {
+                body: stream,
+                runtime: runtime.clone(),
+                pending: Bytes::new(),
+            };
+            let body = ureq::SendBody::from_owned_reader(reader);
+            run(agent, settings, http::Request::from_parts(parts, body))
+        }
+    };
+    let resp = result.map_err(|e| map_error(e, &uri, Stage::Send))?;
+    check_head(resp.headers(), settings.max_response_headers, &uri)?;
+    Ok(resp)
+}
+
+/// The declared length of a response's body, when it may have one.
+fn declared_len(method: &http::Method, resp: &http::Response<ureq::Body>) -> Option<u64> {
+    if !may_have_body(method, resp.status()) {
+        return Some(0);
+    }
+    resp.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// One buffered exchange: the whole body read, up to the limit.
 fn blocking_send(
     agent: &ureq::Agent,
     settings: &Settings,
-    req: http::Request<Bytes>,
+    req: http::Request<Body>,
+    runtime: &Handle,
 ) -> Result<Response, Error> {
     let uri = req.uri().clone();
-    let (mut parts, bytes) = req.into_parts();
-    let method = parts.method.clone();
-    frame_empty_body(&parts.method, &mut parts.headers, bytes.is_empty());
-    // ureq frames an empty slice with `Content-Length: 0` even on a GET; `()` sends no framing,
-    // and `frame_empty_body` has already added the header where it belongs.
-    let result = if bytes.is_empty() {
-        run(agent, settings, http::Request::from_parts(parts, ()))
-    } else {
-        run(
-            agent,
-            settings,
-            http::Request::from_parts(parts, &bytes[..]),
-        )
-    };
-    let mut resp = result.map_err(|e| map_error(e, &uri, Stage::Send))?;
-    check_head(resp.headers(), settings.max_response_headers, &uri)?;
-
+    let method = req.method().clone();
+    let mut resp = send(agent, settings, req, runtime)?;
     let limit = settings.max_body_size;
-    let declared = resp
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) && may_have_body(&method, resp.status()) {
+    if declared_len(&method, &resp).is_some_and(|len| len > limit) {
         return Err(too_large(limit, &uri));
     }
     let body = resp
@@ -157,11 +217,113 @@ fn blocking_send(
         })?;
     // Status, version and headers only: ureq's extensions (its config, the final URI) mean
     // nothing to callers of a Doer.
-    let mut out = http::Response::new(Body::from(body));
-    *out.status_mut() = resp.status();
-    *out.version_mut() = resp.version();
-    *out.headers_mut() = std::mem::take(resp.headers_mut());
-    Ok(out)
+    let (parts, _) = head(resp);
+    Ok(http::Response::from_parts(parts, Body::from(body)))
+}
+
+/// One streamed exchange: the head goes back through `head_tx` as soon as it is read, then the
+/// body's chunks through a bounded channel, until the end, an error, or the caller dropping
+/// the body (the blocking thread then stops, and the half-read connection is closed).
+fn blocking_stream(
+    agent: &ureq::Agent,
+    settings: &Settings,
+    req: http::Request<Body>,
+    runtime: &Handle,
+    head_tx: oneshot::Sender<Result<Head, Error>>,
+) {
+    let uri = req.uri().clone();
+    let method = req.method().clone();
+    let resp = match send(agent, settings, req, runtime) {
+        Ok(resp) => resp,
+        Err(e) => {
+            let _ = head_tx.send(Err(e));
+            return;
+        }
+    };
+    let len = declared_len(&method, &resp);
+    let (parts, body) = head(resp);
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    if head_tx.send(Ok((parts, len, rx))).is_err() {
+        return;
+    }
+    let mut reader = body.into_reader();
+    loop {
+        let mut buf = vec![0; CHUNK];
+        let item = match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Bytes::from(buf))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(read_error(e, &uri)),
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The head of a ureq response (status, version, headers; not ureq's extensions) and its body.
+fn head(resp: http::Response<ureq::Body>) -> (http::response::Parts, ureq::Body) {
+    let (parts, body) = resp.into_parts();
+    let mut out = http::Response::new(()).into_parts().0;
+    out.status = parts.status;
+    out.version = parts.version;
+    out.headers = parts.headers;
+    (out, body)
+}
+
+/// An error from reading a streamed body: ureq's own error when it is inside, as for a
+/// buffered read.
+fn read_error(e: io::Error, uri: &http::Uri) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+        let inner = e.into_inner().expect("checked above");
+        if let Ok(ue) = inner.downcast::<ureq::Error>() {
+            return map_error(*ue, uri, Stage::Body);
+        }
+        return Error::from(ErrorKind::Body).with_url(uri);
+    }
+    map_error(ureq::Error::Io(e), uri, Stage::Body)
+}
+
+/// A request body stream read from ureq's blocking thread, one chunk at a time, by blocking on
+/// the runtime that made the call.
+struct BlockingReader {
+    body: Body,
+    runtime: Handle,
+    pending: Bytes,
+}
+
+impl Read for BlockingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pending.is_empty() {
+            match self.runtime.block_on(self.body.chunk()) {
+                Ok(Some(chunk)) => self.pending = chunk,
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(to_io(e)),
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.advance(n);
+        Ok(n)
+    }
+}
+
+/// A streamed body's chunks, as they arrive from the blocking thread.
+struct Received(mpsc::Receiver<Result<Bytes, Error>>);
+
+impl futures_core::Stream for Received {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 fn run<S: ureq::AsSendBody>(
@@ -197,6 +359,14 @@ enum Stage {
 
 fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
     use ureq::Error as U;
+    // The request body's own stream failed: its error, kept as the source, says why.
+    if stage == Stage::Send
+        && let Some(kind) = super::body_error_kind(&e)
+    {
+        return Error::new(kind, e)
+            .with_message("the request body failed")
+            .with_url(uri);
+    }
     let after_connect = if stage == Stage::Body {
         ErrorKind::Body
     } else {
@@ -257,22 +427,47 @@ fn is_lookup_failure(io: &io::Error) -> bool {
 }
 
 impl Exchange for UreqDoer {
-    async fn exchange(&self, req: &Request) -> Result<Response, Error> {
-        // The blocking task needs its own request: the parts ureq reads, the body shared.
-        let mut owned = http::Request::new(req.body().as_bytes().cloned().unwrap_or_default());
+    async fn exchange(&self, req: &Request, body: Body) -> Result<Response, Error> {
+        // The blocking task needs its own request: the parts ureq reads, and the body.
+        let mut owned = http::Request::new(body);
         *owned.method_mut() = req.method().clone();
         *owned.uri_mut() = req.uri().clone();
         *owned.version_mut() = req.version();
         *owned.headers_mut() = req.headers().clone();
         let agent = self.agent.clone();
         let settings = self.settings.clone();
-        let task = tokio::task::spawn_blocking(move || blocking_send(&agent, &settings, owned));
-        match task.await {
-            Ok(result) => result,
-            Err(join) => Err(Error::new(ErrorKind::Other, join)
+        let runtime = Handle::current();
+        let failed = |join: tokio::task::JoinError| {
+            Error::new(ErrorKind::Other, join)
                 .with_message("ureq task failed")
-                .with_url(req.uri())),
+                .with_url(req.uri())
+        };
+        if ResponseMode::of(req, self.settings.response_mode) == ResponseMode::Buffered {
+            let task = tokio::task::spawn_blocking(move || {
+                blocking_send(&agent, &settings, owned, &runtime)
+            });
+            return task.await.unwrap_or_else(|join| Err(failed(join)));
         }
+        let (head_tx, head_rx) = oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
+            blocking_stream(&agent, &settings, owned, &runtime, head_tx);
+        });
+        let Ok(head) = head_rx.await else {
+            // The thread ended without a head: it panicked.
+            return Err(match task.await {
+                Err(join) => failed(join),
+                Ok(()) => Error::from(ErrorKind::Other)
+                    .with_message("ureq task ended without a response")
+                    .with_url(req.uri()),
+            });
+        };
+        let (parts, len, rx) = head?;
+        let body = Body::streamed(
+            Box::pin(Received(rx)),
+            len,
+            Some(self.settings.max_body_size),
+        );
+        Ok(http::Response::from_parts(parts, body))
     }
 }
 

@@ -234,7 +234,7 @@ impl<D> Hedging<D> {
             None => self.config.methods.contains(req.method()),
         };
         // A body that is not buffered could not be sent twice.
-        allowed && req.body().as_bytes().is_some()
+        allowed && req.body().is_replayable()
     }
 }
 

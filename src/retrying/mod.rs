@@ -79,7 +79,16 @@ type ClassifyFn = dyn Fn(&Request, u32, Result<&Response, &Error>) -> Decision +
 ///   returned as it is: a final 503 is an `Ok` response, not an error. Every response carries
 ///   [`Attempts`] in its extensions and every error [`Error::attempts`].
 /// * **Same bytes.** Each attempt sends a copy of the original request (method, URI, headers,
-///   extensions, and the same body bytes, shared, not copied).
+///   extensions, and the same body bytes, shared, not copied). A replayable stream
+///   ([`Body::from_file`](crate::Body::from_file), [`Body::replayable`](crate::Body::replayable))
+///   is streamed again from its start by each attempt.
+/// * **One-shot bodies** ([`Body::from_stream`](crate::Body::from_stream) and the like) are
+///   sent once: an attempt that fails before the backend took a byte of the body (a connect
+///   error) is retried as usual, but once any of it was taken no retry follows, whatever the
+///   classifier says. The attempt's response is returned as it is; its error keeps its kind
+///   and says "not retried: the one-shot request body was already sent".
+/// * **Dropped, not read.** The response of an attempt that will be retried is dropped without
+///   reading it: a streamed one closes its connection.
 /// * **One deadline.** [`total_timeout`](Self::total_timeout) covers every attempt and every
 ///   wait. An attempt still running when it passes is dropped and the call fails at once with
 ///   [`ErrorKind::Timeout`]; a wait that would end at or after it is not started, and the call
@@ -331,6 +340,10 @@ impl<D: Doer> Retrying<D> {
         let mut delays: Option<Delays> = None;
         let mut attempt: u32 = 1;
         loop {
+            if !req.body().can_resend() {
+                tracing::debug!(attempt, "not retrying: the one-shot request body was sent");
+                return finish(outcome.map_err(not_resent), attempt);
+            }
             // Retry n always takes the n-th backoff delay, even when another wait is used, so
             // the backoff keeps growing with the number of retries.
             let backoff = delays
@@ -479,6 +492,17 @@ fn poll_once<F: Future + Unpin>(fut: &mut F) -> impl Future<Output = Poll<F::Out
 }
 
 /// Labels the outcome with the number of attempts made.
+/// The error of an attempt that would have been retried but for its one-shot body.
+fn not_resent(err: Error) -> Error {
+    let uri = err.url().map(str::to_owned);
+    let mut out = Error::new(err.kind(), err)
+        .with_message("not retried: the one-shot request body was already sent");
+    if let Some(uri) = uri.and_then(|u| u.parse().ok()) {
+        out = out.with_url(&uri);
+    }
+    out
+}
+
 fn finish(outcome: Result<Response, Error>, attempts: u32) -> Result<Response, Error> {
     match outcome {
         Ok(mut resp) => {
