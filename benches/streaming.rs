@@ -1,0 +1,2 @@
+//! Streaming 1 GiB up and down (placeholder; being written).
+fn main() {}
