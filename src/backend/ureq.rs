@@ -360,8 +360,15 @@ enum Stage {
 fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
     use ureq::Error as U;
     // The request body's own stream failed: its error, kept as the source, says why.
+    let ours = match &e {
+        U::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+            .map(Error::kind),
+        e => super::body_error_kind(e),
+    };
     if stage == Stage::Send
-        && let Some(kind) = super::body_error_kind(&e)
+        && let Some(kind) = ours
     {
         return Error::new(kind, e)
             .with_message("the request body failed")
