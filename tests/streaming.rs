@@ -578,3 +578,110 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A gigabyte each way, in bounded memory.
+
+/// Set in the child process: which transfer it makes.
+const CHILD_CASE: &str = "HTTP_DOER_STREAMING_CHILD";
+const CHILD_URL: &str = "HTTP_DOER_STREAMING_URL";
+
+/// The most the client process may hold at its peak, whatever the size moved.
+const PEAK_RSS_LIMIT_KIB: u64 = 32 * 1024;
+
+fn transfer_size() -> u64 {
+    std::env::var("HTTP_DOER_STREAM_TEST_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30)
+}
+
+#[test]
+fn a_gigabyte_up_and_down_stays_in_bounded_memory_on_both_backends() {
+    if std::env::var_os(CHILD_CASE).is_some() {
+        return;
+    }
+    // The server lives on this process's runtime; the client is a child process, so its peak
+    // RSS is the client's alone.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (server, _counters) = runtime.block_on(start_server());
+    let size = transfer_size();
+    for case in ["reqwest-down", "reqwest-up", "ureq-down", "ureq-up"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "memory_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_CASE, case)
+            .env(CHILD_URL, server.url(""))
+            .env("HTTP_DOER_STREAM_TEST_BYTES", size.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{case}: child failed\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| Some(l.split_once("memory-child ")?.1))
+            .unwrap_or_else(|| panic!("{case}: no report\n{stdout}"));
+        let field = |name: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+                .unwrap_or_else(|| panic!("{case}: no {name} in {line}"))
+        };
+        println!("{case}: {line}");
+        assert_eq!(field("bytes"), size, "{case}");
+        assert!(
+            field("peak_kib") < PEAK_RSS_LIMIT_KIB,
+            "{case}: peak RSS {} KiB over {PEAK_RSS_LIMIT_KIB} KiB",
+            field("peak_kib")
+        );
+    }
+}
+
+/// The child's side: one transfer, then its peak RSS. Does nothing outside a child.
+#[test]
+fn memory_child() {
+    let Ok(case) = std::env::var(CHILD_CASE) else {
+        return;
+    };
+    let base = std::env::var(CHILD_URL).unwrap();
+    let size = transfer_size();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let moved = runtime.block_on(async {
+        let doer: Arc<dyn Doer> = if case.starts_with("reqwest") {
+            Arc::new(ReqwestDoer::new().response_mode(ResponseMode::Streamed))
+        } else {
+            Arc::new(UreqDoer::new().response_mode(ResponseMode::Streamed))
+        };
+        if case.ends_with("down") {
+            let resp = doer
+                .execute(get(format!("{base}/big/{size}")))
+                .await
+                .unwrap();
+            let check = read_checked(resp.into_body()).await.unwrap();
+            assert!(!check.wrong, "the download's bytes differ");
+            check.seen
+        } else {
+            let body = Body::replayable(move || Generated { left: size });
+            let resp = doer
+                .execute(put(format!("{base}/drain"), body))
+                .await
+                .unwrap();
+            let text = resp.into_body().text().await.unwrap();
+            let (seen, verdict) = text.split_once(' ').unwrap();
+            assert!(
+                verdict.starts_with("ok"),
+                "the upload's bytes differ: {text}"
+            );
+            seen.parse().unwrap()
+        }
+    });
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap();
+    println!("memory-child case={case} bytes={moved} peak_kib={peak}");
+}
