@@ -685,3 +685,110 @@ fn memory_child() {
         .unwrap();
     println!("memory-child case={case} bytes={moved} peak_kib={peak}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hedging with streams.
+
+/// A stream that never ends on its own and records when it is dropped.
+struct Watched {
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stream for Watched {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(Some(Ok(Bytes::from_static(b"x"))))
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+fn hedged<D: Doer>(inner: D) -> http_doer::Hedging<D> {
+    http_doer::Hedging::new(inner)
+        .all_at_once()
+        .budget(http_doer::hedging::HedgeBudget::unlimited())
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_copies_a_replayable_body_whole_and_never_a_one_shot_one() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let inner = {
+        let seen = seen.clone();
+        doer_fn(move |req: http_doer::Request| {
+            let seen = seen.clone();
+            async move {
+                let body = req.into_body().bytes().await?;
+                seen.lock().unwrap().push(body.len());
+                // Both copies are in flight before either answers.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(http_doer::testing::response(200, "ok"))
+            }
+        })
+    };
+    let doer = hedged(inner).methods([http::Method::PUT]);
+    let replayable = Body::replayable(|| Generated { left: 100_000 });
+    let resp = doer
+        .execute(put("http://h.test/".into(), replayable))
+        .await
+        .unwrap();
+    let report = resp.extensions().get::<http_doer::hedging::HedgeReport>();
+    assert_eq!(report.map(|r| r.copies_sent), Some(2));
+    // Each copy streamed the whole content from its start.
+    assert_eq!(*seen.lock().unwrap(), [100_000, 100_000]);
+
+    seen.lock().unwrap().clear();
+    let one_shot = Body::from_stream(Generated { left: 100_000 });
+    doer.execute(put("http://h.test/".into(), one_shot))
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [100_000], "sent once, whole");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_winner_is_taken_at_its_head_and_the_losers_streams_are_dropped() {
+    let loser_dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inner = {
+        let (loser_dropped, calls) = (loser_dropped.clone(), calls.clone());
+        doer_fn(move |_req: http_doer::Request| {
+            let nth = calls.fetch_add(1, Ordering::SeqCst);
+            let loser_dropped = loser_dropped.clone();
+            async move {
+                if nth == 0 {
+                    // An unacceptable answer whose body streams forever: held as the best
+                    // failure until the other copy wins.
+                    let watched = Watched {
+                        dropped: loser_dropped,
+                    };
+                    let mut resp = http_doer::testing::response(503, Body::from_stream(watched));
+                    *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    return Ok(resp);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Acceptable at its head; its body has not been read by anyone yet.
+                let never_ends = Watched {
+                    dropped: Arc::default(),
+                };
+                Ok(http_doer::testing::response(
+                    200,
+                    Body::from_stream(never_ends),
+                ))
+            }
+        })
+    };
+    let resp = hedged(inner)
+        .execute(get("http://h.test/".into()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.body().is_stream());
+    assert!(
+        loser_dropped.load(Ordering::SeqCst),
+        "the losing copy's stream is dropped when the call returns"
+    );
+}

@@ -72,6 +72,14 @@ type Acceptable = Arc<dyn Fn(&Response) -> bool + Send + Sync>;
 /// with [`Hedge::OptOut`]. Extra copies are limited by a [`HedgeBudget`] (default: 10% of
 /// calls), shared by all clones, so a slow backend is not hit with twice its load.
 ///
+/// Bodies: copies are made only of a request whose body can be sent again: a buffered one (the
+/// copies share its bytes) or a replayable stream ([`Body::from_file`](crate::Body::from_file),
+/// [`Body::replayable`](crate::Body::replayable)), which every copy opens and streams from its
+/// start. A one-shot stream passes through as one request. A streamed response
+/// ([`ResponseMode::Streamed`](crate::ResponseMode)) wins as soon as its head has arrived and is
+/// acceptable; the other copies are dropped, and with them any streamed body they held, so
+/// their connections close rather than being read to the end.
+///
 /// Clones share the budget, the latency window and the [counters](Self::stats).
 ///
 /// ```
