@@ -1108,3 +1108,58 @@ async fn under_load_with_a_flapping_backend_every_request_is_answered() {
     assert!(recovered, "the proxy answers 200 once the backend is back");
     proxy.stop().await;
 }
+
+/// A chunked body of `len` bytes sent in 16 KiB pieces, so its length is unknown to the proxy.
+fn chunked_upload(len: usize) -> reqwest::Body {
+    let piece = Bytes::from(vec![b'u'; 16 * 1024]);
+    let mut left = len;
+    let pieces = std::iter::from_fn(move || {
+        let n = left.min(piece.len());
+        left -= n;
+        (n > 0).then(|| Ok::<_, Infallible>(piece.slice(..n)))
+    });
+    reqwest::Body::wrap_stream(StreamIter(pieces))
+}
+
+struct StreamIter<I>(I);
+
+impl<I: Iterator + Unpin> futures_core::Stream for StreamIter<I> {
+    type Item = I::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<I::Item>> {
+        std::task::Poll::Ready(self.0.next())
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_of_unknown_length_stream_through_within_the_limit() {
+    let backend = Backend::start().await;
+    let proxy = start_proxy(&backend, &[("RETTER_SERVER_MAX_BODY", "3000000")]).await;
+    let client = client();
+
+    // Larger than the part the proxy would buffer, of unknown length: streamed to the backend.
+    let len = 2_000_000;
+    let resp = client
+        .post(proxy.url("/raw"))
+        .body(chunked_upload(len))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-cache"], "backend");
+    let echoed = resp.bytes().await.unwrap();
+    assert_eq!(echoed.len(), len);
+    assert!(echoed.iter().all(|&b| b == b'u'));
+
+    // Past the limit while streaming: refused with 413, whatever reached the backend.
+    let over = send(
+        client
+            .post(proxy.url("/raw"))
+            .body(chunked_upload(3_500_000)),
+    )
+    .await;
+    assert_eq!((over.status, over.cache.as_str()), (413, "none"));
+    proxy.stop().await;
+}

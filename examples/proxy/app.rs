@@ -6,19 +6,32 @@
 //! [`X_CIRCUIT`] and [`X_CACHE`]. The request and response rewriting ([`forward_request`],
 //! [`client_response`], [`error_response`]) are plain functions so they are tested without a
 //! network.
+//!
+//! Bodies stream through. A backend's answer is handed to the client as it arrives (the
+//! stack's backend runs in [`ResponseMode::Streamed`]; a cacheable answer is copied for
+//! serve-stale on its way, within the cache's entry limit). A request body of known length up
+//! to [`BUFFERED_REQUEST_BODY`] is read whole first, so the stack may retry it; a larger one, or
+//! one of unknown length, streams to the backend and is sent once.
+//!
+//! Memory per connection, at most: the buffered request body (64 KiB), hyper's read and write
+//! buffers on each side (about 400 KiB at most each, 8-16 KiB in the usual case), one chunk in
+//! flight, and for a cacheable GET the copy kept for serve-stale (up to the cache's limit,
+//! `RETTER_CACHE_MAX_BYTES`). Not the size of any body.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use http_doer::{Body, Doer, Error, ErrorKind};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -29,8 +42,13 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::stack::{Source, Stack};
 
-/// What the proxy sends to its client.
-pub type ClientResponse = hyper::Response<Full<Bytes>>;
+/// What the proxy sends to its client: the backend's body streams through.
+pub type ClientResponse = hyper::Response<Body>;
+
+/// Request bodies of a known length up to this many bytes are read whole before they are
+/// forwarded, so that the stack can retry them; longer ones, or of unknown length, stream to
+/// the backend and are sent once.
+pub const BUFFERED_REQUEST_BODY: u64 = 64 * 1024;
 
 /// Says the state of the backend's circuit when the answer left: `closed`, `open`, `half-open`.
 pub const X_CIRCUIT: HeaderName = HeaderName::from_static("x-circuit");
@@ -60,6 +78,7 @@ struct Handler {
     read_timeout: Duration,
     write_timeout: Duration,
     max_request_body: u64,
+    max_response_body: u64,
 }
 
 impl Proxy {
@@ -72,6 +91,7 @@ impl Proxy {
             read_timeout: config.read_timeout,
             write_timeout: config.write_timeout,
             max_request_body: config.max_request_body,
+            max_response_body: config.backend_max_body,
         });
         Ok(Proxy {
             listener,
@@ -196,7 +216,8 @@ impl Handler {
         peer: IpAddr,
     ) -> (ClientResponse, Source) {
         let (parts, body) = req.into_parts();
-        let body = match self.read_body(&parts.headers, body).await {
+        let fault = Arc::new(OnceLock::new());
+        let body = match self.request_body(&parts.headers, body, &fault).await {
             Ok(body) => body,
             Err(resp) => return (resp, Source::None),
         };
@@ -208,43 +229,133 @@ impl Handler {
         match self.stack.doer.execute(out).await {
             Ok(resp) => {
                 let source = Source::of(&resp);
-                (client_response(resp, head).await, source)
+                (client_response(resp, head, self.max_response_body), source)
             }
-            Err(err) => (error_response(&err), Source::None),
+            // A request body that failed on its way says so, rather than the backend's error.
+            Err(err) => match fault.get() {
+                Some(fault) => (fault.response(), Source::None),
+                None => (error_response(&err), Source::None),
+            },
         }
     }
 
-    /// The whole request body, within the size limit and the read timeout.
-    async fn read_body(
+    /// The request body for the backend, within the size limit and the read timeout: read
+    /// whole when it is short and of known length, else a stream that fails past the limit or
+    /// the timeout (and records why in `fault`).
+    async fn request_body(
         &self,
         headers: &HeaderMap,
         body: Incoming,
-    ) -> Result<Bytes, ClientResponse> {
-        let too_large = || {
-            plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is over RETTER_SERVER_MAX_BODY",
-            )
-        };
+        fault: &Arc<OnceLock<BodyFault>>,
+    ) -> Result<Body, ClientResponse> {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.max_request_body) {
-            return Err(too_large());
+            return Err(BodyFault::TooLarge.response());
         }
+        if body.is_end_stream() {
+            return Ok(Body::empty());
+        }
+        if declared.is_some_and(|len| len <= BUFFERED_REQUEST_BODY) {
+            return self.read_body(body).await.map(Body::from);
+        }
+        let stream = RequestStream {
+            body,
+            left: self.max_request_body,
+            deadline: Box::pin(tokio::time::sleep(self.read_timeout)),
+            fault: fault.clone(),
+        };
+        Ok(Body::from_stream(stream))
+    }
+
+    /// The whole request body, within the size limit and the read timeout.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, ClientResponse> {
+        let too_large = || BodyFault::TooLarge.response();
         let limit = usize::try_from(self.max_request_body).unwrap_or(usize::MAX);
         let collect = Limited::new(body, limit).collect();
         match tokio::time::timeout(self.read_timeout, collect).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Ok(Err(_)) => Err(plain(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-            )),
-            Err(_) => Err(plain(
+            Ok(Err(_)) => Err(BodyFault::Unreadable.response()),
+            Err(_) => Err(BodyFault::TimedOut.response()),
+        }
+    }
+}
+
+/// Why a client's request body could not be forwarded.
+#[derive(Clone, Copy, Debug)]
+enum BodyFault {
+    TooLarge,
+    TimedOut,
+    Unreadable,
+}
+
+impl BodyFault {
+    fn response(self) -> ClientResponse {
+        match self {
+            BodyFault::TooLarge => plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is over RETTER_SERVER_MAX_BODY",
+            ),
+            BodyFault::TimedOut => plain(
                 StatusCode::REQUEST_TIMEOUT,
                 "the request body did not arrive within RETTER_SERVER_TIMEOUT_READ",
-            )),
+            ),
+            BodyFault::Unreadable => plain(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            ),
+        }
+    }
+
+    fn error(self) -> Error {
+        let kind = match self {
+            BodyFault::TooLarge => ErrorKind::TooLarge,
+            BodyFault::TimedOut => ErrorKind::Timeout,
+            BodyFault::Unreadable => ErrorKind::Body,
+        };
+        Error::from(kind).with_message("the client's request body failed")
+    }
+}
+
+/// A client's request body streaming to the backend: it fails past the size limit, or when the
+/// whole body has not arrived within the read timeout, and records why.
+struct RequestStream {
+    body: Incoming,
+    left: u64,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    fault: Arc<OnceLock<BodyFault>>,
+}
+
+impl RequestStream {
+    fn fail(&self, fault: BodyFault) -> Poll<Option<Result<Bytes, Error>>> {
+        let _ = self.fault.set(fault);
+        Poll::Ready(Some(Err(fault.error())))
+    }
+}
+
+impl futures_core::Stream for RequestStream {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return self.fail(BodyFault::TimedOut);
+        }
+        loop {
+            let frame = match std::task::ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(_)) => return self.fail(BodyFault::Unreadable),
+                Some(Ok(frame)) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers are not forwarded
+            };
+            match self.left.checked_sub(data.len() as u64) {
+                Some(left) => self.left = left,
+                None => return self.fail(BodyFault::TooLarge),
+            }
+            return Poll::Ready(Some(Ok(data)));
         }
     }
 }
@@ -255,7 +366,7 @@ impl Handler {
 /// target is not a path (`OPTIONS *`).
 pub fn forward_request(
     parts: &http::request::Parts,
-    body: Bytes,
+    body: Body,
     peer: IpAddr,
     backend: &Uri,
 ) -> Option<http_doer::Request> {
@@ -274,8 +385,8 @@ pub fn forward_request(
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     let original_host = headers.remove(header::HOST);
-    // The body is already whole: the backend client sets the length, and there is nothing
-    // left to "continue".
+    // The backend client frames the body from what it knows of its length; there is nothing
+    // left to "continue" (hyper already answered any `Expect: 100-continue`).
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::EXPECT);
     append_forwarded_for(&mut headers, peer);
@@ -291,19 +402,25 @@ pub fn forward_request(
         HeaderValue::from_static("http"),
     );
 
-    let mut req = http::Request::new(Body::from(body));
+    let mut req = http::Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Some(req)
 }
 
-/// The backend's answer for the client: status and end-to-end headers, and the body.
+/// The backend's answer for the client: status and end-to-end headers, and the body, which
+/// streams through as it arrives.
 ///
-/// `Content-Length` is recomputed by the server from the buffered body, except for an answer to
-/// HEAD (or a 304), whose length describes a body that is not sent.
-pub async fn client_response(resp: http_doer::Response, head: bool) -> ClientResponse {
+/// `Content-Length` is written by the server from the body's known length (or the body is sent
+/// chunked), except for an answer to HEAD (or a 304), whose length describes a body that is
+/// not sent. An answer declared longer than `max_body` is a 502 at once; one of unknown length
+/// is cut (its connection aborted, never silently shortened) once it passes `max_body`.
+pub fn client_response(resp: http_doer::Response, head: bool, max_body: u64) -> ClientResponse {
     let (mut parts, body) = resp.into_parts();
+    if !head && body.len().is_some_and(|len| len > max_body) {
+        return error_response(&Error::from(ErrorKind::TooLarge));
+    }
     strip_hop_by_hop(&mut parts.headers);
     if !head && parts.status != StatusCode::NOT_MODIFIED {
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -311,8 +428,39 @@ pub async fn client_response(resp: http_doer::Response, head: bool) -> ClientRes
     // A Doer's extensions are reports for Rust callers, not for the client.
     parts.extensions.clear();
     parts.version = http::Version::HTTP_11;
-    let bytes = body.bytes().await.unwrap_or_default();
-    hyper::Response::from_parts(parts, Full::new(bytes))
+    let body = match body.len() {
+        Some(_) => body,
+        None => Body::from_stream(CappedBody {
+            body,
+            left: max_body,
+        }),
+    };
+    hyper::Response::from_parts(parts, body)
+}
+
+/// A backend body of unknown length, cut with an error once it passes the limit.
+struct CappedBody {
+    body: Body,
+    left: u64,
+}
+
+impl futures_core::Stream for CappedBody {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(Pin::new(&mut self.body).poll_next(cx));
+        if let Some(Ok(chunk)) = &item {
+            match self.left.checked_sub(chunk.len() as u64) {
+                Some(left) => self.left = left,
+                None => {
+                    let over = Error::from(ErrorKind::TooLarge)
+                        .with_message("the backend's answer is over RETTER_BACKEND_MAX_BODY");
+                    return Poll::Ready(Some(Err(over)));
+                }
+            }
+        }
+        Poll::Ready(item)
+    }
 }
 
 /// The answer when the stack has no response: 503 with `Retry-After` when the circuit is open,
@@ -401,7 +549,7 @@ fn plain(status: StatusCode, text: &str) -> ClientResponse {
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+    let mut resp = hyper::Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -436,7 +584,7 @@ mod tests {
                 .unwrap(),
         );
         let peer: IpAddr = "192.0.2.9".parse().unwrap();
-        let out = forward_request(&incoming, Bytes::from_static(b"{}"), peer, &backend()).unwrap();
+        let out = forward_request(&incoming, Body::from("{}"), peer, &backend()).unwrap();
         assert_eq!(out.method(), Method::POST);
         assert_eq!(out.uri(), "http://10.1.2.3:8088/api/items/7?full=1&q=a%20b");
         let h = out.headers();
@@ -462,7 +610,7 @@ mod tests {
                 .unwrap(),
         );
         let peer: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        let out = forward_request(&incoming, Bytes::new(), peer, &backend()).unwrap();
+        let out = forward_request(&incoming, Body::empty(), peer, &backend()).unwrap();
         let all: Vec<_> = out.headers().get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["203.0.113.1, 198.51.100.2, 10.0.0.1, 127.0.0.1"]);
     }
@@ -471,7 +619,12 @@ mod tests {
     fn a_root_backend_does_not_double_the_slash() {
         let incoming = parts(http::Request::get("/x").body(()).unwrap());
         let root: Uri = "http://b.test/".parse().unwrap();
-        let out = forward_request(&incoming, Bytes::new(), "127.0.0.1".parse().unwrap(), &root);
+        let out = forward_request(
+            &incoming,
+            Body::empty(),
+            "127.0.0.1".parse().unwrap(),
+            &root,
+        );
         assert_eq!(out.unwrap().uri(), "http://b.test/x");
     }
 
@@ -481,7 +634,7 @@ mod tests {
         incoming.uri = "*".parse().unwrap();
         let out = forward_request(
             &incoming,
-            Bytes::new(),
+            Body::empty(),
             "127.0.0.1".parse().unwrap(),
             &backend(),
         );
@@ -525,7 +678,7 @@ mod tests {
             .header("x-kept", "yes")
             .body(Body::from("created"))
             .unwrap();
-        let out = client_response(resp, false).await;
+        let out = client_response(resp, false, 1000);
         assert_eq!(out.status(), 201);
         assert_eq!(out.headers()["x-kept"], "yes");
         assert!(!out.headers().contains_key("x-hop"));
@@ -540,7 +693,7 @@ mod tests {
             .header("content-length", "1234")
             .body(Body::empty())
             .unwrap();
-        let out = client_response(resp, true).await;
+        let out = client_response(resp, true, 1000);
         assert_eq!(out.headers()["content-length"], "1234");
     }
 

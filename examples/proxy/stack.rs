@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http_doer::breaker::{ServeStale, ServedStale, host_key};
 use http_doer::retrying::{Backoff, Jitter};
-use http_doer::{Breaker, Doer, Logging, ReqwestDoer, Response, Retrying};
+use http_doer::{Breaker, Doer, Logging, ReqwestDoer, Response, ResponseMode, Retrying};
 
 use crate::config::Config;
 
@@ -111,6 +111,8 @@ fn backend_doer(config: &Config) -> ReqwestDoer {
         .build()
         .unwrap_or_default();
     ReqwestDoer::with_client(client)
+        // Answers stream through the proxy rather than being held whole.
+        .response_mode(ResponseMode::Streamed)
         .max_redirects(0)
         .timeout(Some(config.backend_timeout))
         .max_body_size(config.backend_max_body)
