@@ -3,6 +3,9 @@
 //! For each case, what the server received and what the caller got must be the same on both
 //! backends, or both must refuse with the same `ErrorKind`.
 //!
+//! Each case's body is handed over buffered, as a one-shot stream or as a replayable stream, and
+//! its response asked for buffered or streamed, so every kind goes through the same checks.
+//!
 //! The generator is seeded, so a run is repeatable; the count is 300 cases by default and
 //! `HTTP_DOER_DIFF_CASES` raises it (`HTTP_DOER_DIFF_SEED` changes the seed).
 
@@ -10,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_doer::{Body, Doer, ErrorKind, Request, ReqwestDoer, UreqDoer};
+use http_doer::{Body, Doer, ErrorKind, Request, ReqwestDoer, ResponseMode, UreqDoer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -202,7 +205,17 @@ struct Case {
     url: String,
     headers: Vec<(&'static str, Vec<u8>)>,
     body: Vec<u8>,
+    body_kind: BodyKind,
+    response_mode: ResponseMode,
     behaviour: Behaviour,
+}
+
+/// How the case's body is handed to the backend: the same bytes, as a buffer or a stream.
+#[derive(Clone, Copy, Debug)]
+enum BodyKind {
+    Buffered,
+    OneShot,
+    Replayable,
 }
 
 impl Case {
@@ -211,7 +224,36 @@ impl Case {
         for (name, value) in &self.headers {
             b = b.header(*name, http::HeaderValue::from_bytes(value).ok()?);
         }
-        b.body(Body::from(self.body.clone())).ok()
+        let bytes = bytes::Bytes::from(self.body.clone());
+        let body = match self.body_kind {
+            BodyKind::Buffered => Body::from(bytes),
+            BodyKind::OneShot => Body::from_stream(halves(bytes)),
+            BodyKind::Replayable => Body::replayable(move || halves(bytes.clone())),
+        };
+        let mut req = b.body(body).ok()?;
+        req.extensions_mut().insert(self.response_mode);
+        Some(req)
+    }
+}
+
+/// `bytes` as a stream of two chunks (an empty body as no chunk at all).
+fn halves(
+    bytes: bytes::Bytes,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    let mid = bytes.len() / 2;
+    let parts = [bytes.slice(..mid), bytes.slice(mid..)];
+    Chunks(parts.into_iter().filter(|p| !p.is_empty()))
+}
+
+struct Chunks<I>(I);
+
+impl<I: Iterator<Item = bytes::Bytes> + Unpin> futures_core::Stream for Chunks<I> {
+    type Item = Result<bytes::Bytes, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.0.next().map(Ok))
     }
 }
 
@@ -345,11 +387,18 @@ fn generate(rng: &mut SmallRng, port: u16, other: u16) -> Case {
         8 => Behaviour::ManyHeaders(pick(rng, &[90, 99, 101, 127, 200])),
         _ => Behaviour::Garbage,
     };
+    let body_kind = pick(
+        rng,
+        &[BodyKind::Buffered, BodyKind::OneShot, BodyKind::Replayable],
+    );
+    let response_mode = pick(rng, &[ResponseMode::Buffered, ResponseMode::Streamed]);
     Case {
         method,
         url,
         headers,
         body,
+        body_kind,
+        response_mode,
         behaviour,
     }
 }

@@ -11,9 +11,10 @@
 //!   or the request is `InvalidRequest` before anything is sent:
 //!   - `Content-Length`: every value a plain decimal equal to the body's length (sent once);
 //!     on a stream of unknown length it declares the length, which the stream is then held to;
-//!   - `Transfer-Encoding`: only `chunked`, only on a stream of unknown length (which is sent
-//!     chunked anyway), and then removed; a body of known length is sent with
-//!     `Content-Length`, written by the backend;
+//!   - `Transfer-Encoding`: only `chunked`, only on a stream of unknown length; a body of known
+//!     length is sent with `Content-Length`. A stream gets its framing header here, whatever
+//!     the method (`Content-Length` when its length is known, else `Transfer-Encoding:
+//!     chunked`), so that both libraries send it alike;
 //!   - `Host`: one value naming the URL's own authority (RFC 9112 section 3.2), or none;
 //!   - `Connection: upgrade` and `Upgrade`: refused, a Doer does not switch protocols.
 //! * **Methods**: any token, extension methods (`PURGE`, `PROPFIND`) included; `CONNECT` is
@@ -75,15 +76,7 @@ fn basic_credentials(userinfo: &str) -> HeaderValue {
 }
 
 fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str> {
-    if req.body().is_stream()
-        && let Some(len) = body_len
-        && !req.headers().contains_key(header::CONTENT_LENGTH)
-    {
-        // Written here rather than left to each library, so both frame a stream alike.
-        req.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        return framing(req, body_len);
-    }
+    let stream = req.body().is_stream();
     let headers = req.headers();
     // One pass decides whether any framing header is there at all: almost no request has one.
     let any = headers.contains_key(header::CONTENT_LENGTH)
@@ -91,10 +84,11 @@ fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str>
         || headers.contains_key(header::HOST)
         || headers.contains_key(header::CONNECTION)
         || headers.contains_key(header::UPGRADE);
-    if !any {
+    if !any && !stream {
         return Ok(());
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if chunked {
         let only_chunked = headers
             .get_all(header::TRANSFER_ENCODING)
             .iter()
@@ -102,9 +96,6 @@ fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str>
         if !only_chunked || body_len.is_some() || headers.contains_key(header::CONTENT_LENGTH) {
             return Err("Transfer-Encoding is set by the backend from the body; remove it");
         }
-        // A stream of unknown length is sent chunked: the header says what will happen anyway.
-        req.headers_mut().remove(header::TRANSFER_ENCODING);
-        return framing(req, body_len);
     }
     if headers.contains_key(header::UPGRADE) || has_token(headers, header::CONNECTION, "upgrade") {
         return Err("protocol upgrades (Upgrade, Connection: upgrade) are not supported");
@@ -133,6 +124,22 @@ fn framing(req: &mut Request, body_len: Option<u64>) -> Result<(), &'static str>
         // Sent once, whatever the number of equal values given.
         req.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
+    }
+    if stream {
+        // Written here rather than left to each library, so both frame a stream alike: hyper
+        // would send a GET's stream of unknown length as no body at all, ureq chunked.
+        let len = req.body().len();
+        let headers = req.headers_mut();
+        match len {
+            _ if headers.contains_key(header::CONTENT_LENGTH) => {}
+            Some(len) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            None => {
+                let chunked = HeaderValue::from_static("chunked");
+                headers.insert(header::TRANSFER_ENCODING, chunked);
+            }
+        }
     }
     Ok(())
 }
