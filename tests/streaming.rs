@@ -792,3 +792,37 @@ async fn a_streamed_winner_is_taken_at_its_head_and_the_losers_streams_are_dropp
         "the losing copy's stream is dropped when the call returns"
     );
 }
+
+/// One chunk, then nothing, ever.
+struct StallsAfterOneChunk {
+    sent: bool,
+}
+
+impl Stream for StallsAfterOneChunk {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.sent {
+            return Poll::Pending;
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Bytes::from_static(b"first"))))
+    }
+}
+
+#[tokio::test]
+async fn an_upload_stream_that_stalls_hits_the_exchange_timeout() {
+    let (server, _) = start_server().await;
+    let timeout = Some(Duration::from_millis(250));
+    for doer in [
+        Arc::new(ReqwestDoer::new().timeout(timeout)) as Arc<dyn Doer>,
+        Arc::new(UreqDoer::new().timeout(timeout)),
+    ] {
+        let body = Body::from_stream(StallsAfterOneChunk { sent: false });
+        let err = doer
+            .execute(put(server.url("/drain"), body))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    }
+}

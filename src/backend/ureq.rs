@@ -172,6 +172,7 @@ fn send(
                 body: stream,
                 runtime: runtime.clone(),
                 pending: Bytes::new(),
+                deadline: settings.timeout.map(|t| std::time::Instant::now() + t),
             };
             let body = ureq::SendBody::from_owned_reader(reader);
             run(agent, settings, http::Request::from_parts(parts, body))
@@ -294,15 +295,31 @@ struct BlockingReader {
     body: Body,
     runtime: Handle,
     pending: Bytes,
+    /// The exchange's timeout: ureq cannot time out a read of ours, so a stream that stalls is
+    /// cut here, as reqwest's timeout cuts it.
+    deadline: Option<std::time::Instant>,
 }
 
 impl Read for BlockingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pending.is_empty() {
-            match self.runtime.block_on(self.body.chunk()) {
-                Ok(Some(chunk)) => self.pending = chunk,
-                Ok(None) => return Ok(0),
-                Err(e) => return Err(to_io(e)),
+            let next = self.body.chunk();
+            let deadline = self.deadline;
+            let chunk = self.runtime.block_on(async move {
+                match deadline {
+                    Some(at) => tokio::time::timeout_at(at.into(), next).await,
+                    None => Ok(next.await),
+                }
+            });
+            match chunk {
+                Ok(Ok(Some(chunk))) => self.pending = chunk,
+                Ok(Ok(None)) => return Ok(0),
+                Ok(Err(e)) => return Err(to_io(e)),
+                Err(_elapsed) => {
+                    let timeout = Error::from(ErrorKind::Timeout)
+                        .with_message("the request body stalled past the exchange's timeout");
+                    return Err(to_io(timeout));
+                }
             }
         }
         let n = buf.len().min(self.pending.len());
