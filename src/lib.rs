@@ -39,6 +39,14 @@
 //!
 //! In production the same client takes a real backend: `Weather::new(ReqwestDoer::new())`.
 //!
+//! ## Bodies of any size
+//!
+//! A [`Body`] is buffered, a replayable stream ([`Body::from_file`], [`Body::replayable`]:
+//! retried and hedged by streaming it again from its start) or a one-shot stream
+//! ([`Body::from_stream`], [`Body::from_reader`]: sent once). Responses are read whole up to a
+//! limit, unless the request or the backend asks for [`ResponseMode::Streamed`]; then the body
+//! reads chunk by chunk, in bounded memory, whatever its size.
+//!
 //! ## Feature flags
 //!
 //! | feature | default | what it adds |
