@@ -13,13 +13,10 @@ use tokio::io::AsyncRead;
 use crate::{Error, ErrorKind};
 
 mod stream;
-// Used by Breaker and Logging for streamed responses (being wired in).
-#[allow(dead_code)]
 mod tap;
 
 pub(crate) use stream::{BoxError, CHUNK, to_io};
 use stream::{BoxStream, FileStream, HttpBodyStream, IoStream, Open};
-#[allow(unused_imports)] // used by the decorators that watch streamed responses
 pub(crate) use tap::Tap;
 
 /// The body of a [`Request`](crate::Request) or a [`Response`](crate::Response).

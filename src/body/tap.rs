@@ -51,6 +51,7 @@ impl Body {
                 let tapped = Tapped {
                     body: self,
                     tap: Some(tap),
+                    left: len,
                 };
                 Body::streamed(Box::pin(tapped), len, limit)
             }
@@ -62,6 +63,10 @@ struct Tapped<T: Tap> {
     body: Body,
     /// `None` once told of the end.
     tap: Option<T>,
+    /// What is left of a declared length: a reader that stops once it has it all (as hyper
+    /// does for a body of known length) has read the whole body, even if it never asks for
+    /// the end.
+    left: Option<u64>,
 }
 
 impl<T: Tap> Stream for Tapped<T> {
@@ -72,7 +77,17 @@ impl<T: Tap> Stream for Tapped<T> {
         let item = std::task::ready!(this.body.poll_chunk(cx));
         if let Some(tap) = &mut this.tap {
             match &item {
-                Some(Ok(chunk)) => tap.chunk(chunk),
+                Some(Ok(chunk)) => {
+                    tap.chunk(chunk);
+                    if let Some(left) = &mut this.left {
+                        *left = left.saturating_sub(chunk.len() as u64);
+                    }
+                    if this.left == Some(0) {
+                        // The body's `Open` has checked the length: nothing more can come.
+                        tap.end(Ok(()));
+                        this.tap = None;
+                    }
+                }
                 Some(Err(e)) => tap.end(Err(e)),
                 None => tap.end(Ok(())),
             }
@@ -160,6 +175,18 @@ mod tests {
         body.chunk().await.unwrap();
         drop(body);
         assert_eq!(*seen.0.lock().unwrap(), ["chunk 2", "dropped"]);
+    }
+
+    #[tokio::test]
+    async fn a_body_of_declared_length_ends_with_its_last_byte() {
+        let seen = Seen::default();
+        let mut body = stream_of(vec![Ok("ab".into()), Ok("cd".into())]);
+        body.declare_len(4);
+        let mut body = body.tap(seen.clone());
+        body.chunk().await.unwrap();
+        body.chunk().await.unwrap();
+        drop(body);
+        assert_eq!(*seen.0.lock().unwrap(), ["chunk 2", "chunk 2", "end"]);
     }
 
     #[tokio::test]

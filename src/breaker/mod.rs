@@ -57,6 +57,7 @@ mod policy;
 mod stale;
 mod state;
 mod tally;
+mod watch;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -90,6 +91,7 @@ use policy::Policy;
 use stale::StaleCache;
 use state::{Admission, Circuit};
 use tally::{Handle, Handles};
+use watch::{Count, Tee, Watch};
 
 /// Default bound on the number of circuits kept: 4096, about 13 MiB at most (a circuit takes
 /// about 3 KiB, mostly its per-thread stripes of counters, each on cache lines of its own). Past it, closed circuits with no
@@ -127,6 +129,32 @@ pub struct Probe;
 /// caller counts as neither success nor failure. Every change of state starts a new
 /// generation, and outcomes of calls begun in an older generation are not counted (as in
 /// gobreaker): a slow call that started before the circuit opened cannot close it.
+///
+/// # Bodies
+///
+/// * **Request bodies**, buffered, replayable or one-shot, make no difference: the breaker
+///   sends each request at most once and never resends it, so it passes every kind through
+///   untouched (a one-shot body included), and a refused call never reads its body.
+/// * **Buffered responses** (the backends' default) are whole when the call returns: their
+///   outcome is counted, and a serve-stale answer kept, at once.
+/// * **Streamed responses** ([`ResponseMode::Streamed`](crate::ResponseMode), or any one-shot
+///   body from the inner Doer) are returned as soon as their head arrives, and the breaker
+///   watches the body go by without holding it back. A head that is a failure (a 5xx, by
+///   default) is counted at once, as a buffered one. A good head is counted when its body
+///   ends: as a success if it ends whole (or is dropped by its reader: the host did not fail),
+///   as the classifier says of the body's error if it fails mid-stream (a
+///   [`Body`](ErrorKind::Body) or [`Timeout`](ErrorKind::Timeout) error is, by default, a
+///   failure), so a host whose bodies break trips the circuit as one whose calls fail would.
+///   A half-open probe is the exception: its head's outcome is counted at once, so it frees
+///   its slot, and can close the circuit, without waiting for a body of any size; a body
+///   error after it then counts as one more failure, of the circuit the probe left (closed:
+///   towards tripping again; still half-open: it reopens). An outcome counted at the body's
+///   end, and any change of state (and call of the hook) it causes, happen on the task that
+///   reads or drops the body. With
+///   [`serve_stale`](Self::serve_stale), a good answer to a `GET`/`HEAD` is copied as it
+///   streams, kept only if its body ends whole within the cache's per-answer bound
+///   ([`ServeStale::max_bytes`]), and the copy is dropped as soon as the body would pass it
+///   (the caller still gets the whole body); see [`ServeStale`].
 ///
 /// A closed-state call takes no lock to be admitted and, when it succeeds, only a lock of its
 /// own thread's stripe of counters to be counted, and holds its circuit through that stripe's
@@ -552,11 +580,30 @@ impl<D: Doer> Doer for Breaker<D> {
         let result = self.inner.execute(req).await;
         let outcome = (shared.config.classify)(&result);
         let done = Instant::now();
+        // A good head whose body streams: the call is only known to be good once the body has
+        // ended (see `watch`). A replayable response body (a test double's) is not tapped, and
+        // is counted and cached as today: at once, and never kept.
+        let streamed = matches!(
+            (&result, outcome),
+            (Ok(resp), Outcome::Success) if resp.body().is_stream() && !resp.body().is_replayable()
+        );
+        let mut count = None;
         if let Some(ticket) = permit.ticket.take() {
-            circuit.record(ticket, outcome, done, policy, &shared.events);
+            if streamed && !ticket.is_probe() {
+                count = Some(Count::Deferred(ticket));
+            } else {
+                let left = circuit.record(ticket, outcome, done, policy, &shared.events);
+                count = left.filter(|_| streamed).map(Count::After);
+            }
         }
+        let mut tee = None;
         if let (Some(cache), Some(lookup)) = (&shared.stale, lookup) {
             match (&result, outcome) {
+                (Ok(resp), Outcome::Success) if streamed => {
+                    tee = cache
+                        .begin(lookup, resp, done)
+                        .map(|pending| Tee::new(pending, resp.body().len()));
+                }
                 (Ok(resp), Outcome::Success) => cache.store(lookup, resp, done),
                 (_, Outcome::Failure) if cache.on_failure() => {
                     if let Some(resp) = cache.get(&lookup, done, StaleReason::Failed) {
@@ -571,7 +618,14 @@ impl<D: Doer> Doer for Breaker<D> {
                 _ => {}
             }
         }
-        result
+        // Only a streamed answer is watched: a buffered call clones no shared `Arc`.
+        match result {
+            Ok(resp) if count.is_some() || tee.is_some() => {
+                let watch = Watch::new(self.shared.clone(), circuit.clone(), count, tee);
+                Ok(watch.attach(resp))
+            }
+            other => other,
+        }
     }
 }
 

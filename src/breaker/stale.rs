@@ -60,6 +60,17 @@ pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// A good answer that may not be stored (or a non-2xx success, such as a 404) removes the one
 /// kept for the same key: an older copy must not outlive a newer answer.
 ///
+/// A streamed answer (a one-shot body, such as a
+/// [`ResponseMode::Streamed`](crate::ResponseMode) response) is decided on from its head when
+/// the call returns, by the same rules, and copied as the caller reads it: it is kept when its
+/// body ends whole, its age counted from when its head arrived. The copy never grows past
+/// [`max_bytes`](Self::max_bytes) (less the entry's headers and URL): past that it is dropped
+/// at once and the answer is not kept, while the caller still reads the whole body; such an
+/// answer that ends whole removes the older one kept for its key, as a buffered answer too
+/// large to keep does. A body that fails, or that its reader drops before its end, keeps
+/// nothing and removes nothing. Of two answers for one key whose bodies end out of order, the
+/// one whose head came later stays.
+///
 /// A served copy carries the whole stored body, an `Age` header (seconds since it was received,
 /// plus the `Age` it came with), and the [`ServedStale`] extension.
 ///
@@ -211,6 +222,37 @@ struct Entry {
     tick: u64,
 }
 
+impl Entry {
+    /// Gives a bodiless entry (see [`StaleCache::head`]) its body; `None`, and the entry left
+    /// as it was, when that makes it larger than `max_bytes`.
+    fn with_body(&mut self, body: Bytes, max_bytes: usize) -> Option<()> {
+        let size = self.size.checked_add(body.len())?;
+        if size > max_bytes {
+            return None;
+        }
+        self.size = size;
+        self.body = body;
+        Some(())
+    }
+}
+
+/// An answer whose head may be kept, waiting for its streamed body; see
+/// [`StaleCache::begin`].
+pub(crate) struct Pending {
+    key: StaleKey,
+    /// Without its body yet.
+    entry: Entry,
+    /// The most body bytes it may have: the cache's byte bound less the rest of the entry.
+    room: usize,
+}
+
+impl Pending {
+    /// The most body bytes the answer may have and still be kept.
+    pub(crate) fn room(&self) -> usize {
+        self.room
+    }
+}
+
 pub(crate) struct StaleCache {
     config: ServeStale,
     hashers: (RandomState, RandomState),
@@ -317,7 +359,11 @@ impl StaleCache {
     /// Keeps `resp`, the successful answer to the request of `lookup`, if it may be kept, and
     /// otherwise forgets any older answer for the same key.
     pub(crate) fn store(&self, lookup: Lookup, resp: &Response, now: Instant) {
-        let entry = self.entry(&lookup, resp, now);
+        let entry = self.head(&lookup, resp, now).and_then(|mut entry| {
+            let body = resp.body().as_bytes()?;
+            entry.with_body(body.clone(), self.config.max_bytes)?;
+            Some(entry)
+        });
         let mut lru = self.lock();
         match entry {
             Some(entry) => lru.insert(
@@ -330,7 +376,50 @@ impl StaleCache {
         }
     }
 
-    fn entry(&self, lookup: &Lookup, resp: &Response, now: Instant) -> Option<Entry> {
+    /// Starts keeping `resp`, the successful answer to the request of `lookup`, whose body is
+    /// a stream: decides from its head, now, whether it may be kept, and returns what
+    /// [`finish`](Self::finish) needs once the body has ended, with the most body bytes it may
+    /// have. An answer whose head forbids keeping it forgets any older answer at once, as
+    /// [`store`](Self::store) does.
+    pub(crate) fn begin(&self, lookup: Lookup, resp: &Response, now: Instant) -> Option<Pending> {
+        match self.head(&lookup, resp, now) {
+            Some(entry) => Some(Pending {
+                room: self.config.max_bytes.saturating_sub(entry.size),
+                key: lookup.key,
+                entry,
+            }),
+            None => {
+                self.lock().remove(&lookup.key);
+                None
+            }
+        }
+    }
+
+    /// Ends what [`begin`](Self::begin) started, once the body ended whole: keeps the answer
+    /// with `body`, or, when the body was larger than the cache may hold (`None`), forgets any
+    /// older answer for the same key, as [`store`](Self::store) does with an answer it may not
+    /// keep. Either leaves alone an answer that was received after this one's head (two calls
+    /// for one resource whose bodies end out of order).
+    pub(crate) fn finish(&self, pending: Pending, body: Option<Bytes>) {
+        let Pending { key, mut entry, .. } = pending;
+        let kept = body.and_then(|body| entry.with_body(body, self.config.max_bytes));
+        let mut lru = self.lock();
+        if lru
+            .map
+            .get(&key)
+            .is_some_and(|newer| newer.stored_at > entry.stored_at)
+        {
+            return;
+        }
+        match kept {
+            Some(()) => lru.insert(key, entry, self.config.max_entries, self.config.max_bytes),
+            None => lru.remove(&key),
+        }
+    }
+
+    /// The entry for `resp` without its body (its size counts all but the body), or `None`
+    /// when its head says it may not be kept.
+    fn head(&self, lookup: &Lookup, resp: &Response, now: Instant) -> Option<Entry> {
         let status = resp.status();
         let headers = resp.headers();
         if !status.is_success()
@@ -352,13 +441,12 @@ impl StaleCache {
             return None;
         }
         let vary = cache_control::vary(headers.get_all(VARY))?;
-        let body = resp.body().as_bytes()?.clone();
         let header_bytes: usize = headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum();
         // A rough fixed overhead per entry, so that many empty answers are still bounded.
-        let size = body.len() + header_bytes + lookup.key.url.len() + 128;
+        let size = header_bytes + lookup.key.url.len() + 128;
         if size > self.config.max_bytes {
             return None;
         }
@@ -371,7 +459,7 @@ impl StaleCache {
             status,
             version: resp.version(),
             headers: headers.clone(),
-            body,
+            body: Bytes::new(),
             stored_at: now,
             base_age,
             lifetime,

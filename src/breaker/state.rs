@@ -298,7 +298,9 @@ impl Circuit {
         admission
     }
 
-    /// Records the outcome of an admitted call.
+    /// Records the outcome of an admitted call. Returns the generation the circuit is in once
+    /// the outcome is counted (the ticket's own for a closed-state call; the next one when a
+    /// probe changed the state), or `None` when the outcome came too late to count.
     pub(crate) fn record(
         &self,
         ticket: Ticket,
@@ -306,7 +308,7 @@ impl Circuit {
         now: Instant,
         policy: &Policy,
         events: &Events,
-    ) {
+    ) -> Option<u64> {
         if ticket.probe.is_none() {
             // The common case: no circuit lock (see `tally`).
             match outcome {
@@ -314,11 +316,11 @@ impl Circuit {
                     if let Some(bucket) = self.tally.success(ticket.generation, now) {
                         self.check_rate(ticket.generation, bucket, now, policy, events);
                     }
-                    return;
+                    return Some(ticket.generation);
                 }
                 Outcome::Ignored => {
                     self.tally.ignored(ticket.generation);
-                    return;
+                    return Some(ticket.generation);
                 }
                 Outcome::Failure => {}
             }
@@ -332,7 +334,7 @@ impl Circuit {
         if core.generation != ticket.generation || !held_slot {
             // From an older generation, or a probe abandoned after the probe timeout.
             core.counts.late += 1;
-            return;
+            return None;
         }
         match (core.state, ticket.probe) {
             // Only failures get here in closed state.
@@ -359,6 +361,43 @@ impl Circuit {
             // Tickets are only issued in closed or half-open, and every change of state
             // starts a new generation, so this is an outcome from another generation.
             _ => core.counts.late += 1,
+        }
+        let generation = core.generation;
+        drop(core);
+        events.deliver();
+        Some(generation)
+    }
+
+    /// A failure found after the call's outcome was recorded (a streamed body that failed
+    /// after its probe's head was counted), counted in `generation`, the one that outcome left
+    /// the circuit in, if it is still the current one: in closed state as any failure (towards
+    /// the run and the rate); in half-open (more probes to go) as a failed probe, which opens
+    /// the circuit again. From another generation it is late.
+    pub(crate) fn record_failure_after(
+        &self,
+        generation: u64,
+        now: Instant,
+        policy: &Policy,
+        events: &Events,
+    ) {
+        let mut core = self.lock();
+        if core.generation != generation {
+            core.counts.late += 1;
+            return;
+        }
+        match core.state {
+            State::Closed => {
+                let (consecutive, ok, failed) = self.tally.failure(core.generation, now);
+                if policy.should_trip(consecutive, ok, failed) {
+                    self.set_state(&mut core, State::Open, now, policy, events);
+                }
+            }
+            State::HalfOpen => {
+                core.counts.failures += 1;
+                self.set_state(&mut core, State::Open, now, policy, events);
+            }
+            // An open circuit starts a new generation when it closes or probes again.
+            State::Open => core.counts.late += 1,
         }
         drop(core);
         events.deliver();
