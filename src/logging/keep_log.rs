@@ -18,9 +18,15 @@ use crate::ErrorKind;
 /// one line per exchange:
 ///
 /// ```text
-/// 2025-03-01T12:00:00.042Z GET https://api.test/items?api_key=REDACTED attempt=2 status=503 elapsed=12.1ms
-/// 2025-03-01T12:00:01.007Z POST https://api.test/orders error=Timeout elapsed=30.0s "timed out (https://api.test/orders)"
+/// 2025-03-01T12:00:00.042Z GET https://api.test/items?api_key=REDACTED attempt=2 status=503 elapsed=12.1ms request_bytes=0 response_bytes=52
+/// 2025-03-01T12:00:01.007Z POST https://api.test/orders error=Timeout elapsed=30.0s request_bytes=112 "timed out (https://api.test/orders)"
+/// 2025-03-01T12:00:02.311Z GET https://files.test/big.iso status=200 elapsed=41.7s request_bytes=0 response_bytes=734003200 body=complete
 /// ```
+///
+/// A size is left out when it is not known (a stream of unknown length), never shown as `0`.
+/// The line of a streamed response is written when its head arrives, with `body=streaming`,
+/// and brought up to date when the body ends (see [`StreamedBody`]), if the line is still in
+/// the log by then.
 ///
 /// Every line is built from redacted parts: the URL without userinfo and with secret query
 /// values replaced, and an error's `Display`, which is redacted too. No header or body is kept.
@@ -52,6 +58,8 @@ struct Ring {
     entries: VecDeque<LogEntry>,
     capacity: usize,
     dropped: u64,
+    /// The id the next pushed entry gets; the entries held have the ids just below it.
+    next_id: u64,
 }
 
 impl KeepLog {
@@ -63,6 +71,7 @@ impl KeepLog {
                 entries: VecDeque::new(),
                 capacity,
                 dropped: 0,
+                next_id: 0,
             })),
         }
     }
@@ -105,17 +114,33 @@ impl KeepLog {
         ring.dropped = 0;
     }
 
-    pub(crate) fn push(&self, entry: LogEntry) {
+    /// Adds `entry`, and returns an id to [`update`](Self::update) it by.
+    pub(crate) fn push(&self, entry: LogEntry) -> u64 {
         let mut ring = self.lock();
+        let id = ring.next_id;
+        ring.next_id += 1;
         if ring.capacity == 0 {
             ring.dropped += 1;
-            return;
+            return id;
         }
         if ring.entries.len() >= ring.capacity {
             ring.entries.pop_front();
             ring.dropped += 1;
         }
         ring.entries.push_back(entry);
+        id
+    }
+
+    /// Changes the entry pushed as `id` with `change`, if it is still held (newer entries may
+    /// have pushed it out, or the log may have been cleared).
+    pub(crate) fn update(&self, id: u64, change: impl FnOnce(&mut LogEntry)) {
+        let mut ring = self.lock();
+        let first = ring.next_id - ring.entries.len() as u64;
+        if let Some(index) = id.checked_sub(first)
+            && let Some(entry) = ring.entries.get_mut(index as usize)
+        {
+            change(entry);
+        }
     }
 }
 
@@ -158,8 +183,41 @@ pub struct LogEntry {
     pub attempt: Option<u32>,
     /// The status received, or the error.
     pub outcome: Outcome,
-    /// How long the exchange took.
+    /// How long the exchange took. For a streamed response: until its head arrived, then,
+    /// once its body ended, until that end.
     pub elapsed: Duration,
+    /// The request body's size in bytes, when known: a stream of unknown length (with no
+    /// `Content-Length`) is `None`, not `0`.
+    pub request_bytes: Option<u64>,
+    /// The response body's size in bytes, when known. For a streamed response: its declared
+    /// length (if its head gave one) while it is read, then the bytes its reader took.
+    pub response_bytes: Option<u64>,
+    /// For a streamed response, where its body is; `None` for a buffered one, or no response.
+    pub streamed: Option<StreamedBody>,
+}
+
+/// Where a streamed response body is, in a [`LogEntry`] and a [`Record`](super::Record).
+///
+/// A streamed response is logged when its head arrives, before its body is read; the body's
+/// end is reported after it (see [`Logging`](super::Logging#bodies-by-kind)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamedBody {
+    /// Not ended yet: the head arrived, the body is being read.
+    Reading,
+    /// Read to its end.
+    Complete,
+    /// Its read failed (the connection was cut, the exchange timed out, the body was shorter
+    /// or longer than its declared length).
+    Failed {
+        /// The error's kind.
+        kind: ErrorKind,
+        /// The error's `Display`, which is redacted (see [`Error`](crate::Error)).
+        message: String,
+    },
+    /// Dropped by its reader before its end (a caller that stopped reading, a retry layer
+    /// that dropped an answer it will retry).
+    Dropped,
 }
 
 /// How an exchange in a [`KeepLog`] ended.
@@ -185,16 +243,30 @@ impl fmt::Display for LogEntry {
             write!(f, " attempt={n}")?;
         }
         match &self.outcome {
-            Outcome::Status(s) => write!(f, " status={} elapsed={:.1?}", s.as_u16(), self.elapsed),
-            // Debug quoting keeps a message with a newline or a quote on one line.
-            Outcome::Error { kind, message } => {
-                write!(
-                    f,
-                    " error={kind:?} elapsed={:.1?} {message:?}",
-                    self.elapsed
-                )
+            Outcome::Status(s) => write!(f, " status={}", s.as_u16())?,
+            Outcome::Error { kind, .. } => write!(f, " error={kind:?}")?,
+        }
+        write!(f, " elapsed={:.1?}", self.elapsed)?;
+        if let Some(n) = self.request_bytes {
+            write!(f, " request_bytes={n}")?;
+        }
+        if let Some(n) = self.response_bytes {
+            write!(f, " response_bytes={n}")?;
+        }
+        // Debug quoting keeps a message with a newline or a quote on one line.
+        match &self.streamed {
+            None => {}
+            Some(StreamedBody::Reading) => f.write_str(" body=streaming")?,
+            Some(StreamedBody::Complete) => f.write_str(" body=complete")?,
+            Some(StreamedBody::Dropped) => f.write_str(" body=dropped")?,
+            Some(StreamedBody::Failed { kind, message }) => {
+                write!(f, " body=failed body_error={kind:?} {message:?}")?;
             }
         }
+        if let Outcome::Error { message, .. } = &self.outcome {
+            write!(f, " {message:?}")?;
+        }
+        Ok(())
     }
 }
 
@@ -241,6 +313,9 @@ mod tests {
             attempt: Some(2),
             outcome,
             elapsed: Duration::from_micros(12_345),
+            request_bytes: None,
+            response_bytes: None,
+            streamed: None,
         }
     }
 
@@ -327,6 +402,67 @@ mod tests {
         );
         log.clear();
         assert!(other.is_empty() && other.dropped() == 0 && other.to_string().is_empty());
+    }
+
+    #[test]
+    fn sizes_and_a_streamed_body_are_on_the_line_when_known() {
+        let mut e = entry(0, Outcome::Status(StatusCode::OK));
+        e.request_bytes = Some(0);
+        e.response_bytes = None;
+        e.streamed = Some(StreamedBody::Reading);
+        assert!(
+            e.to_string()
+                .ends_with(" status=200 elapsed=12.3ms request_bytes=0 body=streaming"),
+            "{e}"
+        );
+        e.response_bytes = Some(7);
+        e.streamed = Some(StreamedBody::Failed {
+            kind: ErrorKind::Timeout,
+            message: "timed out".into(),
+        });
+        assert!(
+            e.to_string().ends_with(
+                " request_bytes=0 response_bytes=7 body=failed body_error=Timeout \"timed out\""
+            ),
+            "{e}"
+        );
+        let mut err = entry(
+            0,
+            Outcome::Error {
+                kind: ErrorKind::Connect,
+                message: "refused".into(),
+            },
+        );
+        err.request_bytes = Some(3);
+        assert!(
+            err.to_string()
+                .ends_with(" error=Connect elapsed=12.3ms request_bytes=3 \"refused\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_entry_is_updated_by_its_id_while_it_is_held() {
+        let log = KeepLog::new(2);
+        let first = log.push(entry(1, Outcome::Status(StatusCode::OK)));
+        let second = log.push(entry(2, Outcome::Status(StatusCode::OK)));
+        log.update(second, |e| e.response_bytes = Some(22));
+        log.update(first, |e| e.response_bytes = Some(11));
+        let sizes: Vec<_> = log.entries().iter().map(|e| e.response_bytes).collect();
+        assert_eq!(sizes, [Some(11), Some(22)]);
+        // Pushed out, then cleared: an update finds nothing and changes nothing.
+        let third = log.push(entry(3, Outcome::Status(StatusCode::OK)));
+        log.update(first, |e| e.response_bytes = Some(99));
+        let sizes: Vec<_> = log.entries().iter().map(|e| e.response_bytes).collect();
+        assert_eq!(sizes, [Some(22), None]);
+        log.clear();
+        let fourth = log.push(entry(4, Outcome::Status(StatusCode::OK)));
+        log.update(third, |e| e.response_bytes = Some(99));
+        log.update(fourth + 1, |e| e.response_bytes = Some(99));
+        assert_eq!(log.entries()[0].response_bytes, None);
+        let none = KeepLog::new(0);
+        let id = none.push(entry(5, Outcome::Status(StatusCode::OK)));
+        none.update(id, |_| unreachable!("nothing is kept"));
     }
 
     #[test]

@@ -4,19 +4,22 @@
 mod callsite;
 mod keep_log;
 mod record;
+mod stream;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use http::HeaderName;
+use http::header::CONTENT_LENGTH;
 use tracing::Level;
 use tracing::field::{Value, debug, display};
 
 use crate::{Attempts, Doer, Error, Request, Response, redact};
 use callsite::{EventSite, Values};
+use stream::{BodyWatch, Exchange};
 
-pub use keep_log::{KeepLog, LogEntry, Outcome};
+pub use keep_log::{KeepLog, LogEntry, Outcome, StreamedBody};
 pub use record::{Headers, Record};
 
 /// The `tracing` target of exchange events unless [`Logging::target`] sets another.
@@ -27,7 +30,8 @@ type Sink = Arc<dyn Fn(&Record<'_>) + Send + Sync>;
 /// Records each exchange that goes through it, then passes the outcome on unchanged.
 ///
 /// One exchange (one call to [`execute`](Doer::execute)) makes one `tracing` event, and, when
-/// asked, one line in a [`KeepLog`] and one call to a sink closure.
+/// asked, one line in a [`KeepLog`] and one call to a sink closure. A streamed response makes
+/// one more event and sink call when its body ends (see [Bodies by kind](Logging#bodies-by-kind)).
 ///
 /// # Defaults
 ///
@@ -49,7 +53,43 @@ type Sink = Arc<dyn Fn(&Record<'_>) + Send + Sync>;
 /// microsecond resolution), `attempt`, `request_bytes`, `response_bytes`, `error_kind` (the
 /// [`ErrorKind`](crate::ErrorKind) variant name, such as `Timeout`), `error` (the error's
 /// redacted `Display`), and, when turned on, `request_headers`, `response_headers`,
-/// `request_body`, `response_body`. A field with nothing to say is left out.
+/// `request_body`, `response_body`. A field with nothing to say is left out: a size that is not
+/// known (a stream of unknown length) is absent, never `0`, so the field keeps one type (an
+/// integer) for the tools that index it.
+///
+/// # Bodies by kind
+///
+/// Sizes are logged as they are known, and bodies (with [`bodies`](Logging::bodies)) are
+/// previewed where that costs the exchange nothing:
+///
+/// | body | size (`request_bytes`, `response_bytes`) | preview (`request_body`, `response_body`) |
+/// |---|---|---|
+/// | buffered request or response | its length | the body, redacted and cut to `max` bytes |
+/// | streamed request, replayable or one-shot | its length when known (a file's size, a `Content-Length` header), else absent | never: `[streamed body, not previewed]` |
+/// | streamed response ([`ResponseMode::Streamed`](crate::ResponseMode)) | its declared length, if any, in the exchange event; the bytes read in the event at its end | in the event at its end |
+///
+/// A streamed request body is not previewed because reading it for the log would take it: a
+/// one-shot body would be consumed before it is sent, and a replayable one would be opened
+/// and read one more time (a file read twice) for every attempt.
+///
+/// A streamed response is logged twice. The exchange event comes when its head arrives, as
+/// for any response (`response_body` then reads `[streamed body, previewed when it ends]`).
+/// The body is then watched as its reader takes it, chunk by chunk, with nothing held back,
+/// and when it ends a second event follows, with the same `method`, `url`, `status` and
+/// `attempt`, `response_bytes` the bytes read, `elapsed_ms` measured to the body's end, and
+/// `response_body` the preview, when bodies are on. Its `message` tells how the body ended:
+///
+/// | `message` | the body | level |
+/// |---|---|---|
+/// | `"http response body"` | was read to its end | as the exchange's |
+/// | `"http response body error"` | failed (cut, timed out, longer or shorter than declared); `error_kind` and `error` say why | the failure level |
+/// | `"http response body dropped"` | was dropped by its reader before its end | as the exchange's |
+///
+/// The [`KeepLog`] line is written with the head (`body=streaming`) and updated at the body's
+/// end, and the [`sink`](Logging::sink) is called again, with [`Record::streamed`] saying how
+/// the body ended. The second event is sent from where the body is read (so within the
+/// reader's current span), or dropped. A body that is never read nor dropped (leaked) is
+/// never reported.
 ///
 /// # Target
 ///
@@ -189,7 +229,9 @@ impl<D> Logging<D> {
         self
     }
 
-    /// Logs request and response bodies, each cut to at most `max_bytes` (off by default).
+    /// Logs request and response bodies, each cut to at most `max_bytes` (off by default). A
+    /// streamed request body is not shown; a streamed response body is previewed from its
+    /// first `max_bytes`, in an event at its end (see [Bodies by kind](Logging#bodies-by-kind)).
     ///
     /// <div class="warning">
     ///
@@ -210,6 +252,13 @@ impl<D> Logging<D> {
     /// when it mentions a secret-like word (`password`, `token`, `secret`, `cookie`, ...), and
     /// is otherwise shown with its URLs redacted ([`redact::text`]). A body that is not UTF-8
     /// shows as its size.
+    ///
+    /// A streamed response body gets the same rules, applied to its first `max_bytes` (never
+    /// more are kept) and to what is learned of the rest as it goes by: free text that names
+    /// a secret-like word anywhere is not shown, whitespace anywhere means it is not a form,
+    /// and bytes that are not UTF-8 anywhere show it as its size. A JSON body longer than
+    /// `max_bytes` cannot be parsed from its first bytes, so it is not shown; raise `max_bytes`
+    /// to see it. Watching a streamed body this way costs one pass over its bytes.
     pub fn bodies(mut self, max_bytes: usize) -> Self {
         self.config().body_cap = Some(max_bytes);
         self
@@ -259,7 +308,7 @@ impl<D: Doer> Doer for Logging<D> {
         let c = &*self.config;
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let request_bytes = req.body().len();
+        let request_bytes = body_len(&req);
         let request_headers = c.headers.then(|| req.headers().clone());
         let request_body = c
             .body_cap
@@ -267,7 +316,7 @@ impl<D: Doer> Doer for Logging<D> {
         let time = SystemTime::now();
         let start = tokio::time::Instant::now();
 
-        let result = self.inner.execute(req).await;
+        let mut result = self.inner.execute(req).await;
 
         let elapsed = start.elapsed();
         let resp = result.as_ref().ok();
@@ -275,13 +324,28 @@ impl<D: Doer> Doer for Logging<D> {
         let failed = resp.is_none_or(|r| r.status().as_u16() >= 500);
         let site = if failed { c.failure } else { c.success };
         let to_tracing = c.tracing && site.enabled();
+        let streamed = resp.is_some_and(|r| r.body().is_stream());
         // With only failures listened to (a WARN filter), a success stops here, before the
-        // costly part: redacting the URL.
+        // costly part: redacting the URL. A streamed body may still fail, which is a failure.
         if !to_tracing && c.keep.is_none() && c.sink.is_none() {
+            if streamed && c.tracing && c.failure.enabled() {
+                let exchange = Exchange {
+                    time,
+                    start,
+                    method,
+                    uri,
+                    url: None,
+                    status: resp.map(|r| r.status()).unwrap_or_default(),
+                    attempt: resp.and_then(|r| r.extensions().get::<Attempts>().map(|a| a.0)),
+                    kept: None,
+                };
+                watch(&mut result, &self.config, exchange);
+            }
             return result;
         }
         let url = redact::uri(&uri);
         let response_body = match (resp, c.body_cap) {
+            (Some(_), Some(_)) if streamed => Some(record::STREAMED_RESPONSE.to_owned()),
             (Some(r), Some(cap)) => record::render_body(r.headers(), r.body(), cap),
             _ => None,
         };
@@ -305,6 +369,7 @@ impl<D: Doer> Doer for Logging<D> {
                 .map(|r| Headers::new(r.headers(), &c.redact)),
             request_body: request_body.as_deref(),
             response_body: response_body.as_deref(),
+            streamed: streamed.then_some(StreamedBody::Reading),
         };
         if to_tracing {
             emit(site, &record);
@@ -313,7 +378,9 @@ impl<D: Doer> Doer for Logging<D> {
             sink(&record);
         }
         let attempt = record.attempt;
-        if let Some(log) = &c.keep {
+        let response_bytes = record.response_bytes;
+        let status = record.status;
+        let kept = c.keep.as_ref().map(|log| {
             let outcome = match &result {
                 Ok(r) => Outcome::Status(r.status()),
                 Err(e) => Outcome::Error {
@@ -323,15 +390,57 @@ impl<D: Doer> Doer for Logging<D> {
             };
             log.push(LogEntry {
                 time,
-                method,
-                url,
+                method: method.clone(),
+                url: url.clone(),
                 attempt,
                 outcome,
                 elapsed,
-            });
+                request_bytes,
+                response_bytes,
+                streamed: streamed.then_some(StreamedBody::Reading),
+            })
+        });
+        if let (true, Some(status)) = (streamed, status) {
+            let exchange = Exchange {
+                time,
+                start,
+                method,
+                uri,
+                url: Some(url),
+                status,
+                attempt,
+                kept,
+            };
+            watch(&mut result, &self.config, exchange);
         }
         result
     }
+}
+
+/// The request body's length: its own, or, for a stream, the `Content-Length` it will be sent
+/// with.
+fn body_len(req: &Request) -> Option<u64> {
+    let body = req.body();
+    body.len().or_else(|| {
+        let declared = req.headers().get(CONTENT_LENGTH)?.to_str().ok()?;
+        body.is_stream()
+            .then(|| declared.trim().parse().ok())
+            .flatten()
+    })
+}
+
+/// Wraps the streamed body of the response in `result` with a [`BodyWatch`], which logs its
+/// end.
+fn watch(result: &mut Result<Response, Error>, config: &Arc<Config>, exchange: Exchange) {
+    let Ok(resp) = result else { return };
+    // Only a preview needs the body's type.
+    let media = match config.body_cap {
+        Some(_) => record::media_type(resp.headers()),
+        None => String::new(),
+    };
+    let body = std::mem::take(resp.body_mut());
+    let watcher = BodyWatch::new(config.clone(), exchange, media);
+    *resp.body_mut() = body.tap(watcher);
 }
 
 /// Sends `record` as one event at `site`.
@@ -339,10 +448,12 @@ fn emit(site: &'static EventSite, r: &Record<'_>) {
     fn opt<T: Value>(v: &Option<T>) -> Option<&dyn Value> {
         v.as_ref().map(|v| v as &dyn Value)
     }
-    let message = if r.error.is_some() {
-        "http error"
-    } else {
-        "http response"
+    let message = match (&r.streamed, r.error) {
+        (None | Some(StreamedBody::Reading), Some(_)) => "http error",
+        (None | Some(StreamedBody::Reading), None) => "http response",
+        (Some(StreamedBody::Failed { .. }), _) => "http response body error",
+        (Some(StreamedBody::Dropped), _) => "http response body dropped",
+        (Some(_), _) => "http response body",
     };
     let method = r.method.as_str();
     let status = r.status.map(|s| u64::from(s.as_u16()));

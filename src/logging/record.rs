@@ -8,9 +8,15 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use tracing::Level;
 
+use super::StreamedBody;
 use crate::{Body, Error, redact};
 
 /// One exchange, as a [`Logging`](super::Logging) sink receives it.
+///
+/// A sink gets one record per exchange, and a second one for a streamed response, when its
+/// body ends: that one has [`streamed`](Self::streamed) set to how it ended, the bytes read
+/// in `response_bytes`, the body's error (if it failed) in `error`, and the preview in
+/// `response_body` (see [`Logging`](super::Logging#bodies-by-kind)).
 ///
 /// Everything in it is already safe to print: the URL is redacted, [`Error`]'s `Display` and
 /// `Debug` are redacted, header values go through a redacting view ([`Headers`]), and bodies are
@@ -33,11 +39,14 @@ pub struct Record<'a> {
     pub status: Option<StatusCode>,
     /// The error, when there is no usable response.
     pub error: Option<&'a Error>,
-    /// How long the exchange took.
+    /// How long the exchange took: until the response (its head, for a streamed one), or, in
+    /// the record of a streamed body's end, until that end.
     pub elapsed: Duration,
-    /// The request body's size in bytes, when known.
+    /// The request body's size in bytes, when known: `None` for a stream of unknown length
+    /// (never `0`), and in the record of a streamed body's end.
     pub request_bytes: Option<u64>,
-    /// The response body's size in bytes, when there is a response and its size is known.
+    /// The response body's size in bytes, when there is a response and its size is known; in
+    /// the record of a streamed body's end, the bytes its reader took.
     pub response_bytes: Option<u64>,
     /// The request headers, redacted; `None` unless [`Logging::headers`](super::Logging::headers)
     /// is on.
@@ -49,6 +58,10 @@ pub struct Record<'a> {
     pub request_body: Option<&'a str>,
     /// The response body, rendered; `None` when bodies are off or there is no non-empty one.
     pub response_body: Option<&'a str>,
+    /// `None` for a buffered response (or no response); for a streamed one,
+    /// [`Reading`](StreamedBody::Reading) in the record made when its head arrived, and how
+    /// its body ended in the record made at that end.
+    pub streamed: Option<StreamedBody>,
 }
 
 /// A redacting view of a header map: values of secret headers read as
@@ -99,39 +112,102 @@ impl fmt::Display for Headers<'_> {
     }
 }
 
+/// What a log shows for a request's streamed body: it is never read for the log (see
+/// [`Logging::bodies`](super::Logging::bodies)).
+pub(crate) const STREAMED_REQUEST: &str = "[streamed body, not previewed]";
+
+/// What the exchange event shows for a streamed response body: its preview comes in the event
+/// that follows when the body ends.
+pub(crate) const STREAMED_RESPONSE: &str = "[streamed body, previewed when it ends]";
+
 /// A body as a log shows it, or `None` when it is empty; see [`Logging::bodies`](super::Logging::bodies).
 pub(crate) fn render_body(headers: &HeaderMap, body: &Body, cap: usize) -> Option<String> {
     let Some(bytes) = body.as_bytes() else {
-        return Some("[streaming body]".to_owned());
+        return Some(STREAMED_REQUEST.to_owned());
     };
-    if bytes.is_empty() {
-        return None;
-    }
-    let total = bytes.len();
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return Some(format!("[{total} bytes of binary]"));
-    };
+    render_bytes(&media_type(headers), bytes, cap, None)
+}
+
+/// The media type of a `Content-Type`, lowercased, without parameters (`""` when there is
+/// none).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let media = content_type.split(';').next().unwrap_or("").trim();
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned()
+}
+
+/// What a streamed body's watcher learned of the bytes it did not keep, past the first `cap`
+/// ones (see [`super::stream`]): enough to apply to a preview the same rules a whole body gets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rest {
+    /// Bytes in the body, the kept ones included (or read, when it did not end whole).
+    pub(crate) total: u64,
+    /// Whether the body was read to its end.
+    pub(crate) whole: bool,
+    /// Whether the bytes past the kept ones were all UTF-8.
+    pub(crate) utf8: bool,
+    /// Whether they hold whitespace (a body with whitespace does not look like a form).
+    pub(crate) whitespace: bool,
+    /// Whether they (or the seam with the kept bytes) name a secret-like word.
+    pub(crate) secret_word: bool,
+}
+
+/// The rules of [`Logging::bodies`](super::Logging::bodies), the one place they are written:
+/// `bytes` is the whole body when `rest` is `None`, else the first bytes of a longer streamed
+/// body, of which `rest` tells the rest.
+pub(crate) fn render_bytes(
+    media: &str,
+    bytes: &[u8],
+    cap: usize,
+    rest: Option<&Rest>,
+) -> Option<String> {
+    if bytes.is_empty() && rest.is_none() {
+        return None;
+    }
+    let total = rest.map_or(bytes.len() as u64, |r| r.total);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        // The kept bytes of a longer body may end inside a character.
+        Err(e) if rest.is_some() && e.error_len().is_none() => {
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid up to there")
+        }
+        Err(_) => return Some(format!("[{total} bytes of binary]")),
+    };
+    if rest.is_some_and(|r| !r.utf8) {
+        return Some(format!("[{total} bytes of binary]"));
+    }
     // Callers often omit Content-Type, so a body is also judged by its look: a missing or
     // generic type must not turn off redaction.
     let untyped = media.is_empty() || media == "text/plain" || media == "application/octet-stream";
     let trimmed = text.trim_start();
     let looks_json = untyped && (trimmed.starts_with('{') || trimmed.starts_with('['));
-    let looks_form = untyped && !text.contains(char::is_whitespace) && text.contains('=');
+    let whitespace = text.contains(char::is_whitespace) || rest.is_some_and(|r| r.whitespace);
+    let looks_form = untyped && !whitespace && text.contains('=');
     let shown: Cow<'_, str> = if media == "application/x-www-form-urlencoded" || looks_form {
-        // A form body has the same shape as a query string, so the query rules apply as is.
+        // A form body has the same shape as a query string, so the query rules apply as is
+        // (to the first bytes of a longer one: a value cut short is still a value).
         redact::query(text)
     } else if media == "application/json" || media.ends_with("+json") || looks_json {
+        if rest.is_some() {
+            // A JSON document cut short cannot be parsed, so its secrets cannot be found.
+            return Some(format!(
+                "[{total}-byte JSON body not shown: only its first {cap} bytes were kept, and JSON \
+                 cut short cannot be redacted]"
+            ));
+        }
         match redact_json(text) {
             Ok(redacted) => Cow::Owned(redacted),
             Err(why) => return Some(format!("[{total}-byte JSON body not shown: {why}]")),
         }
-    } else if mentions_secret(text) {
+    } else if mentions_secret(text) || rest.is_some_and(|r| r.secret_word) {
         // Free text (XML, multipart, prose) cannot be redacted field by field.
         return Some(format!(
             "[{total}-byte body not shown: it may hold a secret]"
@@ -139,25 +215,85 @@ pub(crate) fn render_body(headers: &HeaderMap, body: &Body, cap: usize) -> Optio
     } else {
         redact::text(text)
     };
-    Some(truncate(&shown, cap, total))
+    Some(match rest {
+        None => truncate(&shown, cap, total as usize),
+        Some(rest) => cut(&shown, cap, total, rest.whole),
+    })
 }
+
+/// The words that make free text unfit to show, matched in any case.
+pub(crate) const SECRET_WORDS: [&str; 10] = [
+    "passw",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "authorization",
+    "cookie",
+    "credential",
+    "private",
+];
 
 /// Whether free text names something secret, in any case.
 fn mentions_secret(text: &str) -> bool {
-    const WORDS: [&str; 10] = [
-        "passw",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "api-key",
-        "authorization",
-        "cookie",
-        "credential",
-        "private",
-    ];
-    let lower = text.to_ascii_lowercase();
-    WORDS.iter().any(|w| lower.contains(w))
+    has_secret_word(text.as_bytes())
+}
+
+/// Whether `bytes` hold one of [`SECRET_WORDS`], in any ASCII case.
+pub(crate) fn has_secret_word(bytes: &[u8]) -> bool {
+    (0..bytes.len()).any(|i| {
+        // Every word starts with one of these letters: most bytes are passed over at once.
+        matches!(
+            bytes[i].to_ascii_lowercase(),
+            b'a' | b'c' | b'p' | b's' | b't'
+        ) && SECRET_WORDS.iter().any(|w| {
+            bytes
+                .get(i..i + w.len())
+                .is_some_and(|b| b.eq_ignore_ascii_case(w.as_bytes()))
+        })
+    })
+}
+
+/// Which facts about the bytes past `head`, the first bytes of a longer body of type `media`,
+/// can still change how [`render_bytes`] shows it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Watch {
+    /// Whether they are UTF-8 (else the body shows as its size).
+    pub(crate) utf8: bool,
+    /// Whether they hold whitespace (else the body may look like a form).
+    pub(crate) whitespace: bool,
+    /// Whether they name a secret-like word (else free text may be shown).
+    pub(crate) secret_word: bool,
+}
+
+pub(crate) fn what_to_watch(media: &str, head: &[u8]) -> Watch {
+    const NOTHING: Watch = Watch {
+        utf8: false,
+        whitespace: false,
+        secret_word: false,
+    };
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).expect("valid up to there")
+        }
+        // Binary already: shown as its size, whatever follows.
+        Err(_) => return NOTHING,
+    };
+    let untyped = media.is_empty() || media == "text/plain" || media == "application/octet-stream";
+    let trimmed = text.trim_start();
+    let looks_json = untyped && (trimmed.starts_with('{') || trimmed.starts_with('['));
+    if media == "application/json" || media.ends_with("+json") || looks_json {
+        // Not shown when cut short, whatever follows.
+        return NOTHING;
+    }
+    Watch {
+        utf8: true,
+        whitespace: untyped && !text.contains(char::is_whitespace) && text.contains('='),
+        // Form rules do not look for words; free text already naming one is not shown.
+        secret_word: media != "application/x-www-form-urlencoded" && !mentions_secret(text),
+    }
 }
 
 /// `s` cut to at most `cap` bytes on a character boundary, with a note of the full size.
@@ -170,6 +306,17 @@ fn truncate(s: &str, cap: usize, total: usize) -> String {
         end -= 1;
     }
     format!("{}... [{total} bytes in all]", &s[..end])
+}
+
+/// The first bytes of a longer streamed body, cut to at most `cap` bytes as [`truncate`] does,
+/// always with a note of the size: in all when it was read `whole`, else read so far.
+fn cut(s: &str, cap: usize, total: u64, whole: bool) -> String {
+    let mut end = cap.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let what = if whole { "in all" } else { "read" };
+    format!("{}... [{total} bytes {what}]", &s[..end])
 }
 
 /// The JSON document `text` with the value of every object member whose name looks secret

@@ -477,7 +477,7 @@ impl fmt::Debug for HttpSignature {
 impl Signer for HttpSignature {
     async fn sign(&self, req: &mut Request) -> Result<(), Error> {
         if let Some(algorithm) = self.digest {
-            set_content_digest(req, algorithm)?;
+            set_content_digest(req, algorithm).await?;
         }
         let nonce = self.nonce.as_ref().map(|make| make());
         let (base, params) = self.base(req, nonce.as_deref())?;

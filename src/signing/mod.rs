@@ -214,6 +214,26 @@ pub struct Resigned;
 /// Place `Signing` *inside* `Retrying` and `Hedging`, next to the backend, so that every
 /// attempt is signed with a fresh timestamp, nonce and token.
 ///
+/// # Bodies
+///
+/// Most signers never look at the body. Those that hash it must send the hash before the body,
+/// so they read the whole body before it is sent, and what they can do depends on its kind:
+///
+/// | signer | buffered | replayable stream ([`Body::from_file`](crate::Body::from_file), [`Body::replayable`](crate::Body::replayable)) | one-shot stream |
+/// |---|---|---|---|
+/// | [`Bearer`], [`Basic`], [`ApiKey`], [`HttpSignature`] without a digest | not read | not read | not read |
+/// | [`ContentDigest`], [`HttpSignature::content_digest`] | hashed in memory | read once ahead, chunk by chunk into the hash (never gathered in memory), then sent from its start | refused: an [`ErrorKind::Signing`] error says it would have to be read twice; nothing is sent |
+/// | `SigV4` (feature `aws-sigv4`) | hashed in memory | read ahead the same way; its hash is signed | signed as `UNSIGNED-PAYLOAD`, which S3 accepts and most other services do not (see `SigV4`) |
+///
+/// The read-ahead happens on every signing, inside the async [`Signer::sign`], so with
+/// `Signing` inside `Retrying` a replayable body is read twice per attempt, and its content
+/// must be the same every time it is opened.
+///
+/// A signer that [resends](Signer::resends) after a rejection resends a buffered or
+/// replayable body from its start; a one-shot body was taken by the first send, so the
+/// rejection is returned as it is (the signer has still dropped its stale token, so the
+/// caller's next request gets a fresh one).
+///
 /// ```
 /// use http_doer::{Body, Doer, DoerExt, Signing, signing::Bearer, testing::ScriptedDoer};
 ///
@@ -325,7 +345,8 @@ impl<D: Doer, S: Signer> Doer for Signing<D, S> {
         }
         let sent = crate::testing::copy_request(&req);
         let resp = self.inner.execute(req).await.map_err(scrub)?;
-        if !self.signer.rejected(&sent, &resp).await {
+        // A one-shot body the first send took cannot be sent again.
+        if !self.signer.rejected(&sent, &resp).await || !sent.body().can_resend() {
             return Ok(resp);
         }
         drop(resp);

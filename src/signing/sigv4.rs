@@ -11,7 +11,9 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use http::{HeaderName, HeaderValue};
+use sha2::Sha256;
 
+use super::digest::hash_ahead;
 use super::util::signing_error;
 use super::{Clock, Signer, SystemClock};
 use crate::{Error, ErrorKind, Request};
@@ -28,6 +30,24 @@ const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-
 /// the canonical request. [`sign_payload_header`](Self::sign_payload_header) adds
 /// `X-Amz-Content-SHA256`, which S3 requires. Time comes from an injectable
 /// [`clock`](Self::clock).
+///
+/// # Bodies
+///
+/// SigV4 signs a hash of the payload, which the server checks against the body it receives:
+///
+/// | body | payload hash signed |
+/// |---|---|
+/// | buffered | the SHA-256 of its bytes |
+/// | replayable stream ([`Body::from_file`](crate::Body::from_file), [`Body::replayable`](crate::Body::replayable)) | the SHA-256 of the stream, read once ahead from a copy, chunk by chunk (never gathered in memory); the body is then sent from its start. Its content must not change between the two reads. |
+/// | one-shot stream | `UNSIGNED-PAYLOAD`, and `X-Amz-Content-SHA256: UNSIGNED-PAYLOAD` is added and signed (whatever [`sign_payload_header`](Self::sign_payload_header) says) so the server knows |
+///
+/// `UNSIGNED-PAYLOAD` is accepted by S3 (and services built on its protocol), not by most
+/// other AWS services, which reject such a request: send them a buffered or replayable body.
+/// [`unsigned_payload_for_streams`](Self::unsigned_payload_for_streams) signs replayable
+/// streams as `UNSIGNED-PAYLOAD` too, so that a large file sent to S3 is read only once.
+/// The streaming signature (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`: `aws-chunked` encoding, one
+/// signature per chunk) is not implemented: the `aws-sigv4` crate does not offer it, and S3,
+/// the service that takes it, takes `UNSIGNED-PAYLOAD` too.
 ///
 /// Re-signing replaces the headers an earlier signature added. The `aws-sigv4` crate logs the
 /// canonical request (session token included) at `TRACE`; http-doer silences those events
@@ -65,6 +85,17 @@ pub struct SigV4 {
     service: String,
     settings: SigningSettings,
     clock: Arc<dyn Clock>,
+    unsigned_streams: bool,
+}
+
+/// What SigV4 signs as the payload.
+enum Payload {
+    /// The buffered body's bytes, hashed by `aws-sigv4`.
+    Buffered,
+    /// The hex SHA-256 of a streamed body, read ahead.
+    Hash(String),
+    /// `UNSIGNED-PAYLOAD`.
+    Unsigned,
 }
 
 impl SigV4 {
@@ -85,6 +116,7 @@ impl SigV4 {
             service: service.into(),
             settings: SigningSettings::default(),
             clock: Arc::new(SystemClock),
+            unsigned_streams: false,
         }
     }
 
@@ -123,6 +155,27 @@ impl SigV4 {
         self
     }
 
+    /// Whether every streamed body, replayable ones too, is signed as `UNSIGNED-PAYLOAD`
+    /// (default `false`: a replayable stream is read ahead and its hash signed; see
+    /// [Bodies](Self#bodies)). For S3, where it saves reading a large upload twice.
+    pub fn unsigned_payload_for_streams(mut self, on: bool) -> Self {
+        self.unsigned_streams = on;
+        self
+    }
+
+    /// What to sign as the payload of `req`, reading a replayable stream ahead to hash it.
+    async fn payload(&self, req: &Request) -> Result<Payload, Error> {
+        let body = req.body();
+        Ok(if body.as_bytes().is_some() {
+            Payload::Buffered
+        } else if body.is_replayable() && !self.unsigned_streams {
+            let hash = hash_ahead::<Sha256>(body, "SigV4 payload hash").await?;
+            Payload::Hash(hex(&hash))
+        } else {
+            Payload::Unsigned
+        })
+    }
+
     /// The clock for `X-Amz-Date`; default [`SystemClock`].
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -130,15 +183,21 @@ impl SigV4 {
     }
 
     /// The headers to add, computed by `aws-sigv4`, without touching `req`.
-    fn instructions(&self, req: &Request) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
-        // aws-sigv4 panics on a URL without a host; refuse it here instead.
-        if req.uri().host().is_none() {
-            return Err(signing_error("SigV4 needs an absolute URL"));
-        }
-        let body = req
-            .body()
-            .as_bytes()
-            .ok_or_else(|| signing_error("SigV4 needs a buffered body"))?;
+    fn instructions(
+        &self,
+        req: &Request,
+        payload: &Payload,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+        let mut settings = self.settings.clone();
+        let body = match payload {
+            Payload::Buffered => SignableBody::Bytes(req.body().as_bytes().map_or(&[], |b| b)),
+            Payload::Hash(hash) => SignableBody::Precomputed(hash.clone()),
+            Payload::Unsigned => {
+                // The server must be told the payload is unsigned, else it hashes the body.
+                settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+                SignableBody::UnsignedPayload
+            }
+        };
         let headers = req
             .headers()
             .iter()
@@ -146,19 +205,14 @@ impl SigV4 {
             .collect::<Result<Vec<_>, http::header::ToStrError>>()
             .map_err(|_| signing_error("SigV4 cannot sign a header value that is not ASCII"))?;
         let uri = req.uri().to_string();
-        let signable = SignableRequest::new(
-            req.method().as_str(),
-            uri,
-            headers.into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| Error::new(ErrorKind::Signing, e))?;
+        let signable = SignableRequest::new(req.method().as_str(), uri, headers.into_iter(), body)
+            .map_err(|e| Error::new(ErrorKind::Signing, e))?;
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(&self.region)
             .name(&self.service)
             .time(self.clock.now())
-            .settings(self.settings.clone())
+            .settings(settings)
             .build()
             .map_err(|e| Error::new(ErrorKind::Signing, e))?
             .into();
@@ -200,18 +254,35 @@ impl fmt::Debug for SigV4 {
     }
 }
 
+/// Lowercase hex, as SigV4 writes a payload hash.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
+}
+
 #[async_trait]
 impl Signer for SigV4 {
     async fn sign(&self, req: &mut Request) -> Result<(), Error> {
+        // aws-sigv4 panics on a URL without a host; refuse it here, before reading any body.
+        if req.uri().host().is_none() {
+            return Err(signing_error("SigV4 needs an absolute URL"));
+        }
+        let payload = self.payload(req).await?;
         // Headers of an earlier signature would otherwise be signed as ordinary headers.
         let headers = req.headers_mut();
         headers.remove(http::header::AUTHORIZATION);
         headers.remove(X_AMZ_DATE);
         headers.remove(X_AMZ_SECURITY_TOKEN);
-        if self.settings.payload_checksum_kind == PayloadChecksumKind::XAmzSha256 {
+        if self.settings.payload_checksum_kind == PayloadChecksumKind::XAmzSha256
+            || matches!(payload, Payload::Unsigned)
+        {
             headers.remove(X_AMZ_CONTENT_SHA256);
         }
-        for (name, value) in self.instructions(req)? {
+        for (name, value) in self.instructions(req, &payload)? {
             req.headers_mut().insert(name, value);
         }
         Ok(())
@@ -222,6 +293,8 @@ impl Signer for SigV4 {
 mod tests {
     use super::*;
     use crate::Body;
+    use sha2::Digest as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn signer() -> SigV4 {
@@ -267,6 +340,110 @@ mod tests {
             assert!(twice.headers()[name].is_sensitive(), "{name}");
             assert_eq!(twice.headers().get_all(name).iter().count(), 1);
         }
+    }
+
+    /// A replayable body of `parts`, counting how often it is opened.
+    fn replayable(parts: &'static [&'static [u8]], opens: Arc<AtomicUsize>) -> Body {
+        Body::replayable(move || {
+            opens.fetch_add(1, Ordering::SeqCst);
+            Parts(parts.iter())
+        })
+    }
+
+    struct Parts(std::slice::Iter<'static, &'static [u8]>);
+    impl futures_core::Stream for Parts {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next().map(|p| Ok(bytes::Bytes::from_static(p))))
+        }
+    }
+
+    fn put(body: Body) -> Request {
+        http::Request::put("https://h.test/k").body(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_replayable_stream_is_signed_with_its_real_hash_as_if_buffered() {
+        let opens = Arc::new(AtomicUsize::new(0));
+        let with_header = signer().sign_payload_header(true);
+        let mut buffered = put(Body::from("hello, world"));
+        with_header.sign(&mut buffered).await.unwrap();
+        let mut streamed = put(replayable(&[b"hello", b", ", b"world"], opens.clone()));
+        with_header.sign(&mut streamed).await.unwrap();
+        assert_eq!(buffered.headers(), streamed.headers());
+        assert_eq!(
+            streamed.headers()["x-amz-content-sha256"],
+            hex(&Sha256::digest(b"hello, world"))
+        );
+        assert_eq!(opens.load(Ordering::SeqCst), 1, "read ahead once");
+        assert_eq!(streamed.into_body().bytes().await.unwrap(), "hello, world");
+        assert_eq!(opens.load(Ordering::SeqCst), 2);
+
+        // Without the header, the hash is still what is signed.
+        let mut buffered = put(Body::from("hello, world"));
+        signer().sign(&mut buffered).await.unwrap();
+        let mut streamed = put(replayable(&[b"hello, world"], opens.clone()));
+        signer().sign(&mut streamed).await.unwrap();
+        assert_eq!(buffered.headers(), streamed.headers());
+        assert!(streamed.headers().get("x-amz-content-sha256").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_one_shot_stream_is_signed_as_unsigned_payload_and_left_unread() {
+        let one_shot = || {
+            let parts: &'static [&'static [u8]] = &[b"hello, world"];
+            Body::from_stream(Parts(parts.iter()))
+        };
+        for header_on in [false, true] {
+            let sigv4 = signer().sign_payload_header(header_on);
+            let mut req = put(one_shot());
+            sigv4.sign(&mut req).await.unwrap();
+            assert_eq!(req.headers()["x-amz-content-sha256"], "UNSIGNED-PAYLOAD");
+            let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+            assert!(
+                auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date"),
+                "{auth}"
+            );
+            // Re-signing keeps one header, and the same signature.
+            sigv4.sign(&mut req).await.unwrap();
+            assert_eq!(
+                req.headers().get_all("x-amz-content-sha256").iter().count(),
+                1
+            );
+            assert_eq!(req.headers()["authorization"], auth.as_str());
+            assert_eq!(req.into_body().bytes().await.unwrap(), "hello, world");
+        }
+        // The signature differs from the one over the real hash.
+        let mut unsigned = put(one_shot());
+        signer().sign(&mut unsigned).await.unwrap();
+        let mut hashed = put(Body::from("hello, world"));
+        signer().sign(&mut hashed).await.unwrap();
+        assert_ne!(
+            unsigned.headers()["authorization"],
+            hashed.headers()["authorization"]
+        );
+    }
+
+    #[tokio::test]
+    async fn unsigned_payload_for_streams_skips_the_read_ahead() {
+        let opens = Arc::new(AtomicUsize::new(0));
+        let sigv4 = signer().unsigned_payload_for_streams(true);
+        let mut req = put(replayable(&[b"big"], opens.clone()));
+        sigv4.sign(&mut req).await.unwrap();
+        assert_eq!(req.headers()["x-amz-content-sha256"], "UNSIGNED-PAYLOAD");
+        assert_eq!(opens.load(Ordering::SeqCst), 0);
+        // A buffered body is still hashed.
+        let mut req = put(Body::from("small"));
+        sigv4.sign(&mut req).await.unwrap();
+        assert!(req.headers().get("x-amz-content-sha256").is_none());
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]
