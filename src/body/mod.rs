@@ -15,7 +15,7 @@ use crate::{Error, ErrorKind};
 mod stream;
 mod tap;
 
-pub(crate) use stream::{BoxError, CHUNK, to_io};
+pub(crate) use stream::{BoxError, to_io};
 use stream::{BoxStream, FileStream, HttpBodyStream, IoStream, Open};
 pub(crate) use tap::Tap;
 

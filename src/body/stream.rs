@@ -23,7 +23,7 @@ pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// How much a reader or a file is read at a time: large enough that a gigabyte is 16,384
 /// reads, small enough that a few chunks in flight stay well under a megabyte.
-pub(crate) const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// An error from a body's own stream: kept as it is when it already is an [`Error`] (a
 /// backend's, or one the caller made), else wrapped as [`ErrorKind::Body`].
