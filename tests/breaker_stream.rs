@@ -34,16 +34,6 @@ fn get(path: &str) -> Request {
         .unwrap()
 }
 
-/// A stream that yields its items at once, one per poll.
-struct Chunks(std::vec::IntoIter<io::Result<Bytes>>);
-
-impl Stream for Chunks {
-    type Item = io::Result<Bytes>;
-    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Poll::Ready(self.0.next())
-    }
-}
-
 /// A stream fed by the test, chunk by chunk, through a channel.
 struct Rx(mpsc::Receiver<io::Result<Bytes>>);
 
@@ -60,7 +50,7 @@ fn streamed(parts: &[&[u8]]) -> Body {
         .iter()
         .map(|p| Ok(Bytes::copy_from_slice(p)))
         .collect();
-    Body::from_stream(Chunks(items.into_iter()))
+    Body::from_stream(futures_util::stream::iter(items))
 }
 
 /// A streamed body that yields `first`, then fails.
@@ -72,7 +62,7 @@ fn breaking(first: &'static [u8]) -> Body {
             "reset mid-body",
         )),
     ];
-    Body::from_stream(Chunks(items.into_iter()))
+    Body::from_stream(futures_util::stream::iter(items))
 }
 
 /// What the host double answers next.

@@ -242,19 +242,7 @@ fn halves(
 ) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
     let mid = bytes.len() / 2;
     let parts = [bytes.slice(..mid), bytes.slice(mid..)];
-    Chunks(parts.into_iter().filter(|p| !p.is_empty()))
-}
-
-struct Chunks<I>(I);
-
-impl<I: Iterator<Item = bytes::Bytes> + Unpin> futures_core::Stream for Chunks<I> {
-    type Item = Result<bytes::Bytes, std::convert::Infallible>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        std::task::Poll::Ready(self.0.next().map(Ok))
-    }
+    futures_util::stream::iter(parts.into_iter().filter(|p| !p.is_empty()).map(Ok))
 }
 
 fn pick<T: Clone>(rng: &mut SmallRng, items: &[T]) -> T {

@@ -1118,19 +1118,7 @@ fn chunked_upload(len: usize) -> reqwest::Body {
         left -= n;
         (n > 0).then(|| Ok::<_, Infallible>(piece.slice(..n)))
     });
-    reqwest::Body::wrap_stream(StreamIter(pieces))
-}
-
-struct StreamIter<I>(I);
-
-impl<I: Iterator + Unpin> futures_core::Stream for StreamIter<I> {
-    type Item = I::Item;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<I::Item>> {
-        std::task::Poll::Ready(self.0.next())
-    }
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
 }
 
 #[tokio::test]

@@ -4,10 +4,8 @@
 //! `UNSIGNED-PAYLOAD`, and a rejected one-shot upload is not resent.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,21 +38,12 @@ impl Drop for TempFile {
 }
 
 /// A stream of fixed chunks.
-struct Chunks(std::vec::IntoIter<Bytes>);
-
-impl Stream for Chunks {
-    type Item = Result<Bytes, std::io::Error>;
-    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Poll::Ready(self.0.next().map(Ok))
-    }
-}
-
-fn chunks(parts: &[&'static str]) -> Chunks {
-    let parts: Vec<Bytes> = parts
+fn chunks(parts: &[&'static str]) -> impl Stream<Item = Result<Bytes, std::io::Error>> + use<> {
+    let parts: Vec<_> = parts
         .iter()
-        .map(|p| Bytes::from_static(p.as_bytes()))
+        .map(|p| Ok(Bytes::from_static(p.as_bytes())))
         .collect();
-    Chunks(parts.into_iter())
+    futures_util::stream::iter(parts)
 }
 
 /// What a test server received: each `Content-Digest` and body.

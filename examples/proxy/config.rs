@@ -19,7 +19,7 @@ pub struct Config {
     /// The timeout of one exchange with the backend, connect to last body byte
     /// (`RETTER_BACKEND_TIMEOUT`).
     pub backend_timeout: Duration,
-    /// The largest backend response body the proxy buffers (`RETTER_BACKEND_MAX_BODY`).
+    /// The largest backend response body the proxy passes on (`RETTER_BACKEND_MAX_BODY`).
     pub backend_max_body: u64,
     /// How long a good answer may be served stale while the circuit is open (`RETTER_CACHE_TTL`).
     pub cache_ttl: Duration,
@@ -85,7 +85,7 @@ const VARS: &[Var] = &[
     Var {
         name: "RETTER_BACKEND_MAX_BODY",
         default: "10485760",
-        help: "largest backend response body, in bytes (buffered)",
+        help: "largest backend response body, in bytes",
     },
     Var {
         name: "RETTER_CACHE_TTL",

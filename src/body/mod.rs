@@ -51,19 +51,13 @@ pub(crate) use tap::Tap;
 /// // A replayable stream: every copy streams the content again from the start.
 /// let chunks = || {
 ///     let parts = [Ok::<_, std::io::Error>(bytes::Bytes::from("he")), Ok("llo".into())];
-///     tokio_stream_iter(parts)
+///     futures_util::stream::iter(parts)
 /// };
 /// let body = Body::replayable(chunks);
 /// let copy = body.try_clone().expect("replayable");
 /// assert_eq!(body.bytes().await.unwrap(), "hello");
 /// assert_eq!(copy.bytes().await.unwrap(), "hello");
 /// # });
-/// # fn tokio_stream_iter<I: IntoIterator>(items: I) -> impl futures_core::Stream<Item = I::Item>
-/// # where I::IntoIter: Unpin { struct It<T>(T);
-/// #   impl<T: Iterator + Unpin> futures_core::Stream for It<T> { type Item = T::Item;
-/// #     fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>)
-/// #       -> std::task::Poll<Option<T::Item>> { std::task::Poll::Ready(self.0.next()) } }
-/// #   It(items.into_iter()) }
 /// ```
 #[derive(Default)]
 pub struct Body {

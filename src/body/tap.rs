@@ -137,17 +137,7 @@ mod tests {
     }
 
     fn stream_of(parts: Vec<Result<Bytes, Error>>) -> Body {
-        let mut parts = parts.into_iter();
-        let stream = std::iter::from_fn(move || parts.next());
-        Body::from_stream(Iter(stream))
-    }
-
-    struct Iter<I>(I);
-    impl<I: Iterator<Item = Result<Bytes, Error>> + Unpin> Stream for Iter<I> {
-        type Item = Result<Bytes, Error>;
-        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            Poll::Ready(self.0.next())
-        }
+        Body::from_stream(futures_util::stream::iter(parts))
     }
 
     #[tokio::test]

@@ -185,23 +185,12 @@ mod tests {
         Body::replayable(move || {
             opens.fetch_add(1, Ordering::SeqCst);
             let mut parts = parts.iter();
-            Iter(std::iter::from_fn(move || {
+            futures_util::stream::iter(std::iter::from_fn(move || {
                 parts
                     .next()
                     .map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from_static(p.as_bytes())))
             }))
         })
-    }
-
-    struct Iter<I>(I);
-    impl<I: Iterator + Unpin> futures_core::Stream for Iter<I> {
-        type Item = I::Item;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<I::Item>> {
-            std::task::Poll::Ready(self.0.next())
-        }
     }
 
     #[tokio::test]
@@ -241,7 +230,9 @@ mod tests {
     async fn a_one_shot_stream_is_refused_with_the_reason_and_left_unread() {
         let part = Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"data"));
         let mut req = http::Request::post("http://h.test/")
-            .body(Body::from_stream(Iter(std::iter::once(part))))
+            .body(Body::from_stream(futures_util::stream::iter(
+                std::iter::once(part),
+            )))
             .unwrap();
         let err = ContentDigest::sha256().sign(&mut req).await.unwrap_err();
         assert!(err.is_signing());
@@ -261,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_that_fails_while_read_ahead_is_a_signing_error_with_its_cause() {
         let failing = Body::replayable(|| {
-            Iter(std::iter::once(Err::<bytes::Bytes, _>(
+            futures_util::stream::iter(std::iter::once(Err::<bytes::Bytes, _>(
                 std::io::Error::other("disk gone"),
             )))
         });
