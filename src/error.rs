@@ -124,6 +124,17 @@ impl Error {
         self
     }
 
+    /// The same failure said again with `message`: the same kind, URL, attempts and wait, and
+    /// `self` as the source, so its own message is kept in the chain.
+    pub(crate) fn context(self, message: &'static str) -> Self {
+        let mut out = Error::from(self.inner.kind).with_message(message);
+        out.inner.url = self.inner.url.clone();
+        out.inner.attempts = self.inner.attempts;
+        out.inner.retry_after = self.inner.retry_after;
+        out.inner.source = Some(Box::new(self));
+        out
+    }
+
     /// Records how many attempts were made before giving up (set by retrying decorators).
     pub fn with_attempts(mut self, attempts: u32) -> Self {
         self.inner.attempts = Some(attempts);

@@ -9,6 +9,7 @@ use super::{
     MAX_RESPONSE_HEADERS_CEILING, Settings, check_head, frame_empty_body, is_tls_failure,
     too_large, too_many_headers,
 };
+use crate::body::HttpBodyStream;
 use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 
 /// A [`Doer`] backed by a [`reqwest::Client`] (feature `reqwest`, on by default).
@@ -260,34 +261,6 @@ fn is_head_too_large(e: &reqwest::Error) -> bool {
     false
 }
 
-/// A streamed response's body: reqwest's chunks, its errors mapped as the exchange's are.
-struct Chunks {
-    body: reqwest::Body,
-    uri: http::Uri,
-}
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<Bytes, Error>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use http_body::Body as _;
-        loop {
-            let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
-            return std::task::Poll::Ready(match frame {
-                None => None,
-                Some(Err(e)) => Some(Err(map_error(e, &self.uri))),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => Some(Ok(data)),
-                    Err(_trailers) => continue,
-                },
-            });
-        }
-    }
-}
-
 impl Exchange for ReqwestDoer {
     async fn exchange(&self, req: &Request, body: Body) -> Result<Response, Error> {
         let uri = req.uri();
@@ -305,10 +278,9 @@ impl Exchange for ReqwestDoer {
             *out.status_mut() = resp.status();
             *out.version_mut() = resp.version();
             *out.headers_mut() = std::mem::take(resp.headers_mut());
-            let chunks = Chunks {
-                body: reqwest::Body::from(resp),
-                uri: uri.clone(),
-            };
+            let uri = uri.clone();
+            let chunks =
+                HttpBodyStream::new(reqwest::Body::from(resp), move |e| map_error(e, &uri));
             *out.body_mut() = Body::streamed(Box::pin(chunks), len, Some(limit));
             return Ok(out);
         }

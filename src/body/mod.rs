@@ -15,8 +15,9 @@ use crate::{Error, ErrorKind};
 mod stream;
 mod tap;
 
+pub(crate) use stream::HttpBodyStream;
 pub(crate) use stream::{BoxError, to_io};
-use stream::{BoxStream, FileStream, HttpBodyStream, IoStream, Open};
+use stream::{BoxStream, FileStream, IoStream, Open, body_error};
 pub(crate) use tap::Tap;
 
 /// The body of a [`Request`](crate::Request) or a [`Response`](crate::Response).
@@ -165,7 +166,8 @@ impl Body {
         B::Error: Into<BoxError>,
     {
         let len = http_body::Body::size_hint(&body).exact();
-        Self::one_shot(Box::pin(HttpBodyStream(Box::pin(body))), len)
+        let stream = HttpBodyStream::new(Box::pin(body), |e: B::Error| body_error(e));
+        Self::one_shot(Box::pin(stream), len)
     }
 
     fn one_shot(stream: BoxStream, len: Option<u64>) -> Self {

@@ -224,21 +224,31 @@ pub(crate) fn to_io(e: Error) -> io::Error {
     io::Error::new(kind, e)
 }
 
-/// The frames of an `http_body::Body` as chunks; trailers are dropped.
-pub(crate) struct HttpBodyStream<B>(pub(crate) B);
+/// The frames of an `http_body::Body` as chunks, its errors turned into [`Error`]s by
+/// `map_err`; trailers are dropped.
+pub(crate) struct HttpBodyStream<B, F> {
+    body: B,
+    map_err: F,
+}
 
-impl<B> Stream for HttpBodyStream<B>
+impl<B, F> HttpBodyStream<B, F> {
+    pub(crate) fn new(body: B, map_err: F) -> Self {
+        HttpBodyStream { body, map_err }
+    }
+}
+
+impl<B, F> Stream for HttpBodyStream<B, F>
 where
     B: http_body::Body + Unpin,
-    B::Error: Into<BoxError>,
+    F: FnMut(B::Error) -> Error + Unpin,
 {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            match ready!(Pin::new(&mut self.0).poll_frame(cx)) {
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 None => return Poll::Ready(None),
-                Some(Err(e)) => return Poll::Ready(Some(Err(body_error(e)))),
+                Some(Err(e)) => return Poll::Ready(Some(Err((self.map_err)(e)))),
                 Some(Ok(frame)) => {
                     if let Ok(mut data) = frame.into_data() {
                         let chunk = data.copy_to_bytes(data.remaining());

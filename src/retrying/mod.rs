@@ -494,13 +494,7 @@ fn poll_once<F: Future + Unpin>(fut: &mut F) -> impl Future<Output = Poll<F::Out
 /// Labels the outcome with the number of attempts made.
 /// The error of an attempt that would have been retried but for its one-shot body.
 fn not_resent(err: Error) -> Error {
-    let uri = err.url().map(str::to_owned);
-    let mut out = Error::new(err.kind(), err)
-        .with_message("not retried: the one-shot request body was already sent");
-    if let Some(uri) = uri.and_then(|u| u.parse().ok()) {
-        out = out.with_url(&uri);
-    }
-    out
+    err.context("not retried: the one-shot request body was already sent")
 }
 
 fn finish(outcome: Result<Response, Error>, attempts: u32) -> Result<Response, Error> {
