@@ -525,3 +525,51 @@ fn fill(mut offset: u64, buf: &mut [u8]) {
         offset += n as u64;
     }
 }
+
+// The client reads two headers a server writes; neither reader may panic on any text, and each
+// reads back what a server would write.
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn content_range_reads_what_is_written_and_never_panics(
+            first in any::<u64>(), last in any::<u64>(), len in any::<u64>(), junk in ".{0,40}",
+        ) {
+            let written = format!("bytes {first}-{last}/{len}");
+            prop_assert_eq!(parse_content_range(&written), Some((first, last, len)));
+            let _ = parse_content_range(&junk);
+            let _ = parse_content_range(&format!("bytes {junk}"));
+        }
+
+        #[test]
+        fn repr_digest_reads_a_sha256_member_and_never_panics(
+            digest in proptest::collection::vec(any::<u8>(), 32), junk in ".{0,60}",
+        ) {
+            let value = format!("sha-512=:AAAA:, sha-256=:{}:", BASE64.encode(&digest));
+            let mut headers = HeaderMap::new();
+            headers.insert(REPR_DIGEST, value.parse().unwrap());
+            prop_assert_eq!(repr_sha256(&headers), Some(digest));
+            if let Ok(junk) = junk.parse() {
+                headers.insert(REPR_DIGEST, junk);
+                let _ = repr_sha256(&headers);
+            }
+        }
+    }
+
+    #[test]
+    fn odd_content_ranges_are_refused() {
+        for odd in [
+            "bytes */100",
+            "bytes 1-2",
+            "bytes -1-2/3",
+            "items 0-1/2",
+            "bytes 0-1/*",
+        ] {
+            assert_eq!(parse_content_range(odd), None, "{odd}");
+        }
+    }
+}
