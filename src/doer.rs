@@ -80,3 +80,16 @@ impl<D: Doer + ?Sized> Doer for Arc<D> {
         (**self).execute(req).await
     }
 }
+
+/// Copies a request for another send: method, URI, version, headers, extensions, and the body
+/// shared ([`Body::share`]: O(1) for a buffered or replayable body, the same slot for a
+/// one-shot stream). The layers that resend (Retrying, Hedging, Signing) keep one such copy.
+pub(crate) fn copy_request(req: &Request) -> Request {
+    let mut copy = http::Request::new(req.body().share());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    copy
+}

@@ -48,13 +48,7 @@ pub fn response(status: u16, body: impl Into<Body>) -> Response {
 /// it (the other's read fails with [`ErrorKind::Body`]). That is how a retry layer sends a
 /// one-shot body and can still tell afterwards whether any of it was taken.
 pub fn copy_request(req: &Request) -> Request {
-    let mut copy = http::Request::new(req.body().share());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
-    copy
+    crate::doer::copy_request(req)
 }
 
 /// A Doer made from a closure; see [`doer_fn`].

@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::Config;
 use super::report::{Counters, HedgeReport, add};
-use crate::testing::copy_request;
+use crate::doer::copy_request;
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
 type CopyFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;

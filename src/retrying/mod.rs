@@ -25,7 +25,7 @@ pub use backoff::{Backoff, Delays, Jitter};
 pub use budget::RetryBudget;
 pub use classify::{Decision, IDEMPOTENCY_KEY, default_classifier, is_idempotent};
 
-use crate::testing::copy_request;
+use crate::doer::copy_request;
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
 /// Retries after the first attempt, unless set otherwise: 3 (so at most 4 attempts).

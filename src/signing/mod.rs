@@ -343,7 +343,7 @@ impl<D: Doer, S: Signer> Doer for Signing<D, S> {
         if !self.signer.resends() {
             return self.inner.execute(req).await.map_err(scrub);
         }
-        let sent = crate::testing::copy_request(&req);
+        let sent = crate::doer::copy_request(&req);
         let resp = self.inner.execute(req).await.map_err(scrub)?;
         // A one-shot body the first send took cannot be sent again.
         if !self.signer.rejected(&sent, &resp).await || !sent.body().can_resend() {

@@ -333,7 +333,7 @@ mod tests {
             .body(Body::from("x"))
             .unwrap();
         signer.sign(&mut once).await.unwrap();
-        let mut twice = crate::testing::copy_request(&once);
+        let mut twice = crate::doer::copy_request(&once);
         signer.sign(&mut twice).await.unwrap();
         assert_eq!(once.headers(), twice.headers());
         for name in ["authorization", "x-amz-security-token"] {

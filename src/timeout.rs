@@ -1,0 +1,1 @@
+//! [`Timeout`]: a deadline for one call (work in progress).

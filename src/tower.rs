@@ -1,0 +1,1 @@
+//! Adapters between [`Doer`](crate::Doer) and `tower::Service` (work in progress).
