@@ -2,50 +2,56 @@
 //!
 //! Starts a small HTTP server on a free loopback port, in this process, then:
 //! 1. calls it through both backends, bare;
-//! 2. calls it through the full recommended stack, outermost first:
+//! 2. calls it through the README's stack, outermost first:
 //!    Logging -> Retrying -> Hedging -> Breaker (serve-stale) -> Signing -> ReqwestDoer,
-//!    and prints what each layer did.
+//!    and prints, per route, what the server saw and what each layer did.
 //!
-//! No internet needed; it ends in about a second.
+//! No internet needed; it ends in about a second. `RUST_LOG=http_doer=debug` shows the
+//! Logging decorator's events too (one per call), through `tracing-subscriber`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use http_doer::breaker::{ServeStale, ServedStale};
-use http_doer::hedging::HedgeReport;
+use http_doer::breaker::{ServeStale, StaleAnswer};
+use http_doer::hedging::HedgeStats;
 use http_doer::logging::KeepLog;
 use http_doer::retrying::{Attempts, Backoff};
 use http_doer::signing::Bearer;
-use http_doer::{Body, Doer, DoerExt, ReqwestDoer, Response, UreqDoer};
+use http_doer::{Body, Doer, DoerExt, ReqwestDoer, UreqDoer};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let addr = start_server().await?;
-    println!("http-doer quickstart: local server on http://{addr}\n");
-    backends(addr).await?;
-    full_stack(addr).await?;
+    // Silent unless RUST_LOG asks: the example prints its own account below.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("off"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let server = Server::start().await?;
+    println!("http-doer quickstart: local server on http://{}\n", server.addr);
+    backends(&server).await?;
+    full_stack(&server).await?;
     println!("done");
     Ok(())
 }
 
 /// Both backends, bare: same requests, same answers, same error kinds.
-async fn backends(addr: SocketAddr) -> Result<(), BoxError> {
+async fn backends(server: &Server) -> Result<(), BoxError> {
     let backends: [(&str, Box<dyn Doer>); 2] = [
         ("reqwest", ReqwestDoer::new().boxed()),
         ("ureq", UreqDoer::new().boxed()),
     ];
     for (name, doer) in &backends {
-        println!("{name}:");
+        println!("{name}, bare:");
         for (method, path, body) in [
             ("GET", "/hello", ""),
             ("POST", "/echo", "ping"),
@@ -53,7 +59,7 @@ async fn backends(addr: SocketAddr) -> Result<(), BoxError> {
         ] {
             let req = http::Request::builder()
                 .method(method)
-                .uri(format!("http://{addr}{path}"))
+                .uri(server.url(path))
                 .body(Body::from(body))?;
             let started = Instant::now();
             let resp = doer.execute(req).await?;
@@ -74,18 +80,19 @@ async fn backends(addr: SocketAddr) -> Result<(), BoxError> {
             err.kind()
         );
     }
+    server.seen.lock().expect("not poisoned").clear();
     Ok(())
 }
 
-/// The recommended stack against routes that misbehave on purpose.
-async fn full_stack(addr: SocketAddr) -> Result<(), BoxError> {
+/// The README's stack against routes that misbehave on purpose.
+async fn full_stack(server: &Server) -> Result<(), BoxError> {
     let log = KeepLog::new(50);
     let stack = ReqwestDoer::new()
         .signing(Bearer::new("demo-token")?)
         .breaker()
         .consecutive_failures(3)
         .serve_stale(ServeStale::new(Duration::from_secs(60)))
-        .on_state_change(|c| println!("  [breaker] {}: {} -> {}", c.key, c.from, c.to))
+        .on_state_change(|c| println!("    breaker: {} went {} -> {}", c.key, c.from, c.to))
         .hedging()
         .fixed_delay(Duration::from_millis(20))
         .retrying()
@@ -93,133 +100,204 @@ async fn full_stack(addr: SocketAddr) -> Result<(), BoxError> {
         .backoff(Backoff::exponential(Duration::from_millis(5)))
         .logging()
         .keep_log(log.clone());
+    // The layers, reached through the stack for their counters: Logging -> Retrying -> Hedging.
+    let hedging = stack.get_ref().get_ref();
 
     println!("full stack: Logging -> Retrying -> Hedging -> Breaker -> Signing -> ReqwestDoer");
-    // `/flaky` fails twice with 503, then answers: Retrying absorbs the failures.
-    // `/private` answers 401 without the Bearer token that Signing adds.
-    // `/slow-once` stalls its first answer for 2 s: after 20 ms Hedging sends a second copy,
-    // which wins, and the stalled one is dropped.
-    // `/status` answers twice, then the host "goes down" (503 for good): the breaker opens and
-    // answers GETs with the last good response, marked stale, without calling the host.
-    for path in [
-        "/flaky",
-        "/private",
-        "/slow-once",
-        "/status",
-        "/status",
-        "/status",
-        "/status",
-        "/status",
-    ] {
-        let req = http::Request::get(format!("http://{addr}{path}")).body(Body::empty())?;
+    let routes = [
+        ("/flaky", "fails twice with 503, then answers"),
+        ("/private", "answers 401 without the Bearer token that Signing adds"),
+        ("/slow-once", "stalls its first answer for 2 s"),
+        ("/status", "answers twice, then the host goes down (503 for good)"),
+        ("/status", ""),
+        ("/status", ""),
+        ("/status", ""),
+    ];
+    for (path, what) in routes {
+        if !what.is_empty() {
+            println!("\n  {path}: {what}");
+        }
+        let before = hedging.stats();
+        let req = http::Request::get(server.url(path)).body(Body::empty())?;
         let started = Instant::now();
-        match stack.execute(req).await {
-            Ok(resp) => println!(
-                "  GET {path:<10} -> {} in {}",
-                describe(resp).await?,
-                ms(started)
-            ),
-            Err(err) => println!("  GET {path:<10} -> error: {err}"),
+        let result = stack.execute(req).await;
+        let took = ms(started);
+        let hedged = Delta(before, hedging.stats());
+        match result {
+            Ok(resp) => {
+                let attempts = resp.extensions().get::<Attempts>().map_or(1, |a| a.0);
+                let stale = resp.extensions().get::<StaleAnswer>().cloned();
+                let status = resp.status();
+                let text = resp.into_body().text().await?;
+                println!("    GET {path} -> {status} {text:?} in {took}");
+                println!("    server saw: {}", server.take_seen());
+                println!("    Retrying: {}", retries(attempts));
+                println!("    Hedging: {hedged}");
+                if let Some(stale) = stale {
+                    println!(
+                        "    Breaker: circuit open, answered from the last good response ({} ms old)",
+                        stale.age.as_millis()
+                    );
+                }
+            }
+            Err(err) => {
+                println!("    GET {path} -> error {:?}: {err} in {took}", err.kind());
+                println!("    server saw: {}", server.take_seen());
+            }
         }
     }
-    println!("\nkept log (Logging's bounded in-memory log, secrets redacted):\n{log}");
+    println!("\nLogging kept one entry per call (bounded, secrets redacted):\n{log}");
     Ok(())
 }
 
-async fn describe(resp: Response) -> Result<String, BoxError> {
-    let attempts = resp.extensions().get::<Attempts>().map_or(1, |a| a.0);
-    let stale = resp.extensions().get::<ServedStale>().map(|s| s.age);
-    let hedged = resp
-        .extensions()
-        .get::<HedgeReport>()
-        .filter(|h| h.hedge_won())
-        .map(|h| h.copies_sent);
-    let status = resp.status();
-    let text = resp.into_body().text().await?;
-    let mut out = format!("{status} {text:?}, {attempts} attempt(s)");
-    if let Some(copies) = hedged {
-        out.push_str(&format!(", won by a hedge ({copies} copies sent)"));
+fn retries(attempts: u32) -> String {
+    match attempts {
+        1 => "1 attempt, no retry".to_owned(),
+        2 => "2 attempts (1 retry)".to_owned(),
+        n => format!("{n} attempts ({} retries)", n - 1),
     }
-    if let Some(age) = stale {
-        out.push_str(&format!(
-            ", served stale ({} ms old) by the open breaker",
-            age.as_millis()
-        ));
+}
+
+/// What Hedging did during one call: the difference of its counters.
+struct Delta(HedgeStats, HedgeStats);
+
+impl std::fmt::Display for Delta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b) = (&self.0, &self.1);
+        let copies = b.copies_sent - a.copies_sent;
+        let calls = b.calls - a.calls;
+        let extra = copies.saturating_sub(calls);
+        // Copies go down the stack: the breaker below may answer some without the host.
+        write!(f, "{copies} request(s) sent down for {calls} attempt(s)")?;
+        if extra > 0 {
+            write!(f, ", {extra} of them extra copies")?;
+        }
+        if b.hedge_wins > a.hedge_wins {
+            write!(f, ", a copy won")?;
+        }
+        let failed = b.failed_copies - a.failed_copies;
+        if failed > 0 {
+            write!(f, ", {failed} answered unacceptably")?;
+        }
+        let cancelled = b.cancelled_copies - a.cancelled_copies;
+        if cancelled > 0 {
+            write!(f, ", {cancelled} dropped unanswered")?;
+        }
+        Ok(())
     }
-    Ok(out)
 }
 
 fn ms(started: Instant) -> String {
     format!("{:.1} ms", started.elapsed().as_secs_f64() * 1e3)
 }
 
-/// Counts calls per misbehaving route.
+/// A tiny hyper server with a few routes that behave and a few that misbehave on purpose. It
+/// notes what it answers, so the example can show what really reached the host.
+struct Server {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    async fn start() -> std::io::Result<Server> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let routes = Arc::new(Routes {
+            seen: Arc::clone(&seen),
+            ..Routes::default()
+        });
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let routes = Arc::clone(&routes);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let routes = Arc::clone(&routes);
+                        async move { Ok::<_, Infallible>(routes.answer(req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    let _ = conn.await;
+                });
+            }
+        });
+        Ok(Server { addr, seen })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What the server answered since the last call, in order.
+    fn take_seen(&self) -> String {
+        let seen = std::mem::take(&mut *self.seen.lock().expect("not poisoned"));
+        match seen.len() {
+            0 => "nothing (no request reached the host)".to_owned(),
+            n => format!("{n} request(s): {}", seen.join(", ")),
+        }
+    }
+}
+
 #[derive(Default)]
-struct Counters {
+struct Routes {
     flaky: AtomicUsize,
     slow_once: AtomicUsize,
     status: AtomicUsize,
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
-/// A tiny hyper server with a few routes that behave, and a few that misbehave on purpose.
-async fn start_server() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let counters = Arc::new(Counters::default());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let counters = Arc::clone(&counters);
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let counters = Arc::clone(&counters);
-                    async move { Ok::<_, Infallible>(route(req, &counters).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let _ = conn.await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-async fn route(
-    req: hyper::Request<hyper::body::Incoming>,
-    counters: &Counters,
-) -> hyper::Response<Full<Bytes>> {
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .is_some_and(|v| v == "Bearer demo-token");
-    let (status, body): (u16, Bytes) = match req.uri().path() {
-        "/hello" => (200, "hello from the local server".into()),
-        "/echo" => (
-            200,
-            req.into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default(),
-        ),
-        "/flaky" if counters.flaky.fetch_add(1, Ordering::SeqCst) < 2 => (503, "busy".into()),
-        "/flaky" => (200, "third time lucky".into()),
-        "/slow-once" => {
-            if counters.slow_once.fetch_add(1, Ordering::SeqCst) == 0 {
-                tokio::time::sleep(Duration::from_secs(2)).await;
+impl Routes {
+    async fn answer(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<Full<Bytes>> {
+        let authorized = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer demo-token");
+        let (status, body): (u16, Bytes) = match req.uri().path() {
+            "/hello" => (200, "hello from the local server".into()),
+            "/echo" => (
+                200,
+                req.into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default(),
+            ),
+            "/flaky" if self.flaky.fetch_add(1, Ordering::SeqCst) < 2 => (503, "busy".into()),
+            "/flaky" => (200, "third time lucky".into()),
+            "/slow-once" => {
+                if self.slow_once.fetch_add(1, Ordering::SeqCst) == 0 {
+                    self.note("stalled 2 s (its caller had moved on)".to_owned());
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    return reply(200, "too late".into());
+                }
+                (200, "fast enough".into())
             }
-            (200, "fast enough".into())
-        }
-        "/private" if authorized => (200, "welcome, token holder".into()),
-        "/private" => (401, "who are you?".into()),
-        "/status" if counters.status.fetch_add(1, Ordering::SeqCst) < 2 => (200, "all good".into()),
-        "/status" => (503, "down".into()),
-        _ => (404, "not here".into()),
-    };
-    let resp = hyper::Response::builder()
+            "/private" if authorized => (200, "welcome, token holder".into()),
+            "/private" => (401, "who are you?".into()),
+            "/status" if self.status.fetch_add(1, Ordering::SeqCst) < 2 => {
+                (200, "all good".into())
+            }
+            "/status" => (503, "down".into()),
+            _ => (404, "not here".into()),
+        };
+        self.note(status.to_string());
+        reply(status, body)
+    }
+
+    fn note(&self, what: String) {
+        self.seen.lock().expect("not poisoned").push(what);
+    }
+}
+
+fn reply(status: u16, body: Bytes) -> hyper::Response<Full<Bytes>> {
+    hyper::Response::builder()
         .status(status)
-        .body(Full::new(body));
-    resp.expect("a valid response")
+        .body(Full::new(body))
+        .expect("a valid response")
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::HeaderValue;
 use http_doer::breaker::{
-    Outcome, Probe, ServeStale, ServedStale, StaleReason, State, StateChange, default_outcome,
+    Probe, ServeStale, StaleAnswer, StaleReason, State, StateChange, Verdict, default_verdict,
 };
 use http_doer::testing::{ScriptedDoer, response};
 use http_doer::{Body, Breaker, Doer, DoerExt, Error, ErrorKind, Request, Response};
@@ -125,7 +125,7 @@ async fn text(resp: Response) -> String {
 }
 
 fn stale_reason(resp: &Response) -> Option<StaleReason> {
-    resp.extensions().get::<ServedStale>().map(|s| s.reason)
+    resp.extensions().get::<StaleAnswer>().map(|s| s.reason)
 }
 
 /// Records every state change the hook sees.
@@ -336,7 +336,7 @@ async fn outcomes_from_an_older_generation_are_ignored() {
 async fn classifier_decides_what_counts() {
     let host = Host::default();
     host.set_down(true);
-    let lenient = Breaker::new(host.clone()).classify(|_| Outcome::Success);
+    let lenient = Breaker::new(host.clone()).classify(|_| Verdict::Success);
     for _ in 0..10 {
         assert_eq!(status(&lenient, get("/")).await, 503);
     }
@@ -351,8 +351,8 @@ async fn classifier_decides_what_counts() {
     let strict = Breaker::new(backend)
         .consecutive_failures(2)
         .classify(|r| match r {
-            Ok(resp) if resp.status() == 429 => Outcome::Failure,
-            other => default_outcome(other),
+            Ok(resp) if resp.status() == 429 => Verdict::Failure,
+            other => default_verdict(other),
         });
     assert_eq!(status(&strict, get("/")).await, 429);
     let err = strict.execute(get("/")).await.unwrap_err();
@@ -981,4 +981,74 @@ async fn breaker_is_a_doer_behind_dyn_and_clones_share_circuits() {
     assert_eq!(breaker.get_ref().calls(), 1);
     let debug = format!("{breaker:?}");
     assert!(debug.contains("consecutive_failures: 1"), "{debug}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn builder_calls_keep_the_state_until_the_breaker_is_cloned() {
+    let (host, breaker) = down_host(1);
+    assert_eq!(status(&breaker, get("/")).await, 503);
+    // Not shared yet: the settings change in place, and the tripped circuit stays.
+    let breaker = breaker
+        .open_duration(Duration::from_secs(60))
+        .half_open_probes(2)
+        .max_circuits(8)
+        .classify(default_verdict)
+        .on_state_change(|_| {})
+        .serve_stale(ServeStale::new(Duration::from_secs(1)));
+    assert_eq!(breaker.state(HOST), State::Open);
+
+    // A clone shares the state; a builder call on a shared breaker gives it state of its own
+    // and leaves the others' settings and circuits alone.
+    let handle = breaker.clone();
+    let other = breaker.clone().consecutive_failures(3);
+    assert_eq!(handle.state(HOST), State::Open);
+    assert_eq!(other.state(HOST), State::Closed);
+    host.set_down(false);
+    assert_eq!(status(&other, get("/")).await, 200);
+    assert!(
+        breaker
+            .execute(get("/"))
+            .await
+            .unwrap_err()
+            .is_breaker_open()
+    );
+    assert!(format!("{other:?}").contains("consecutive_failures: 3"));
+    assert!(format!("{handle:?}").contains("consecutive_failures: 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_window_or_key_drops_the_circuits_made_before() {
+    for reshape in [
+        (|b: Breaker<Host>| b.window(Duration::from_secs(5))) as fn(Breaker<Host>) -> _,
+        |b: Breaker<Host>| b.key_by(|req| req.uri().path().to_owned()),
+    ] {
+        let (host, breaker) = down_host(1);
+        assert_eq!(status(&breaker, get("/")).await, 503);
+        // The thread's cached circuit must not outlive the change either.
+        let breaker = reshape(breaker);
+        assert!(breaker.snapshots().is_empty());
+        host.set_down(false);
+        assert_eq!(status(&breaker, get("/")).await, 200);
+        assert_eq!(host.calls(), 2);
+    }
+}
+
+#[tokio::test]
+async fn accessors_and_old_names() {
+    let mut breaker = Breaker::new(ScriptedDoer::new().then_status(204));
+    let inner: &mut ScriptedDoer = breaker.get_mut();
+    assert_eq!(inner.calls(), 0);
+    assert_eq!(breaker.get_ref().calls(), 0);
+    let backend = breaker.into_inner();
+    #[allow(deprecated)]
+    {
+        use http_doer::breaker::{Outcome, ServedStale, default_outcome};
+        let doer = backend.breaker().classify(|r| match default_outcome(r) {
+            Outcome::Failure => Outcome::Failure,
+            other => other,
+        });
+        let resp = doer.execute(get("/")).await.unwrap();
+        assert_eq!(resp.status(), 204);
+        assert!(resp.extensions().get::<ServedStale>().is_none());
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http_doer::breaker::{Probe, ServeStale, ServedStale, StaleReason, State, StateChange};
+use http_doer::breaker::{Probe, ServeStale, StaleAnswer, StaleReason, State, StateChange};
 use http_doer::{Body, Breaker, Doer, DoerExt, Error, ErrorKind, Request, ReqwestDoer, Response};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -334,7 +334,7 @@ async fn end_to_end_host_goes_down_and_comes_back() {
 
     // Open: the last good answer for /data, marked stale; nothing for /other.
     let resp = breaker.execute(get(port, "/data")).await.unwrap();
-    let served = *resp.extensions().get::<ServedStale>().unwrap();
+    let served = *resp.extensions().get::<StaleAnswer>().unwrap();
     assert_eq!(served.reason, StaleReason::Rejected);
     assert!(resp.headers().contains_key("age"));
     assert_eq!(resp.into_body().text().await.unwrap(), "hello 1");
@@ -350,7 +350,7 @@ async fn end_to_end_host_goes_down_and_comes_back() {
     // After the open period the probe goes through and closes the circuit.
     tokio::time::sleep(wait + Duration::from_millis(50)).await;
     let resp = breaker.execute(get(port, "/data")).await.unwrap();
-    assert!(resp.extensions().get::<ServedStale>().is_none());
+    assert!(resp.extensions().get::<StaleAnswer>().is_none());
     assert_eq!(resp.into_body().text().await.unwrap(), "hello 2");
     assert_eq!(breaker.state(&key), State::Closed);
     let resp = breaker.execute(get(port, "/other")).await.unwrap();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use http_doer::breaker::{Outcome, ServeStale, ServedStale, StaleReason, State, default_outcome};
+use http_doer::breaker::{ServeStale, StaleAnswer, StaleReason, State, Verdict, default_verdict};
 use http_doer::testing::{doer_fn, response};
 use http_doer::{
     Body, Breaker, Doer, DoerExt, Error, ErrorKind, Request, ReqwestDoer, Response, ResponseMode,
@@ -158,7 +158,7 @@ async fn a_streamed_answer_within_the_bound_is_kept_when_it_ends_and_served_stal
     }
     assert_eq!(doer.state(HOST), State::Open);
     let stale = doer.execute(get("/item")).await.unwrap();
-    let marker = stale.extensions().get::<ServedStale>().copied().unwrap();
+    let marker = stale.extensions().get::<StaleAnswer>().copied().unwrap();
     assert_eq!(marker.reason, StaleReason::Rejected);
     assert_eq!(stale.into_body().text().await.unwrap(), "/item v1");
     assert_eq!(host.calls(), 3);
@@ -180,7 +180,7 @@ async fn a_newer_streamed_answer_replaces_the_older_one_only_when_it_ends() {
     assert_eq!(served.into_body().text().await.unwrap(), "/item v1");
     assert_eq!(v2.into_body().text().await.unwrap(), "/item v2");
     let served = doer.execute(get("/item")).await.unwrap();
-    assert!(served.extensions().get::<ServedStale>().is_some());
+    assert!(served.extensions().get::<StaleAnswer>().is_some());
     assert_eq!(served.into_body().text().await.unwrap(), "/item v2");
 }
 
@@ -327,7 +327,7 @@ async fn of_two_bodies_ending_out_of_order_the_later_answer_stays() {
     // The host fails the next call: the answer served is the one whose head came later.
     let served = doer.execute(down(get("/race"))).await.unwrap();
     assert_eq!(
-        served.extensions().get::<ServedStale>().unwrap().reason,
+        served.extensions().get::<StaleAnswer>().unwrap().reason,
         StaleReason::Failed
     );
     assert_eq!(served.into_body().text().await.unwrap(), "later");
@@ -385,8 +385,8 @@ async fn the_classifier_decides_what_a_body_error_counts_as() {
     let host = Host::new();
     let doer = host.doer().breaker().consecutive_failures(1).classify(
         |result: &Result<Response, Error>| match result {
-            Err(e) if e.kind() == ErrorKind::Body => Outcome::Ignored,
-            other => default_outcome(other),
+            Err(e) if e.kind() == ErrorKind::Body => Verdict::Ignored,
+            other => default_verdict(other),
         },
     );
     host.set(Mode::Breaks);
@@ -483,7 +483,7 @@ async fn over_loopback_a_streamed_answer_is_kept_and_served_while_open() {
         .unwrap();
     assert_eq!(doer.execute(down).await.unwrap().status(), 503);
     let stale = doer.execute(req()).await.unwrap();
-    assert!(stale.extensions().get::<ServedStale>().is_some());
+    assert!(stale.extensions().get::<StaleAnswer>().is_some());
     assert_eq!(stale.into_body().bytes().await.unwrap(), body);
 }
 

@@ -656,3 +656,28 @@ async fn a_delay_too_long_for_a_timer_means_never_hedge() {
     assert_eq!(resp.into_body().text().await.unwrap(), "original");
     assert_eq!(backend.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn accessors_debug_and_defaults_follow_the_decorator_shape() {
+    use http_doer::hedging::{DEFAULT_MAX_COPIES, DEFAULT_METHODS};
+    let mut hedged = ScriptedDoer::new().then_status(200).hedging();
+    assert_eq!(hedged.get_mut().calls(), 0);
+    let debug = format!("{hedged:?}");
+    assert!(debug.contains("inner: ScriptedDoer"), "{debug}");
+    assert!(
+        debug.contains(&format!("max_copies: {DEFAULT_MAX_COPIES}")),
+        "{debug}"
+    );
+    assert!(debug.contains(&format!("{DEFAULT_METHODS:?}")), "{debug}");
+    assert!(debug.ends_with(".. }"), "{debug}");
+
+    // Clones share the counters; the old accessor still answers, with a warning.
+    let clone = hedged.clone();
+    assert_eq!(clone.execute(get()).await.unwrap().status(), 200);
+    assert_eq!(hedged.stats().calls, 1);
+    #[allow(deprecated)]
+    let calls = hedged.inner().calls();
+    assert_eq!(calls, 1);
+    assert_eq!(hedged.get_ref().calls(), 1);
+    assert_eq!(hedged.into_inner().calls(), 1);
+}

@@ -425,7 +425,7 @@ async fn clones_share_the_kept_log_and_outcomes_pass_through_unchanged() {
         }
     );
     assert_eq!(a.kept_log().unwrap().len(), 2);
-    assert_eq!(a.inner().calls(), 2);
+    assert_eq!(a.get_ref().calls(), 2);
 }
 
 #[tokio::test]
@@ -437,7 +437,7 @@ async fn without_any_listener_logging_only_passes_the_call_on() {
         doer.execute(get("http://a.test/")).await.unwrap().status(),
         200
     );
-    assert_eq!(doer.inner().calls(), 1);
+    assert_eq!(doer.get_ref().calls(), 1);
 }
 
 /// Sends a Bearer token, a Basic password, an API key in a header and in the query, and a
@@ -606,4 +606,42 @@ async fn no_secret_reaches_any_output_over_a_failing_loopback_server() {
             assert!(!out.contains(secret), "{secret} leaked in: {out}");
         }
     }
+}
+
+#[tokio::test]
+async fn accessors_and_debug_follow_the_decorator_shape() {
+    let log = KeepLog::new(3);
+    let mut doer = ScriptedDoer::new()
+        .then_status(200)
+        .logging()
+        .target("my_app::http")
+        .success_level(Level::INFO)
+        .headers(true)
+        .redact_header(HeaderName::from_static("x-customer"))
+        .bodies(64)
+        .keep_log(log.clone())
+        .sink(|_| {});
+    assert_eq!(doer.get_mut().calls(), 0);
+    let debug = format!("{doer:?}");
+    for part in [
+        "Logging { inner: ScriptedDoer",
+        "target: \"my_app::http\"",
+        "success_level: Level(Info)",
+        "failure_level: Level(Warn)",
+        "headers: true",
+        "\"x-customer\"",
+        "bodies: Some(64)",
+        "keep_log: Some(KeepLog",
+        "sink: true",
+        ".. }",
+    ] {
+        assert!(debug.contains(part), "{part} in {debug}");
+    }
+
+    doer.execute(get("http://a.test/")).await.unwrap();
+    #[allow(deprecated)]
+    let calls = doer.inner().calls();
+    assert_eq!(calls, 1);
+    assert_eq!(log.len(), 1);
+    assert_eq!(doer.into_inner().calls(), 1);
 }

@@ -42,7 +42,7 @@ use bytes::Bytes;
 use http::{Method, header};
 use http_body_util::{BodyExt, Full};
 use http_doer::breaker::ServeStale;
-use http_doer::breaker::ServedStale;
+use http_doer::breaker::StaleAnswer;
 use http_doer::logging::KeepLog;
 use http_doer::retrying::Backoff;
 use http_doer::signing::Bearer;
@@ -812,7 +812,7 @@ async fn run<B: Doer + Clone + fmt::Debug + 'static>(report: &mut Report, name: 
         )
         .await;
         if let Ok(resp) = &out
-            && resp.extensions().get::<ServedStale>().is_some()
+            && resp.extensions().get::<StaleAnswer>().is_some()
         {
             served_stale = true;
             break;
@@ -859,9 +859,9 @@ async fn run<B: Doer + Clone + fmt::Debug + 'static>(report: &mut Report, name: 
 
     // The Debug of every layer (Logging has none; its kept log is printed instead).
     set_phase(p("debug-prints"));
-    let retrying = doer.inner();
+    let retrying = doer.get_ref();
     let hedging = retrying.get_ref();
-    let breaker = hedging.inner();
+    let breaker = hedging.get_ref();
     let signing = breaker.get_ref();
     report.debug(p("Retrying"), retrying);
     report.debug(p("Hedging"), hedging);
@@ -869,7 +869,7 @@ async fn run<B: Doer + Clone + fmt::Debug + 'static>(report: &mut Report, name: 
     report.debug(p("Breaker snapshots"), &breaker.snapshots());
     report.debug(p("Signing"), signing);
     report.debug(p("Bearer signer"), signing.signer());
-    report.debug(p("backend"), signing.inner());
+    report.debug(p("backend"), signing.get_ref());
     report.debug(p("bare backend"), &backend);
     report.debug(p("KeepLog"), &log);
     report.debug(p("KeepLog entries"), &log.entries());

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, DATE, WWW_AUTHENTICATE};
 use http_doer::signing::{
-    ApiKey, Basic, Bearer, Component, ContentDigest, DigestAlgorithm, HttpSignature, Resigned,
+    ApiKey, Basic, Bearer, Component, ContentDigest, DigestAlgorithm, HttpSignature, Resent,
     Signer, Token,
 };
 use http_doer::testing::ScriptedDoer;
@@ -619,7 +619,7 @@ async fn loopback_invalid_token_is_refreshed_and_resent_once() {
         .unwrap()
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.extensions().get::<Resigned>().is_some());
+    assert!(resp.extensions().get::<Resent>().is_some());
     let received = server.received_requests().await.unwrap();
     let tokens: Vec<_> = received
         .iter()
@@ -631,7 +631,43 @@ async fn loopback_invalid_token_is_refreshed_and_resent_once() {
     // The new token is cached: the next request goes out once, with it.
     let resp = doer.execute(req()).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.extensions().get::<Resigned>().is_none());
+    assert!(resp.extensions().get::<Resent>().is_none());
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn accessors_debug_and_the_old_marker_name() {
+    let mut doer = ScriptedDoer::new()
+        .then_status(200)
+        .signing(Bearer::new("s3cr3t-token").unwrap());
+    assert_eq!(doer.get_mut().calls(), 0);
+    let debug = format!("{doer:?}");
+    assert!(
+        debug.starts_with("Signing { inner: ScriptedDoer"),
+        "{debug}"
+    );
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+
+    let mut resp = doer
+        .execute(
+            http::Request::get("https://api.test/")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Old code that names the marker, as a type or as a value, still compiles.
+    #[allow(deprecated)]
+    {
+        use http_doer::signing::Resigned;
+        assert!(resp.extensions().get::<Resigned>().is_none());
+        resp.extensions_mut().insert(Resigned);
+    }
+    assert_eq!(resp.extensions().get::<Resent>(), Some(&Resent));
+    #[allow(deprecated)]
+    let calls = doer.inner().calls();
+    assert_eq!(calls, 1);
+    assert_eq!(doer.get_ref().calls(), 1);
+    assert_eq!(doer.into_inner().calls(), 1);
 }

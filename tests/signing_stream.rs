@@ -13,7 +13,7 @@ use futures_core::Stream;
 use http::StatusCode;
 use http::header::WWW_AUTHENTICATE;
 use http_doer::retrying::Backoff;
-use http_doer::signing::{Bearer, ContentDigest, DigestAlgorithm, HttpSignature, Resigned, Token};
+use http_doer::signing::{Bearer, ContentDigest, DigestAlgorithm, HttpSignature, Resent, Token};
 use http_doer::testing::{doer_fn, response};
 use http_doer::{Body, Doer, DoerExt, ErrorKind, Request, ReqwestDoer};
 
@@ -261,7 +261,7 @@ async fn a_rejected_one_shot_upload_is_not_resent_and_a_replayable_one_is() {
         .unwrap();
     let resp = doer.execute(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert!(resp.extensions().get::<Resigned>().is_none());
+    assert!(resp.extensions().get::<Resent>().is_none());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     // The stale token was still dropped: the next request fetches token-2 and succeeds.
@@ -276,7 +276,7 @@ async fn a_rejected_one_shot_upload_is_not_resent_and_a_replayable_one_is() {
         .unwrap();
     let resp = doer.execute(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.extensions().get::<Resigned>().is_some());
+    assert!(resp.extensions().get::<Resent>().is_some());
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert_eq!(fetches.load(Ordering::SeqCst), 4);
 }

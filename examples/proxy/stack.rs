@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_doer::breaker::{ServeStale, ServedStale, host_key};
+use http_doer::breaker::{ServeStale, StaleAnswer, host_key};
 use http_doer::retrying::{Backoff, Jitter};
 use http_doer::{Breaker, Doer, Logging, ReqwestDoer, Response, ResponseMode, Retrying};
 
@@ -49,7 +49,7 @@ pub enum Source {
 impl Source {
     /// The response's source: [`Source::Stale`] when the breaker marked it.
     pub fn of(resp: &Response) -> Self {
-        if resp.extensions().get::<ServedStale>().is_some() {
+        if resp.extensions().get::<StaleAnswer>().is_some() {
             Source::Stale
         } else {
             Source::Backend
@@ -104,6 +104,9 @@ impl Stack {
 /// The backend client: no redirects followed (the client sees them), no system proxy (the
 /// backend is named explicitly), and the configured timeout and body limit.
 fn backend_doer(config: &Config) -> ReqwestDoer {
+    // http-doer builds reqwest without a crypto provider of its own (ring is shared with ureq),
+    // so an application that builds its own reqwest client installs one, once per process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

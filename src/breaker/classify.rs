@@ -4,9 +4,13 @@ use std::sync::Arc;
 
 use crate::{Error, ErrorKind, Response};
 
-/// How one finished call counts towards its circuit.
+/// How one finished call counts towards its circuit: the classifier's verdict on it (see
+/// [`Breaker::classify`](super::Breaker::classify)).
+///
+/// Formerly `Outcome`, renamed because [`logging::Outcome`](crate::logging::Outcome), how a logged
+/// exchange ended, is another idea.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum Verdict {
     /// The host answered well: resets the run of consecutive failures; in half-open, a
     /// successful probe.
     Success,
@@ -18,7 +22,7 @@ pub enum Outcome {
 }
 
 /// A classifier; see [`Breaker::classify`](super::Breaker::classify).
-pub(crate) type Classifier = Arc<dyn Fn(&Result<Response, Error>) -> Outcome + Send + Sync>;
+pub(crate) type Classifier = Arc<dyn Fn(&Result<Response, Error>) -> Verdict + Send + Sync>;
 
 /// The default classification: transport errors, timeouts and 5xx responses are failures.
 ///
@@ -37,26 +41,26 @@ pub(crate) type Classifier = Arc<dyn Fn(&Result<Response, Error>) -> Outcome + S
 ///   classifier that calls this one:
 ///
 /// ```
-/// use http_doer::breaker::{Outcome, default_outcome};
+/// use http_doer::breaker::{Verdict, default_verdict};
 ///
 /// let classify = |result: &Result<http_doer::Response, http_doer::Error>| match result {
-///     Ok(resp) if resp.status() == 429 => Outcome::Failure,
-///     other => default_outcome(other),
+///     Ok(resp) if resp.status() == 429 => Verdict::Failure,
+///     other => default_verdict(other),
 /// };
 /// # let _ = classify;
 /// ```
-pub fn default_outcome(result: &Result<Response, Error>) -> Outcome {
+pub fn default_verdict(result: &Result<Response, Error>) -> Verdict {
     match result {
-        Ok(resp) if resp.status().is_server_error() => Outcome::Failure,
-        Ok(_) => Outcome::Success,
+        Ok(resp) if resp.status().is_server_error() => Verdict::Failure,
+        Ok(_) => Verdict::Success,
         Err(err) => match err.kind() {
             ErrorKind::Connect
             | ErrorKind::Tls
             | ErrorKind::Timeout
             | ErrorKind::Transport
             | ErrorKind::Body
-            | ErrorKind::Other => Outcome::Failure,
-            _ => Outcome::Ignored,
+            | ErrorKind::Other => Verdict::Failure,
+            _ => Verdict::Ignored,
         },
     }
 }
@@ -69,36 +73,36 @@ mod tests {
     #[test]
     fn statuses() {
         for (status, want) in [
-            (200, Outcome::Success),
-            (204, Outcome::Success),
-            (304, Outcome::Success),
-            (404, Outcome::Success),
-            (429, Outcome::Success),
-            (500, Outcome::Failure),
-            (502, Outcome::Failure),
-            (503, Outcome::Failure),
-            (599, Outcome::Failure),
+            (200, Verdict::Success),
+            (204, Verdict::Success),
+            (304, Verdict::Success),
+            (404, Verdict::Success),
+            (429, Verdict::Success),
+            (500, Verdict::Failure),
+            (502, Verdict::Failure),
+            (503, Verdict::Failure),
+            (599, Verdict::Failure),
         ] {
-            assert_eq!(default_outcome(&Ok(response(status, ""))), want, "{status}");
+            assert_eq!(default_verdict(&Ok(response(status, ""))), want, "{status}");
         }
     }
 
     #[test]
     fn error_kinds() {
         for (kind, want) in [
-            (ErrorKind::Connect, Outcome::Failure),
-            (ErrorKind::Timeout, Outcome::Failure),
-            (ErrorKind::Transport, Outcome::Failure),
-            (ErrorKind::Body, Outcome::Failure),
-            (ErrorKind::Other, Outcome::Failure),
-            (ErrorKind::InvalidRequest, Outcome::Ignored),
-            (ErrorKind::Signing, Outcome::Ignored),
-            (ErrorKind::Redirect, Outcome::Ignored),
-            (ErrorKind::TooLarge, Outcome::Ignored),
-            (ErrorKind::Decode, Outcome::Ignored),
-            (ErrorKind::BreakerOpen, Outcome::Ignored),
+            (ErrorKind::Connect, Verdict::Failure),
+            (ErrorKind::Timeout, Verdict::Failure),
+            (ErrorKind::Transport, Verdict::Failure),
+            (ErrorKind::Body, Verdict::Failure),
+            (ErrorKind::Other, Verdict::Failure),
+            (ErrorKind::InvalidRequest, Verdict::Ignored),
+            (ErrorKind::Signing, Verdict::Ignored),
+            (ErrorKind::Redirect, Verdict::Ignored),
+            (ErrorKind::TooLarge, Verdict::Ignored),
+            (ErrorKind::Decode, Verdict::Ignored),
+            (ErrorKind::BreakerOpen, Verdict::Ignored),
         ] {
-            assert_eq!(default_outcome(&Err(Error::from(kind))), want, "{kind:?}");
+            assert_eq!(default_verdict(&Err(Error::from(kind))), want, "{kind:?}");
         }
     }
 }

@@ -3,9 +3,9 @@
 //! * [`State`]: closed, open, half-open, with generations; [`Snapshot`] and [`Counts`] to
 //!   read them; [`StateChange`] for the hook;
 //! * the policy: when to trip, how long to stay open, how to probe (the `DEFAULT_*` constants);
-//! * [`Outcome`] and [`default_outcome`]: what counts as a failure;
+//! * [`Verdict`] and [`default_verdict`]: what counts as a failure;
 //! * [`ServeStale`]: the fallback that answers with the last good response, marked
-//!   [`ServedStale`];
+//!   [`StaleAnswer`];
 //! * [`host_key`]: one circuit per origin, by default;
 //! * request extensions: [`NoStale`] (steering), [`Probe`] (set on half-open probes).
 //!
@@ -71,7 +71,7 @@ use tokio::time::Instant;
 
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
-pub use classify::{Outcome, default_outcome};
+pub use classify::{Verdict, default_verdict};
 pub use events::StateChange;
 pub use key::host_key;
 pub use policy::{
@@ -79,7 +79,7 @@ pub use policy::{
     DEFAULT_MIN_CALLS, DEFAULT_OPEN_DURATION, DEFAULT_PROBE_TIMEOUT, DEFAULT_WINDOW,
 };
 pub use stale::{
-    DEFAULT_STALE_MAX_BYTES, DEFAULT_STALE_MAX_ENTRIES, NoStale, ServeStale, ServedStale,
+    DEFAULT_STALE_MAX_BYTES, DEFAULT_STALE_MAX_ENTRIES, NoStale, ServeStale, StaleAnswer,
     StaleReason,
 };
 pub use state::{Counts, Snapshot, State};
@@ -99,6 +99,20 @@ use watch::{Count, Tee, Watch};
 /// comes back); open and busy ones are kept, even past the bound.
 pub const DEFAULT_MAX_CIRCUITS: usize = 4096;
 
+/// The old name of [`Verdict`].
+#[deprecated(note = "renamed `Verdict` (`logging::Outcome` is another idea)")]
+pub type Outcome = Verdict;
+
+/// The old name of [`default_verdict`].
+#[deprecated(note = "renamed `default_verdict`")]
+pub fn default_outcome(result: &Result<Response, Error>) -> Verdict {
+    default_verdict(result)
+}
+
+/// The old name of [`StaleAnswer`].
+#[deprecated(note = "renamed `StaleAnswer` (`ServeStale` is the setting)")]
+pub type ServedStale = StaleAnswer;
+
 /// Request extension set by the breaker on a half-open probe, so that inner layers (a logger,
 /// a test double) can tell probes from ordinary calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,7 +124,7 @@ pub struct Probe;
 /// Each host (origin: scheme, host and port; see [`host_key`] and [`key_by`](Self::key_by)) has
 /// its own circuit:
 ///
-/// * **Closed**: calls go through and their [outcomes](Outcome) are counted. The circuit
+/// * **Closed**: calls go through and each is counted by its [verdict](Verdict). The circuit
 ///   trips after [5 failures in a row](DEFAULT_CONSECUTIVE_FAILURES), or when at least
 ///   [half](DEFAULT_FAILURE_RATIO) of the calls of the last [30 s](DEFAULT_WINDOW) failed, with
 ///   at least [20 calls](DEFAULT_MIN_CALLS) in that window.
@@ -124,7 +138,7 @@ pub struct Probe;
 ///   close the circuit; a failed one opens it again. A probe that does not return within
 ///   [30 s](DEFAULT_PROBE_TIMEOUT) gives its slot to the next call.
 ///
-/// A failure is, [by default](default_outcome), a connect, transport, body or timeout error, or
+/// A failure is, [by default](default_verdict), a connect, transport, body or timeout error, or
 /// a 5xx; [`classify`](Self::classify) changes that. A call whose future is dropped by its
 /// caller counts as neither success nor failure. Every change of state starts a new
 /// generation, and outcomes of calls begun in an older generation are not counted (as in
@@ -165,13 +179,36 @@ pub struct Probe;
 /// State changes go to the [hook](Self::on_state_change) and to `tracing` (target
 /// `http_doer::breaker`); [`snapshot`](Self::snapshot) reads a circuit's state and counts.
 ///
-/// Clones share circuits and the stale cache. Configure before cloning: each builder call
-/// starts from fresh state.
+/// # Settings and shared state
+///
+/// Builder methods set the settings; [`new`](Self::new) makes the state, once: the circuits,
+/// the serve-stale cache, and the queue that keeps hook calls in order. Clones share that
+/// state (a clone is another handle on the same breaker, as with `Hedging`'s counters or a
+/// `reqwest::Client`), so configure first, then clone:
+///
+/// * on a breaker nobody else shares, a builder method changes the settings in place and
+///   keeps the state, so a chain of builder calls still makes one state. Circuits that calls
+///   have already made keep their counts, except after [`window`](Self::window) or
+///   [`key_by`](Self::key_by), which drop them (their window length, or their keys, no longer
+///   fit); [`serve_stale`](Self::serve_stale) starts an empty cache and
+///   [`on_state_change`](Self::on_state_change) swaps the hook.
+/// * on a breaker that has been cloned (or whose streamed answer is still being read), the
+///   settings its clones use cannot change under them: the builder method returns a breaker
+///   with the new settings and **fresh state of its own**, and the clones keep theirs.
+///
+/// ```
+/// use http_doer::{Breaker, testing::ScriptedDoer};
+///
+/// let breaker = Breaker::new(ScriptedDoer::new()).consecutive_failures(3).max_circuits(64);
+/// let handle = breaker.clone(); // shares circuits and cache with `breaker`
+/// let other = handle.clone().consecutive_failures(10); // its own state from here on
+/// # let _ = (breaker, other);
+/// ```
 ///
 /// ```
 /// use std::time::Duration;
 /// use http_doer::{Body, Doer, DoerExt, ErrorKind, testing::{ScriptedDoer, response}};
-/// use http_doer::breaker::{ServeStale, ServedStale, State};
+/// use http_doer::breaker::{ServeStale, StaleAnswer, State};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
 /// let backend = ScriptedDoer::new()
@@ -194,7 +231,7 @@ pub struct Probe;
 ///
 /// // Open: the last good answer, marked stale, without calling the host.
 /// let stale = doer.execute(get("/item")).await.unwrap();
-/// assert!(stale.extensions().get::<ServedStale>().is_some());
+/// assert!(stale.extensions().get::<StaleAnswer>().is_some());
 /// assert_eq!(stale.into_body().text().await.unwrap(), "v1");
 ///
 /// // Nothing to serve: refused at once, with the time until the next probe.
@@ -229,15 +266,50 @@ struct Shared {
     circuits: RwLock<HashMap<Arc<str>, Handles>>,
 }
 
+/// The part of a [`Shared`] that a settings change invalidates.
+#[derive(Clone, Copy)]
+enum Reshape {
+    /// Read on every call: nothing to remake.
+    Nothing,
+    /// Fixed in each circuit when it is made (its window), or how circuits are found (keys).
+    Circuits,
+    /// The hook.
+    Events,
+    /// The serve-stale cache's settings.
+    Stale,
+}
+
+fn next_id() -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Shared {
     fn new(config: Config) -> Self {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Shared {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: next_id(),
             events: Events::new(config.hook.clone()),
             stale: config.stale.clone().map(StaleCache::new),
             circuits: RwLock::new(HashMap::new()),
             config,
+        }
+    }
+
+    /// Remakes what a change of the settings in `part` left out of date; only called while
+    /// nothing else holds this state, so no call is in flight.
+    fn reshape(&mut self, part: Reshape) {
+        match part {
+            Reshape::Nothing => {}
+            Reshape::Circuits => {
+                let circuits = self.circuits.get_mut().unwrap_or_else(|p| p.into_inner());
+                if !circuits.is_empty() {
+                    circuits.clear();
+                    // Threads cache their last circuit by breaker id: a new id makes them miss.
+                    self.id = next_id();
+                }
+            }
+            Reshape::Events => self.events = Events::new(self.config.hook.clone()),
+            Reshape::Stale => self.stale = self.config.stale.clone().map(StaleCache::new),
         }
     }
 
@@ -350,11 +422,12 @@ impl Drop for Permit<'_> {
 }
 
 impl<D> Breaker<D> {
-    /// A breaker with the defaults above and no serve-stale fallback.
+    /// A breaker with the defaults above and no serve-stale fallback. Its state (circuits,
+    /// cache) is made here, once, and shared by its clones.
     pub fn new(inner: D) -> Self {
         let config = Config {
             policy: Policy::default(),
-            classify: Arc::new(default_outcome),
+            classify: Arc::new(default_verdict),
             key_fn: None,
             hook: None,
             stale: None,
@@ -366,77 +439,170 @@ impl<D> Breaker<D> {
         }
     }
 
-    fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
-        let mut config = self.shared.config.clone();
-        f(&mut config);
-        self.shared = Arc::new(Shared::new(config));
+    /// Changes the settings; see [Settings and shared state](Self#settings-and-shared-state).
+    fn configure(mut self, part: Reshape, f: impl FnOnce(&mut Config)) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                f(&mut shared.config);
+                shared.reshape(part);
+            }
+            // Clones use these settings: they keep them, and this breaker starts its own state.
+            None => {
+                let mut config = self.shared.config.clone();
+                f(&mut config);
+                self.shared = Arc::new(Shared::new(config));
+            }
+        }
         self
     }
 
-    /// Trips after `n` failures in a row (default [5](DEFAULT_CONSECUTIVE_FAILURES)); 0 turns
+    /// Trips after `n` failures in a row (default [`DEFAULT_CONSECUTIVE_FAILURES`], 5); 0 turns
     /// this rule off.
+    ///
+    /// ```
+    /// use http_doer::{Body, Breaker, Doer, breaker::State, testing::ScriptedDoer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let host = ScriptedDoer::new().then_status(500).then_status(500);
+    /// let breaker = Breaker::new(host).consecutive_failures(2);
+    /// for _ in 0..2 {
+    ///     let req = http::Request::get("https://api.test/").body(Body::empty()).unwrap();
+    ///     assert_eq!(breaker.execute(req).await.unwrap().status(), 500);
+    /// }
+    /// assert_eq!(breaker.state("https://api.test"), State::Open);
+    /// # });
+    /// ```
     pub fn consecutive_failures(self, n: u32) -> Self {
-        self.configure(|c| c.policy.consecutive_failures = n)
+        self.configure(Reshape::Nothing, |c| c.policy.consecutive_failures = n)
     }
 
     /// Trips when at least `ratio` of the calls in the [window](Self::window) failed, once the
-    /// window holds at least `min_calls` calls (defaults [0.5](DEFAULT_FAILURE_RATIO) and
-    /// [20](DEFAULT_MIN_CALLS)). A ratio that is not in `(0, 1]` (or NaN) turns this rule off.
+    /// window holds at least `min_calls` calls (defaults [`DEFAULT_FAILURE_RATIO`], 0.5, and
+    /// [`DEFAULT_MIN_CALLS`], 20). A ratio that is not in `(0, 1]` (or NaN) turns this rule off.
+    ///
+    /// ```
+    /// use http_doer::{Breaker, testing::ScriptedDoer};
+    ///
+    /// // A host behind a load balancer: trip when a quarter of 50 or more calls fail, even if
+    /// // never 5 in a row.
+    /// let breaker = Breaker::new(ScriptedDoer::new()).failure_rate(0.25, 50);
+    /// // Only the run of consecutive failures trips this one.
+    /// let simple = Breaker::new(ScriptedDoer::new()).failure_rate(0.0, 0);
+    /// # let _ = (breaker, simple);
+    /// ```
     pub fn failure_rate(self, ratio: f64, min_calls: u32) -> Self {
         let ratio = (ratio > 0.0 && ratio <= 1.0).then_some(ratio);
-        self.configure(|c| {
+        self.configure(Reshape::Nothing, |c| {
             c.policy.failure_ratio = ratio;
             c.policy.min_calls = min_calls;
         })
     }
 
     /// The length of the rolling window the failure rate is measured over (default
-    /// [30 s](DEFAULT_WINDOW)), kept as ten buckets.
+    /// [`DEFAULT_WINDOW`], 30 s), kept as ten buckets.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{Breaker, testing::ScriptedDoer};
+    ///
+    /// // Judge the failure rate on the last 2 minutes, for a host with little traffic.
+    /// let breaker = Breaker::new(ScriptedDoer::new())
+    ///     .window(Duration::from_secs(120))
+    ///     .failure_rate(0.5, 10);
+    /// # let _ = breaker;
+    /// ```
     pub fn window(self, length: Duration) -> Self {
-        self.configure(|c| c.policy.window = length)
+        self.configure(Reshape::Circuits, |c| c.policy.window = length)
     }
 
     /// How long a tripped circuit stays open before it lets a probe through (default
-    /// [10 s](DEFAULT_OPEN_DURATION)).
+    /// [`DEFAULT_OPEN_DURATION`], 10 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{Body, Breaker, Doer, ErrorKind, testing::ScriptedDoer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let host = ScriptedDoer::new().then_status(503).then_status(200);
+    /// let breaker = Breaker::new(host)
+    ///     .consecutive_failures(1)
+    ///     .open_duration(Duration::from_secs(2));
+    /// let get = || http::Request::get("https://api.test/").body(Body::empty()).unwrap();
+    ///
+    /// breaker.execute(get()).await.unwrap(); // 503: trips
+    /// let refused = breaker.execute(get()).await.unwrap_err();
+    /// assert_eq!(refused.kind(), ErrorKind::BreakerOpen);
+    /// assert_eq!(refused.retry_after(), Some(Duration::from_secs(2)));
+    ///
+    /// tokio::time::advance(Duration::from_secs(2)).await;
+    /// assert_eq!(breaker.execute(get()).await.unwrap().status(), 200); // the probe
+    /// # });
+    /// ```
     pub fn open_duration(self, d: Duration) -> Self {
-        self.configure(|c| c.policy.open_duration = d)
+        self.configure(Reshape::Nothing, |c| c.policy.open_duration = d)
     }
 
     /// Makes the open period grow while failures go on: each failed half-open period
     /// multiplies it by `factor`, up to `max`; closing the circuit resets it. Off by default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{Breaker, testing::ScriptedDoer};
+    ///
+    /// // 10 s, then 20 s, 40 s, ... up to 5 minutes while the host stays down.
+    /// let breaker = Breaker::new(ScriptedDoer::new()).open_growth(2.0, Duration::from_secs(300));
+    /// # let _ = breaker;
+    /// ```
     pub fn open_growth(self, factor: f64, max: Duration) -> Self {
-        self.configure(|c| c.policy.growth = Some((factor, max)))
+        self.configure(Reshape::Nothing, |c| c.policy.growth = Some((factor, max)))
     }
 
     /// How many probes a half-open circuit lets through, and how many must succeed to close it
-    /// (default [1](DEFAULT_HALF_OPEN_PROBES); 0 is taken as 1).
+    /// (default [`DEFAULT_HALF_OPEN_PROBES`], 1; 0 is taken as 1).
+    ///
+    /// ```
+    /// use http_doer::{Breaker, testing::ScriptedDoer};
+    ///
+    /// // Three good probes in a row before the host gets its full traffic back.
+    /// let breaker = Breaker::new(ScriptedDoer::new()).half_open_probes(3);
+    /// # let _ = breaker;
+    /// ```
     pub fn half_open_probes(self, k: u32) -> Self {
-        self.configure(|c| c.policy.half_open_probes = k.max(1))
+        self.configure(Reshape::Nothing, |c| c.policy.half_open_probes = k.max(1))
     }
 
     /// After how long a probe that has not returned gives its slot to the next call (default
-    /// [30 s](DEFAULT_PROBE_TIMEOUT)). Its outcome, when it comes, is not counted.
-    pub fn probe_timeout(self, d: Duration) -> Self {
-        self.configure(|c| c.policy.probe_timeout = d)
-    }
-
-    /// Decides what counts as a failure (default: [`default_outcome`]).
+    /// [`DEFAULT_PROBE_TIMEOUT`], 30 s). Its verdict, when it comes, is not counted.
     ///
     /// ```
-    /// use http_doer::{Breaker, breaker::{Outcome, default_outcome}, testing::ScriptedDoer};
+    /// use std::time::Duration;
+    /// use http_doer::{Breaker, testing::ScriptedDoer};
+    ///
+    /// // Calls through this breaker take at most 5 s: a probe silent for longer is hung.
+    /// let breaker = Breaker::new(ScriptedDoer::new()).probe_timeout(Duration::from_secs(5));
+    /// # let _ = breaker;
+    /// ```
+    pub fn probe_timeout(self, d: Duration) -> Self {
+        self.configure(Reshape::Nothing, |c| c.policy.probe_timeout = d)
+    }
+
+    /// Decides what counts as a failure (default: [`default_verdict`]).
+    ///
+    /// ```
+    /// use http_doer::{Breaker, breaker::{Verdict, default_verdict}, testing::ScriptedDoer};
     ///
     /// // Count 429 Too Many Requests as a failure too.
     /// let breaker = Breaker::new(ScriptedDoer::new()).classify(|result| match result {
-    ///     Ok(resp) if resp.status() == 429 => Outcome::Failure,
-    ///     other => default_outcome(other),
+    ///     Ok(resp) if resp.status() == 429 => Verdict::Failure,
+    ///     other => default_verdict(other),
     /// });
     /// # let _ = breaker;
     /// ```
     pub fn classify(
         self,
-        f: impl Fn(&Result<Response, Error>) -> Outcome + Send + Sync + 'static,
+        f: impl Fn(&Result<Response, Error>) -> Verdict + Send + Sync + 'static,
     ) -> Self {
-        self.configure(|c| c.classify = Arc::new(f))
+        self.configure(Reshape::Nothing, |c| c.classify = Arc::new(f))
     }
 
     /// Names the circuit of each request (default: [`host_key`], one circuit per origin).
@@ -454,29 +620,77 @@ impl<D> Breaker<D> {
     /// # let _ = breaker;
     /// ```
     pub fn key_by(self, f: impl Fn(&Request) -> String + Send + Sync + 'static) -> Self {
-        self.configure(|c| c.key_fn = Some(Arc::new(f)))
+        self.configure(Reshape::Circuits, |c| c.key_fn = Some(Arc::new(f)))
     }
 
     /// Calls `f` at every change of state, once per change, in order, never two at a time,
     /// and outside the circuit's lock (so `f` may read the breaker). Keep it short: it runs on
-    /// the task whose call caused the change.
+    /// the task whose call caused the change. None by default (changes still go to
+    /// `tracing`).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use http_doer::{Body, Breaker, Doer, breaker::State, testing::ScriptedDoer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let breaker = Breaker::new(ScriptedDoer::new().then_status(503))
+    ///     .consecutive_failures(1)
+    ///     .on_state_change(move |change| log.lock().unwrap().push((change.from, change.to)));
+    ///
+    /// let req = http::Request::get("https://api.test/").body(Body::empty()).unwrap();
+    /// breaker.execute(req).await.unwrap();
+    /// assert_eq!(*seen.lock().unwrap(), [(State::Closed, State::Open)]);
+    /// # });
+    /// ```
     pub fn on_state_change(self, f: impl Fn(&StateChange) + Send + Sync + 'static) -> Self {
-        self.configure(|c| c.hook = Some(Arc::new(f)))
+        self.configure(Reshape::Events, |c| c.hook = Some(Arc::new(f)))
     }
 
-    /// Turns on the serve-stale fallback; see [`ServeStale`].
+    /// Turns on the serve-stale fallback (off by default); see [`ServeStale`], and
+    /// [`StaleAnswer`] for the mark on what it serves.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{Breaker, breaker::ServeStale, testing::ScriptedDoer};
+    ///
+    /// // While the host is refused, answer GETs with what it said in the last 5 minutes.
+    /// let breaker = Breaker::new(ScriptedDoer::new())
+    ///     .serve_stale(ServeStale::new(Duration::from_secs(300)).max_entries(500));
+    /// # let _ = breaker;
+    /// ```
     pub fn serve_stale(self, settings: ServeStale) -> Self {
-        self.configure(|c| c.stale = Some(settings))
+        self.configure(Reshape::Stale, |c| c.stale = Some(settings))
     }
 
-    /// Bounds the number of circuits kept (default [`DEFAULT_MAX_CIRCUITS`]).
+    /// Bounds the number of circuits kept (default [`DEFAULT_MAX_CIRCUITS`], 4096; 0 is taken
+    /// as 1).
+    ///
+    /// ```
+    /// use http_doer::{Breaker, testing::ScriptedDoer};
+    ///
+    /// // A client that talks to a handful of hosts needs few circuits.
+    /// let breaker = Breaker::new(ScriptedDoer::new()).max_circuits(16);
+    /// # let _ = breaker;
+    /// ```
     pub fn max_circuits(self, n: usize) -> Self {
-        self.configure(|c| c.max_circuits = n.max(1))
+        self.configure(Reshape::Nothing, |c| c.max_circuits = n.max(1))
     }
 
     /// The wrapped Doer.
     pub fn get_ref(&self) -> &D {
         &self.inner
+    }
+
+    /// The wrapped Doer, mutably.
+    pub fn get_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner Doer. Clones of this breaker keep the state they share.
+    pub fn into_inner(self) -> D {
+        self.inner
     }
 
     /// The key of the circuit `req` goes through.
@@ -585,7 +799,7 @@ impl<D: Doer> Doer for Breaker<D> {
         // is counted and cached as today: at once, and never kept.
         let streamed = matches!(
             (&result, outcome),
-            (Ok(resp), Outcome::Success) if resp.body().is_stream() && !resp.body().is_replayable()
+            (Ok(resp), Verdict::Success) if resp.body().is_stream() && !resp.body().is_replayable()
         );
         let mut count = None;
         if let Some(ticket) = permit.ticket.take() {
@@ -599,13 +813,13 @@ impl<D: Doer> Doer for Breaker<D> {
         let mut tee = None;
         if let (Some(cache), Some(lookup)) = (&shared.stale, lookup) {
             match (&result, outcome) {
-                (Ok(resp), Outcome::Success) if streamed => {
+                (Ok(resp), Verdict::Success) if streamed => {
                     tee = cache
                         .begin(lookup, resp, done)
                         .map(|pending| Tee::new(pending, resp.body().len()));
                 }
-                (Ok(resp), Outcome::Success) => cache.store(lookup, resp, done),
-                (_, Outcome::Failure) if cache.on_failure() => {
+                (Ok(resp), Verdict::Success) => cache.store(lookup, resp, done),
+                (_, Verdict::Failure) if cache.on_failure() => {
                     if let Some(resp) = cache.get(&lookup, done, StaleReason::Failed) {
                         tracing::debug!(
                             target: "http_doer::breaker",
@@ -638,6 +852,7 @@ impl<D: Clone> Clone for Breaker<D> {
     }
 }
 
+// The classifier and the hook are closures: they are left out (`..`).
 impl<D: fmt::Debug> fmt::Debug for Breaker<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &self.shared.config;
@@ -647,6 +862,6 @@ impl<D: fmt::Debug> fmt::Debug for Breaker<D> {
             .field("serve_stale", &config.stale)
             .field("custom_key", &config.key_fn.is_some())
             .field("max_circuits", &config.max_circuits)
-            .finish()
+            .finish_non_exhaustive()
     }
 }

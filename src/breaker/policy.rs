@@ -113,7 +113,7 @@ impl Policy {
     }
 }
 
-/// Outcome counts over a rolling time window, cut into buckets.
+/// Verdict counts over a rolling time window, cut into buckets.
 #[derive(Debug)]
 pub(crate) struct Window {
     origin: Instant,

@@ -72,7 +72,7 @@ pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// one whose head came later stays.
 ///
 /// A served copy carries the whole stored body, an `Age` header (seconds since it was received,
-/// plus the `Age` it came with), and the [`ServedStale`] extension.
+/// plus the `Age` it came with), and the [`StaleAnswer`] extension.
 ///
 /// The key is made from the request as it reaches the breaker. Credentials added by a layer
 /// *inside* the breaker (a `Signing` decorator placed after it) are not part of it:
@@ -118,14 +118,15 @@ impl ServeStale {
         }
     }
 
-    /// The most answers kept; the least recently used go first.
+    /// The most answers kept (default [`DEFAULT_STALE_MAX_ENTRIES`]); the least recently used
+    /// go first.
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
         self
     }
 
-    /// The most bytes kept (bodies, headers and URLs); the least recently used go first, and an
-    /// answer larger than this is never kept.
+    /// The most bytes kept (bodies, headers and URLs; default [`DEFAULT_STALE_MAX_BYTES`]); the
+    /// least recently used go first, and an answer larger than this is never kept.
     pub fn max_bytes(mut self, n: usize) -> Self {
         self.max_bytes = n;
         self
@@ -139,15 +140,17 @@ impl ServeStale {
     }
 
     /// Disregard responses' `Cache-Control`: also store, and serve at any age up to the max age,
-    /// responses whose `Cache-Control` forbids it or cannot be read. Responses with `Set-Cookie`
-    /// are still never stored, and requests' `Cache-Control` is still honoured.
+    /// responses whose `Cache-Control` forbids it or cannot be read. Off by default. Responses
+    /// with `Set-Cookie` are still never stored, and requests' `Cache-Control` is still
+    /// honoured.
     pub fn ignore_cache_control(mut self, yes: bool) -> Self {
         self.ignore_cache_control = yes;
         self
     }
 
     /// Adds a request header whose value is part of the key (hashed), for answers that depend
-    /// on it, such as `Accept`, `Accept-Language` or a tenant header.
+    /// on it, such as `Accept`, `Accept-Language` or a tenant header. None by default: the key
+    /// is the method, the URL and the credential headers.
     pub fn key_header(mut self, name: HeaderName) -> Self {
         if !self.key_headers.contains(&name) {
             self.key_headers.push(name);
@@ -157,9 +160,32 @@ impl ServeStale {
 }
 
 /// Response extension: this answer came from the serve-stale cache, not from the host.
+///
+/// [`ServeStale`] is the setting, `StaleAnswer` the mark on what it served (formerly
+/// `ServedStale`, a name one letter away from the setting's).
+///
+/// ```
+/// use std::time::Duration;
+/// use http_doer::{Body, Doer, DoerExt, breaker::{ServeStale, StaleAnswer, StaleReason}};
+/// use http_doer::testing::{ScriptedDoer, response};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+/// let host = ScriptedDoer::new().then(Ok(response(200, "v1"))).then_status(503);
+/// let doer = host
+///     .breaker()
+///     .serve_stale(ServeStale::new(Duration::from_secs(60)).on_failure(true));
+/// let get = || http::Request::get("https://api.test/item").body(Body::empty()).unwrap();
+///
+/// assert!(doer.execute(get()).await.unwrap().extensions().get::<StaleAnswer>().is_none());
+/// let resp = doer.execute(get()).await.unwrap(); // the host answers 503
+/// let mark = resp.extensions().get::<StaleAnswer>().unwrap();
+/// assert_eq!(mark.reason, StaleReason::Failed);
+/// assert_eq!(resp.into_body().text().await.unwrap(), "v1");
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ServedStale {
+pub struct StaleAnswer {
     /// How long it was kept here; its `Age` header adds the age it arrived with.
     pub age: Duration,
     /// Why it was served.
@@ -352,7 +378,7 @@ impl StaleCache {
         *resp.headers_mut() = entry.headers.clone();
         resp.headers_mut().insert(AGE, HeaderValue::from(age_secs));
         resp.extensions_mut()
-            .insert(ServedStale { age: held, reason });
+            .insert(StaleAnswer { age: held, reason });
         Some(resp)
     }
 
@@ -630,8 +656,8 @@ mod tests {
         assert_eq!(served.headers()[AGE], "12");
         assert_eq!(served.headers()["content-type"], "text/plain");
         assert_eq!(
-            served.extensions().get::<ServedStale>(),
-            Some(&ServedStale {
+            served.extensions().get::<StaleAnswer>(),
+            Some(&StaleAnswer {
                 age: Duration::from_secs(7),
                 reason: StaleReason::Rejected
             })

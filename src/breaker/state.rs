@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::classify::Outcome;
+use super::classify::Verdict;
 use super::events::{Events, StateChange};
 use super::policy::Policy;
 use super::tally::{Padded, Tally};
@@ -76,7 +76,7 @@ pub struct Counts {
     pub successes: u64,
     /// Calls that returned a failure.
     pub failures: u64,
-    /// Calls whose outcome was [`Outcome::Ignored`].
+    /// Calls whose outcome was [`Verdict::Ignored`].
     pub ignored: u64,
     /// Calls refused because the circuit was open or its probe slots were taken (whether or
     /// not a stale answer was served instead).
@@ -304,7 +304,7 @@ impl Circuit {
     pub(crate) fn record(
         &self,
         ticket: Ticket,
-        outcome: Outcome,
+        outcome: Verdict,
         now: Instant,
         policy: &Policy,
         events: &Events,
@@ -312,17 +312,17 @@ impl Circuit {
         if ticket.probe.is_none() {
             // The common case: no circuit lock (see `tally`).
             match outcome {
-                Outcome::Success => {
+                Verdict::Success => {
                     if let Some(bucket) = self.tally.success(ticket.generation, now) {
                         self.check_rate(ticket.generation, bucket, now, policy, events);
                     }
                     return Some(ticket.generation);
                 }
-                Outcome::Ignored => {
+                Verdict::Ignored => {
                     self.tally.ignored(ticket.generation);
                     return Some(ticket.generation);
                 }
-                Outcome::Failure => {}
+                Verdict::Failure => {}
             }
         }
         let mut core = self.lock();
@@ -345,18 +345,18 @@ impl Circuit {
                 }
             }
             (State::HalfOpen, Some(_)) => match outcome {
-                Outcome::Success => {
+                Verdict::Success => {
                     core.counts.successes += 1;
                     core.probe_successes += 1;
                     if core.probe_successes >= policy.half_open_probes.max(1) {
                         self.set_state(&mut core, State::Closed, now, policy, events);
                     }
                 }
-                Outcome::Failure => {
+                Verdict::Failure => {
                     core.counts.failures += 1;
                     self.set_state(&mut core, State::Open, now, policy, events);
                 }
-                Outcome::Ignored => core.counts.ignored += 1,
+                Verdict::Ignored => core.counts.ignored += 1,
             },
             // Tickets are only issued in closed or half-open, and every change of state
             // starts a new generation, so this is an outcome from another generation.
@@ -549,7 +549,7 @@ impl Circuit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Outcome::{Failure, Success};
+    use Verdict::{Failure, Success};
 
     fn rate(ratio: f64, min_calls: u32) -> Policy {
         Policy {
@@ -561,7 +561,7 @@ mod tests {
     }
 
     /// Runs `outcomes` through closed-state calls at `at`.
-    fn run(c: &Circuit, policy: &Policy, at: Instant, outcomes: &[Outcome]) {
+    fn run(c: &Circuit, policy: &Policy, at: Instant, outcomes: &[Verdict]) {
         let events = Events::new(None);
         for &outcome in outcomes {
             let Admission::Admitted(ticket) = c.admit(policy, &events) else {

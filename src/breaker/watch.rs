@@ -25,7 +25,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::Shared;
-use super::classify::Outcome;
+use super::classify::Verdict;
 use super::stale::Pending;
 use super::state::Ticket;
 use super::tally::Handle;
@@ -145,7 +145,7 @@ impl Watch {
                     .with_message("the response body failed while it was streamed");
                 (shared.config.classify)(&Err(like))
             }
-            _ => Outcome::Success,
+            _ => Verdict::Success,
         };
         let counted = match self.count.take() {
             Some(Count::Deferred(ticket)) => {
@@ -153,7 +153,7 @@ impl Watch {
                 self.circuit.record(ticket, failed, now, policy, events);
                 true
             }
-            Some(Count::After(generation)) if failed == Outcome::Failure => {
+            Some(Count::After(generation)) if failed == Verdict::Failure => {
                 let now = Instant::now();
                 self.circuit
                     .record_failure_after(generation, now, policy, events);
@@ -161,7 +161,7 @@ impl Watch {
             }
             Some(Count::After(_)) | None => false,
         };
-        if counted && failed == Outcome::Failure {
+        if counted && failed == Verdict::Failure {
             tracing::debug!(
                 target: "http_doer::breaker",
                 key = &**self.circuit.key(),

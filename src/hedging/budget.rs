@@ -6,6 +6,12 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 /// Milli-tokens per token: the balance is an integer so it can live in one atomic.
 const MILLI: i64 = 1000;
 
+/// Default share of hedged calls that may send an extra copy: 0.1 (10 %).
+pub const DEFAULT_HEDGE_RATIO: f64 = 0.1;
+
+/// Default number of unspent tokens a [`HedgeBudget`] saves up, and starts with: 10.
+pub const DEFAULT_HEDGE_BURST: u32 = 10;
+
 /// A limit on extra copies, so that hedging cannot flood a backend that is already slow.
 ///
 /// Every hedged call earns `ratio` of a token; every extra copy (a hedge) spends one. Unspent
@@ -14,7 +20,9 @@ const MILLI: i64 = 1000;
 /// copies under about 10% of calls however slow the backend gets: when every request is slow,
 /// hedging would otherwise double the load exactly when the backend can least take it.
 ///
-/// One budget is shared by all clones of a [`Hedging`](crate::Hedging).
+/// One budget is shared by all clones of a [`Hedging`](crate::Hedging). Its balance is made
+/// when it is given to [`Hedging::budget`](crate::Hedging::budget) (or by
+/// [`Hedging::new`](crate::Hedging::new)): a `HedgeBudget` itself is only settings.
 ///
 /// ```
 /// use http_doer::{Hedging, hedging::HedgeBudget, testing::ScriptedDoer};
@@ -33,7 +41,8 @@ pub struct HedgeBudget {
 }
 
 impl HedgeBudget {
-    /// Extra copies limited to `ratio` of calls (0.1 = 10%), with a burst of 10.
+    /// Extra copies limited to `ratio` of calls (0.1 = 10%), with a burst of
+    /// [`DEFAULT_HEDGE_BURST`].
     ///
     /// A negative or NaN ratio counts as 0: no hedging beyond the initial burst.
     pub fn new(ratio: f64) -> Self {
@@ -45,7 +54,7 @@ impl HedgeBudget {
             } else {
                 0.0
             },
-            burst: 10,
+            burst: DEFAULT_HEDGE_BURST,
             unlimited: false,
         }
     }
@@ -60,7 +69,7 @@ impl HedgeBudget {
     }
 
     /// How many unspent tokens may be saved up, and the starting balance (at least 1, since
-    /// a copy costs a whole token).
+    /// a copy costs a whole token). Default [`DEFAULT_HEDGE_BURST`].
     pub fn burst(mut self, tokens: u32) -> Self {
         self.burst = tokens;
         self
@@ -77,9 +86,9 @@ impl HedgeBudget {
 }
 
 impl Default for HedgeBudget {
-    /// 10% of calls, burst of 10.
+    /// [`DEFAULT_HEDGE_RATIO`] of calls, burst of [`DEFAULT_HEDGE_BURST`].
     fn default() -> Self {
-        HedgeBudget::new(0.1)
+        HedgeBudget::new(DEFAULT_HEDGE_RATIO)
     }
 }
 

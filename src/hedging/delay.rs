@@ -6,12 +6,30 @@ use std::time::Duration;
 
 use super::window::LatencyWindow;
 
+/// Default percentile of recent latencies an [`AdaptiveDelay`] waits for: 0.95 (p95), so about
+/// 5 % of calls are hedged.
+pub const DEFAULT_PERCENTILE: f64 = 0.95;
+
+/// Default number of recent samples in an [`AdaptiveDelay`]'s window: about 200.
+pub const DEFAULT_WINDOW_SAMPLES: u32 = 200;
+
+/// Default age past which an [`AdaptiveDelay`]'s samples are dropped: 60 s.
+pub const DEFAULT_WINDOW_PERIOD: Duration = Duration::from_secs(60);
+
+/// Default number of samples an [`AdaptiveDelay`] needs before it trusts its percentile: 20.
+pub const DEFAULT_WARM_UP_SAMPLES: u32 = 20;
+
+/// Default delay an [`AdaptiveDelay`] waits until it is warm: 10 ms.
+pub const DEFAULT_WARM_UP_DELAY: Duration = Duration::from_millis(10);
+
 /// An adaptive hedge delay: a latency percentile of recent answers.
 ///
-/// A copy is hedged when it has been pending longer than the `percentile` (default 0.95, p95)
-/// of the latencies in a rotating window (default: the last 200 samples and at most the last
-/// 60 s, in two halves). Until the window holds a warm-up minimum of samples (default 20), a
-/// fixed fallback delay (default 10 ms) is used instead. Because the window fills by count,
+/// A copy is hedged when it has been pending longer than the `percentile` (default
+/// [`DEFAULT_PERCENTILE`], p95) of the latencies in a rotating window (default: the last
+/// [200](DEFAULT_WINDOW_SAMPLES) samples and at most the last [60 s](DEFAULT_WINDOW_PERIOD), in
+/// two halves). Until the window holds a warm-up minimum of samples (default
+/// [20](DEFAULT_WARM_UP_SAMPLES)), a fixed fallback delay (default
+/// [10 ms](DEFAULT_WARM_UP_DELAY)) is used instead. Because the window fills by count,
 /// a cold client starts using its own measurements after the first 20 answers, not after a
 /// clock period; the window is lock-free, so recording costs a few atomic adds.
 ///
@@ -26,7 +44,10 @@ use super::window::LatencyWindow;
 /// the slow share is close to `1 - percentile`, which cost more tail latency than it saved.)
 ///
 /// One window serves every request of a [`Hedging`](crate::Hedging) and its clones: use one
-/// `Hedging` per endpoint when endpoints differ widely in latency.
+/// `Hedging` per endpoint when endpoints differ widely in latency. The window is made when the
+/// settings are given to [`Hedging::adaptive_delay`](crate::Hedging::adaptive_delay) (or by
+/// [`Hedging::new`](crate::Hedging::new)), not when an `AdaptiveDelay` is built: an
+/// `AdaptiveDelay` is only settings.
 ///
 /// ```
 /// use std::time::Duration;
@@ -50,18 +71,20 @@ pub struct AdaptiveDelay {
 }
 
 impl AdaptiveDelay {
-    /// p95 over the last 200 samples (and at most 60 s); 10 ms until 20 samples are in.
+    /// p95 over the last 200 samples (and at most 60 s); 10 ms until 20 samples are in (the
+    /// `DEFAULT_*` constants of this module).
     pub fn new() -> Self {
         AdaptiveDelay {
-            percentile: 0.95,
-            window_samples: 200,
-            window_period: Duration::from_secs(60),
-            warm_up: 20,
-            fallback: Duration::from_millis(10),
+            percentile: DEFAULT_PERCENTILE,
+            window_samples: DEFAULT_WINDOW_SAMPLES,
+            window_period: DEFAULT_WINDOW_PERIOD,
+            warm_up: DEFAULT_WARM_UP_SAMPLES,
+            fallback: DEFAULT_WARM_UP_DELAY,
         }
     }
 
-    /// Which percentile of recent latencies to wait for, as a fraction: 0.95 for p95.
+    /// Which percentile of recent latencies to wait for, as a fraction: 0.95 for p95 (default
+    /// [`DEFAULT_PERCENTILE`]).
     ///
     /// Clamped to `0.01..=1.0`; NaN keeps the current value. A higher percentile sends fewer
     /// hedges (about `1 - percentile` of calls) and cuts less of the tail.
@@ -76,14 +99,15 @@ impl AdaptiveDelay {
     ///
     /// The window is two halves; when the newer half holds `samples / 2` samples or is
     /// `period / 2` old, the older half is dropped. A smaller window adapts faster and is
-    /// noisier.
+    /// noisier. Defaults: [`DEFAULT_WINDOW_SAMPLES`], [`DEFAULT_WINDOW_PERIOD`].
     pub fn window(mut self, samples: u32, period: Duration) -> Self {
         self.window_samples = samples.max(2);
         self.window_period = period;
         self
     }
 
-    /// Below `samples` samples in the window, wait `fallback` instead of the percentile.
+    /// Below `samples` samples in the window, wait `fallback` instead of the percentile
+    /// (defaults [`DEFAULT_WARM_UP_SAMPLES`], [`DEFAULT_WARM_UP_DELAY`]).
     pub fn warm_up(mut self, samples: u32, fallback: Duration) -> Self {
         self.warm_up = samples.max(1);
         self.fallback = fallback;

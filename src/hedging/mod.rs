@@ -10,6 +10,7 @@
 //! * [`Hedge`]: a request extension to opt one request in or out.
 //! * [`HedgeReport`]: a response extension saying which copy won and how many were sent.
 //! * [`HedgeStats`]: counters, from [`Hedging::stats`].
+//! * the `DEFAULT_*` constants: every default, named.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,8 +27,11 @@ mod race;
 mod report;
 mod window;
 
-pub use budget::HedgeBudget;
-pub use delay::AdaptiveDelay;
+pub use budget::{DEFAULT_HEDGE_BURST, DEFAULT_HEDGE_RATIO, HedgeBudget};
+pub use delay::{
+    AdaptiveDelay, DEFAULT_PERCENTILE, DEFAULT_WARM_UP_DELAY, DEFAULT_WARM_UP_SAMPLES,
+    DEFAULT_WINDOW_PERIOD, DEFAULT_WINDOW_SAMPLES,
+};
 pub use report::{Hedge, HedgeReport, HedgeStats};
 
 use budget::TokenBucket;
@@ -37,13 +41,19 @@ use report::{Counters, add};
 
 type Acceptable = Arc<dyn Fn(&Response) -> bool + Send + Sync>;
 
+/// Default number of copies per call, the original included: 2 (the original and one hedge).
+pub const DEFAULT_MAX_COPIES: u32 = 2;
+
+/// Default methods hedged without an opt-in: `GET` and `HEAD`, which are safe to send twice.
+pub const DEFAULT_METHODS: [Method; 2] = [Method::GET, Method::HEAD];
+
 /// A [`Doer`] that sends extra copies of a slow request and returns the first acceptable answer.
 ///
 /// How a call goes:
 ///
 /// 1. The original is sent. If it has not answered after the *delay*, a copy (a hedge) is sent,
 ///    and so on one delay apart, up to [`max_copies`](Self::max_copies) copies in all
-///    (default 2: the original and one hedge).
+///    (default [`DEFAULT_MAX_COPIES`], 2: the original and one hedge).
 /// 2. The first *acceptable* answer wins: by default a response that is neither 5xx nor 429
 ///    (see [`acceptable`](Self::acceptable)). A 503 that comes back fast does not beat a 200
 ///    that is still on its way.
@@ -80,7 +90,14 @@ type Acceptable = Arc<dyn Fn(&Response) -> bool + Send + Sync>;
 /// acceptable; the other copies are dropped, and with them any streamed body they held, so
 /// their connections close rather than being read to the end.
 ///
-/// Clones share the budget, the latency window and the [counters](Self::stats).
+/// # Settings and shared state
+///
+/// Builder methods set the settings of the value they are called on. The state is made once,
+/// by [`new`](Self::new): the [counters](Self::stats), the budget's balance and the adaptive
+/// delay's latency window. Clones share it. Two builder methods make a piece of it afresh,
+/// since they change what it is made from: [`budget`](Self::budget) a new balance, and
+/// [`adaptive_delay`](Self::adaptive_delay) a new, empty window; clones made before the call
+/// keep the old one, clones made after share the new one. So configure first, then clone.
 ///
 /// ```
 /// use std::time::Duration;
@@ -128,17 +145,18 @@ fn not_5xx_or_429(resp: &Response) -> bool {
 
 impl<D> Hedging<D> {
     /// Hedges `inner` with the defaults: an [`AdaptiveDelay`] (p95 of the last 200 samples,
-    /// 10 ms until 20 are in), 2 copies, `GET` and `HEAD` only, acceptable = neither 5xx nor
-    /// 429, a budget of 10% extra copies.
+    /// 10 ms until 20 are in), [2 copies](DEFAULT_MAX_COPIES), [`GET` and `HEAD`
+    /// only](DEFAULT_METHODS), acceptable = neither 5xx nor 429, a budget of
+    /// [10%](DEFAULT_HEDGE_RATIO) extra copies.
     pub fn new(inner: D) -> Self {
         let budget = HedgeBudget::default();
         Hedging {
             inner,
             config: Config {
                 delay: Delay::adaptive(AdaptiveDelay::new()),
-                max_copies: 2,
+                max_copies: DEFAULT_MAX_COPIES,
                 acceptable: Arc::new(not_5xx_or_429),
-                methods: vec![Method::GET, Method::HEAD],
+                methods: DEFAULT_METHODS.to_vec(),
                 bucket: budget.bucket().map(Arc::new),
                 budget,
             },
@@ -146,17 +164,38 @@ impl<D> Hedging<D> {
         }
     }
 
-    /// Waits the same `delay` before each extra copy.
+    /// Waits the same `delay` before each extra copy, instead of the default
+    /// [`AdaptiveDelay`].
     ///
     /// A zero delay is [`all_at_once`](Self::all_at_once).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{Hedging, testing::ScriptedDoer};
+    ///
+    /// // The service's SLO is 200 ms: a call still pending after it gets a second copy.
+    /// let hedged = Hedging::new(ScriptedDoer::new()).fixed_delay(Duration::from_millis(200));
+    /// assert_eq!(hedged.current_delay(), Duration::from_millis(200));
+    /// ```
     pub fn fixed_delay(mut self, delay: Duration) -> Self {
         self.config.delay = Delay::Fixed(delay);
         self
     }
 
-    /// Waits a percentile of recent latencies before each extra copy (the default).
+    /// Waits a percentile of recent latencies before each extra copy (the default, with
+    /// [`AdaptiveDelay::new`]'s settings).
     ///
     /// This starts a fresh, empty latency window; clones made before this call keep theirs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{Hedging, hedging::AdaptiveDelay, testing::ScriptedDoer};
+    ///
+    /// // Hedge about 1 % of calls; wait 50 ms until 100 latencies are known.
+    /// let adaptive = AdaptiveDelay::new().percentile(0.99).warm_up(100, Duration::from_millis(50));
+    /// let hedged = Hedging::new(ScriptedDoer::new()).adaptive_delay(adaptive);
+    /// assert_eq!(hedged.current_delay(), Duration::from_millis(50));
+    /// ```
     pub fn adaptive_delay(mut self, adaptive: AdaptiveDelay) -> Self {
         self.config.delay = Delay::adaptive(adaptive);
         self
@@ -167,12 +206,41 @@ impl<D> Hedging<D> {
     ///
     /// The budget still applies (10% of calls by default), so pair this with
     /// [`HedgeBudget::unlimited`] or a ratio of `max_copies - 1` to race every call.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{Body, Doer, Hedging, hedging::{HedgeBudget, HedgeReport}};
+    /// use http_doer::testing::{ScriptedDoer, response};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let replicas = ScriptedDoer::new()
+    ///     .then_after(Duration::from_millis(80), Ok(response(200, "a")))
+    ///     .then_after(Duration::from_millis(20), Ok(response(200, "b")))
+    ///     .then_after(Duration::from_millis(50), Ok(response(200, "c")));
+    /// let racing = Hedging::new(replicas)
+    ///     .all_at_once()
+    ///     .max_copies(3)
+    ///     .budget(HedgeBudget::unlimited());
+    /// let req = http::Request::get("http://api.test/").body(Body::empty()).unwrap();
+    /// let resp = racing.execute(req).await.unwrap();
+    /// assert_eq!(resp.extensions().get::<HedgeReport>().unwrap().copies_sent, 3);
+    /// assert_eq!(resp.into_body().text().await.unwrap(), "b");
+    /// # });
+    /// ```
     pub fn all_at_once(self) -> Self {
         self.fixed_delay(Duration::ZERO)
     }
 
-    /// The most copies per call, the original included (default 2; at least 1, which turns
-    /// hedging off while keeping reports and counters).
+    /// The most copies per call, the original included (default [`DEFAULT_MAX_COPIES`], 2; at
+    /// least 1, which turns hedging off while keeping reports and counters).
+    ///
+    /// ```
+    /// use http_doer::{Hedging, testing::ScriptedDoer};
+    ///
+    /// // Up to two hedges for a call whose first copy and first hedge are both slow.
+    /// let hedged = Hedging::new(ScriptedDoer::new()).max_copies(3);
+    /// # let _ = hedged;
+    /// ```
     pub fn max_copies(mut self, copies: u32) -> Self {
         self.config.max_copies = copies.max(1);
         self
@@ -197,17 +265,35 @@ impl<D> Hedging<D> {
         self
     }
 
-    /// The methods hedged without an opt-in (default `GET` and `HEAD`).
+    /// The methods hedged without an opt-in (default [`DEFAULT_METHODS`], `GET` and `HEAD`).
     ///
     /// Add a method only when sending it twice is harmless: `PUT` and `DELETE` are idempotent
     /// by definition, but a server may still count both copies.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use http_doer::{Hedging, testing::ScriptedDoer};
+    ///
+    /// // This API's PUTs are idempotent and cheap: hedge them too.
+    /// let hedged = Hedging::new(ScriptedDoer::new()).methods([Method::GET, Method::HEAD, Method::PUT]);
+    /// # let _ = hedged;
+    /// ```
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.config.methods = methods.into_iter().collect();
         self
     }
 
-    /// Limits extra copies (default [`HedgeBudget::new(0.1)`](HedgeBudget::new)). Clones made
-    /// after this call share the new budget.
+    /// Limits extra copies (default [`HedgeBudget::default()`]: [10%](DEFAULT_HEDGE_RATIO) of
+    /// calls, a burst of [10](DEFAULT_HEDGE_BURST)). This starts a fresh balance: clones made
+    /// before this call keep the old one, clones made after share the new one.
+    ///
+    /// ```
+    /// use http_doer::{Hedging, hedging::HedgeBudget, testing::ScriptedDoer};
+    ///
+    /// // A backend that cannot take more than 2 % extra load.
+    /// let hedged = Hedging::new(ScriptedDoer::new()).budget(HedgeBudget::new(0.02));
+    /// # let _ = hedged;
+    /// ```
     pub fn budget(mut self, budget: HedgeBudget) -> Self {
         self.config.bucket = budget.bucket().map(Arc::new);
         self.config.budget = budget;
@@ -225,13 +311,24 @@ impl<D> Hedging<D> {
     }
 
     /// The wrapped Doer.
-    pub fn inner(&self) -> &D {
+    pub fn get_ref(&self) -> &D {
         &self.inner
+    }
+
+    /// The wrapped Doer, mutably.
+    pub fn get_mut(&mut self) -> &mut D {
+        &mut self.inner
     }
 
     /// Unwraps the inner Doer.
     pub fn into_inner(self) -> D {
         self.inner
+    }
+
+    /// The wrapped Doer.
+    #[deprecated(note = "use `get_ref`, the name every decorator uses")]
+    pub fn inner(&self) -> &D {
+        &self.inner
     }
 
     /// Whether this request may be sent more than once.
@@ -274,10 +371,11 @@ impl<D: Clone> Clone for Hedging<D> {
     }
 }
 
-// The inner Doer is left out so that any stack can be printed, Debug or not.
-impl<D> fmt::Debug for Hedging<D> {
+// The acceptability rule is a closure: it is left out (`..`).
+impl<D: fmt::Debug> fmt::Debug for Hedging<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hedging")
+            .field("inner", &self.inner)
             .field("delay", &self.config.delay)
             .field("max_copies", &self.config.max_copies)
             .field("methods", &self.config.methods)

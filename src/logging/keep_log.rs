@@ -220,7 +220,10 @@ pub enum StreamedBody {
     Dropped,
 }
 
-/// How an exchange in a [`KeepLog`] ended.
+/// How an exchange in a [`KeepLog`] ended: a response's status, or an error.
+///
+/// The crate's one `Outcome`; how a breaker counts a call is its
+/// [`Verdict`](crate::breaker::Verdict).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {

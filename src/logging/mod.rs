@@ -6,6 +6,7 @@ mod keep_log;
 mod record;
 mod stream;
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,6 +26,14 @@ pub use record::{Headers, Record};
 /// The `tracing` target of exchange events unless [`Logging::target`] sets another.
 pub const DEFAULT_TARGET: &str = "http_doer::logging";
 
+/// The level of an exchange that got a response below 500, unless
+/// [`Logging::success_level`] sets another: `DEBUG`, so a healthy client is quiet at `INFO`.
+pub const DEFAULT_SUCCESS_LEVEL: Level = Level::DEBUG;
+
+/// The level of an exchange that ended in an error or a 5xx response, unless
+/// [`Logging::failure_level`] sets another: `WARN`.
+pub const DEFAULT_FAILURE_LEVEL: Level = Level::WARN;
+
 type Sink = Arc<dyn Fn(&Record<'_>) + Send + Sync>;
 
 /// Records each exchange that goes through it, then passes the outcome on unchanged.
@@ -39,12 +48,20 @@ type Sink = Arc<dyn Fn(&Record<'_>) + Send + Sync>;
 /// |---|---|---|
 /// | `tracing` events | on | [`tracing`](Logging::tracing) |
 /// | event target | [`DEFAULT_TARGET`] (`http_doer::logging`) | [`target`](Logging::target) |
-/// | level of a response below 500 | `DEBUG` | [`success_level`](Logging::success_level) |
-/// | level of an error or a 5xx response | `WARN` | [`failure_level`](Logging::failure_level) |
+/// | level of a response below 500 | [`DEBUG`](DEFAULT_SUCCESS_LEVEL) | [`success_level`](Logging::success_level) |
+/// | level of an error or a 5xx response | [`WARN`](DEFAULT_FAILURE_LEVEL) | [`failure_level`](Logging::failure_level) |
 /// | headers | off | [`headers`](Logging::headers), [`redact_header`](Logging::redact_header) |
 /// | bodies | off | [`bodies`](Logging::bodies) |
 /// | in-memory log | none | [`keep_log`](Logging::keep_log) |
 /// | sink | none | [`sink`](Logging::sink) |
+///
+/// # Settings and shared state
+///
+/// Builder methods set the settings of the value they are called on; clones made before a
+/// builder call keep theirs (the settings are shared by clones and copied on the first change).
+/// `Logging` itself keeps no state: what clones share is the [`KeepLog`] given to
+/// [`keep_log`](Logging::keep_log) (a `KeepLog`'s clones are one log) and the
+/// [`sink`](Logging::sink) closure.
 ///
 /// # Event fields
 ///
@@ -148,6 +165,25 @@ pub struct Logging<D> {
     config: Arc<Config>,
 }
 
+// The sink is a closure: it is left out (`..`).
+impl<D: fmt::Debug> fmt::Debug for Logging<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &*self.config;
+        f.debug_struct("Logging")
+            .field("inner", &self.inner)
+            .field("tracing", &c.tracing)
+            .field("target", &c.target)
+            .field("success_level", &c.success.level())
+            .field("failure_level", &c.failure.level())
+            .field("headers", &c.headers)
+            .field("redact", &c.redact)
+            .field("bodies", &c.body_cap)
+            .field("keep_log", &c.keep)
+            .field("sink", &c.sink.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 struct Config {
     tracing: bool,
@@ -169,8 +205,8 @@ impl<D> Logging<D> {
             config: Arc::new(Config {
                 tracing: true,
                 target: DEFAULT_TARGET,
-                success: EventSite::get(DEFAULT_TARGET, Level::DEBUG),
-                failure: EventSite::get(DEFAULT_TARGET, Level::WARN),
+                success: EventSite::get(DEFAULT_TARGET, DEFAULT_SUCCESS_LEVEL),
+                failure: EventSite::get(DEFAULT_TARGET, DEFAULT_FAILURE_LEVEL),
                 headers: false,
                 redact: Vec::new(),
                 body_cap: None,
@@ -186,6 +222,15 @@ impl<D> Logging<D> {
 
     /// Turns `tracing` events on or off (on by default); off is for callers who log only
     /// through a [`sink`](Logging::sink) or a [`KeepLog`].
+    ///
+    /// ```
+    /// use http_doer::{Logging, logging::KeepLog, testing::ScriptedDoer};
+    ///
+    /// // Only the in-memory log, no events.
+    /// let log = KeepLog::new(50);
+    /// let doer = Logging::new(ScriptedDoer::new()).tracing(false).keep_log(log.clone());
+    /// # let _ = doer;
+    /// ```
     pub fn tracing(mut self, on: bool) -> Self {
         self.config().tracing = on;
         self
@@ -193,6 +238,14 @@ impl<D> Logging<D> {
 
     /// Sets the `tracing` target of the events (default [`DEFAULT_TARGET`]); see
     /// [Target](Logging#target) for how a run-time target works.
+    ///
+    /// ```
+    /// use http_doer::{Logging, testing::ScriptedDoer};
+    ///
+    /// // Filter these with `RUST_LOG=billing::http=debug`.
+    /// let doer = Logging::new(ScriptedDoer::new()).target("billing::http");
+    /// # let _ = doer;
+    /// ```
     pub fn target(mut self, target: &'static str) -> Self {
         let c = self.config();
         c.target = target;
@@ -202,14 +255,27 @@ impl<D> Logging<D> {
     }
 
     /// Sets the level of an exchange that got a response with a status below 500 (default
-    /// `DEBUG`).
+    /// [`DEFAULT_SUCCESS_LEVEL`], `DEBUG`).
+    ///
+    /// ```
+    /// use http_doer::{Logging, testing::ScriptedDoer};
+    /// use tracing::Level;
+    ///
+    /// // Every exchange shows at the usual `INFO` filter; failures stand out at `ERROR`.
+    /// let doer = Logging::new(ScriptedDoer::new())
+    ///     .success_level(Level::INFO)
+    ///     .failure_level(Level::ERROR);
+    /// # let _ = doer;
+    /// ```
     pub fn success_level(mut self, level: Level) -> Self {
         let c = self.config();
         c.success = EventSite::get(c.target, level);
         self
     }
 
-    /// Sets the level of an exchange that ended in an error or a 5xx response (default `WARN`).
+    /// Sets the level of an exchange that ended in an error or a 5xx response (default
+    /// [`DEFAULT_FAILURE_LEVEL`], `WARN`); see [`success_level`](Logging::success_level) for
+    /// an example.
     pub fn failure_level(mut self, level: Level) -> Self {
         let c = self.config();
         c.failure = EventSite::get(c.target, level);
@@ -218,12 +284,41 @@ impl<D> Logging<D> {
 
     /// Logs request and response headers (off by default), with secret values redacted (see
     /// [`Headers`]).
+    ///
+    /// ```
+    /// use http_doer::{Body, Doer, Logging, testing::ScriptedDoer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let doer = Logging::new(ScriptedDoer::new().then_status(200))
+    ///     .headers(true)
+    ///     .sink(|r| {
+    ///         let sent = r.request_headers.as_ref().unwrap().to_string();
+    ///         assert!(sent.contains(r#""authorization": "REDACTED""#), "{sent}");
+    ///     });
+    /// let req = http::Request::get("https://api.test/")
+    ///     .header("authorization", "Bearer s3cr3t")
+    ///     .body(Body::empty())
+    ///     .unwrap();
+    /// doer.execute(req).await.unwrap();
+    /// # });
+    /// ```
     pub fn headers(mut self, on: bool) -> Self {
         self.config().headers = on;
         self
     }
 
     /// Also redacts the values of header `name`, on top of those [`Headers`] always redacts.
+    /// None by default.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use http_doer::{Logging, testing::ScriptedDoer};
+    ///
+    /// let doer = Logging::new(ScriptedDoer::new())
+    ///     .headers(true)
+    ///     .redact_header(HeaderName::from_static("x-customer-email"));
+    /// # let _ = doer;
+    /// ```
     pub fn redact_header(mut self, name: HeaderName) -> Self {
         self.config().redact.push(name);
         self
@@ -259,12 +354,28 @@ impl<D> Logging<D> {
     /// and bytes that are not UTF-8 anywhere show it as its size. A JSON body longer than
     /// `max_bytes` cannot be parsed from its first bytes, so it is not shown; raise `max_bytes`
     /// to see it. Watching a streamed body this way costs one pass over its bytes.
+    ///
+    /// ```
+    /// use http_doer::{Body, Doer, Logging, testing::ScriptedDoer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let doer = Logging::new(ScriptedDoer::new().then_status(204)).bodies(256).sink(|r| {
+    ///     assert_eq!(r.request_body, Some("user=ann&password=REDACTED"));
+    /// });
+    /// let req = http::Request::post("https://api.test/login")
+    ///     .header("content-type", "application/x-www-form-urlencoded")
+    ///     .body(Body::from("user=ann&password=hunter2"))
+    ///     .unwrap();
+    /// doer.execute(req).await.unwrap();
+    /// # });
+    /// ```
     pub fn bodies(mut self, max_bytes: usize) -> Self {
         self.config().body_cap = Some(max_bytes);
         self
     }
 
-    /// Keeps a line per exchange in `log` (see [`KeepLog`]). Keep a clone of `log` to read it.
+    /// Keeps a line per exchange in `log` (see [`KeepLog`]; none by default). Keep a clone of
+    /// `log` to read it; the [type-level example](Logging#example) shows one.
     pub fn keep_log(mut self, log: KeepLog) -> Self {
         self.config().keep = Some(log);
         self
@@ -273,7 +384,23 @@ impl<D> Logging<D> {
     /// Calls `sink` with a [`Record`] of each exchange, for callers who log elsewhere.
     ///
     /// It runs on the caller's task before the outcome is returned, so keep it quick: hand the
-    /// record's data to a channel rather than doing I/O in it.
+    /// record's data to a channel rather than doing I/O in it. None by default.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use http_doer::{Body, Doer, Logging, testing::ScriptedDoer};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let (tx, rx) = mpsc::channel();
+    /// let doer = Logging::new(ScriptedDoer::new().then_status(404))
+    ///     .sink(move |r| tx.send((r.url.to_owned(), r.status)).unwrap());
+    /// let req = http::Request::get("https://api.test/x?token=t0k").body(Body::empty()).unwrap();
+    /// doer.execute(req).await.unwrap();
+    /// let (url, status) = rx.recv().unwrap();
+    /// assert_eq!(url, "https://api.test/x?token=REDACTED");
+    /// assert_eq!(status, Some(http::StatusCode::NOT_FOUND));
+    /// # });
+    /// ```
     pub fn sink(mut self, sink: impl Fn(&Record<'_>) + Send + Sync + 'static) -> Self {
         self.config().sink = Some(Arc::new(sink));
         self
@@ -285,6 +412,22 @@ impl<D> Logging<D> {
     }
 
     /// The wrapped Doer.
+    pub fn get_ref(&self) -> &D {
+        &self.inner
+    }
+
+    /// The wrapped Doer, mutably.
+    pub fn get_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner Doer.
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+
+    /// The wrapped Doer.
+    #[deprecated(note = "use `get_ref`, the name every decorator uses")]
     pub fn inner(&self) -> &D {
         &self.inner
     }

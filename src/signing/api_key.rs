@@ -56,6 +56,11 @@ enum Place {
 
 impl ApiKey {
     /// The key in the header `name`, which replaces any value the request had.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Signing`](crate::ErrorKind::Signing) error when `name` is not a valid
+    /// header name or `key` cannot be a header value.
     pub fn header(name: impl AsRef<str>, key: impl AsRef<str>) -> Result<Self, Error> {
         let name = HeaderName::from_bytes(name.as_ref().as_bytes())
             .map_err(|_| signing_error("invalid API key header name"))?;
@@ -71,6 +76,10 @@ impl ApiKey {
     /// A [`Logging`](crate::Logging) placed *below* `Signing` sees the signed URL, and redacts
     /// the key only when [`redact::is_secret_param`](crate::redact::is_secret_param) knows the
     /// name (`api_key`, `key`, `token`, ...): keep `Logging` above `Signing`, as recommended.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Signing`](crate::ErrorKind::Signing) error when `name` is empty.
     pub fn query(name: impl AsRef<str>, key: impl AsRef<str>) -> Result<Self, Error> {
         let name = name.as_ref();
         if name.is_empty() {

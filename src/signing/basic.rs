@@ -35,6 +35,11 @@ pub struct Basic {
 
 impl Basic {
     /// Credentials for `user_id` and `password`.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Signing`](crate::ErrorKind::Signing) error when `user_id` contains `:`
+    /// or either contains a control character, which RFC 7617 forbids.
     pub fn new(user_id: impl AsRef<str>, password: impl AsRef<str>) -> Result<Self, Error> {
         let (user_id, password) = (user_id.as_ref(), password.as_ref());
         if user_id.contains(':') {

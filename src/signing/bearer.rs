@@ -83,6 +83,12 @@ impl fmt::Debug for Token {
 #[async_trait]
 pub trait TokenSource: Send + Sync {
     /// Fetches a new token.
+    ///
+    /// # Errors
+    ///
+    /// When no token could be had (the identity provider is down or refused the client).
+    /// [`Bearer`] keeps using a cached token that has not expired yet, and otherwise fails the
+    /// signing with this error as its source, so the request is not sent.
     async fn fetch(&self) -> Result<Token, Error>;
 }
 
@@ -147,6 +153,11 @@ enum Kind {
 
 impl Bearer {
     /// A static token, sent as it is on every request.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Signing`](crate::ErrorKind::Signing) error when `token` is empty or
+    /// cannot be a header value (a control character, a newline).
     pub fn new(token: impl AsRef<str>) -> Result<Self, Error> {
         Ok(Bearer {
             kind: Kind::Static(header_value(token.as_ref())?),
@@ -170,6 +181,18 @@ impl Bearer {
 
     /// How long before expiry a cached token is replaced; default
     /// [`DEFAULT_REFRESH_MARGIN`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::signing::{Bearer, Token};
+    ///
+    /// // Tokens live an hour; get a new one 5 minutes before, not 30 s.
+    /// let bearer = Bearer::from_source(|| async {
+    ///     Ok(Token::new("t").expires_in(Duration::from_secs(3600)))
+    /// })
+    /// .refresh_margin(Duration::from_secs(300));
+    /// # let _ = bearer;
+    /// ```
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
         self
@@ -180,7 +203,15 @@ impl Bearer {
     /// [source](Self::from_source) can be renewed, so a static token never resends.
     ///
     /// The resend is safe for any method: the server refused the credentials and so did not
-    /// act on the request.
+    /// act on the request. The response to the second send carries
+    /// [`Resent`](super::Resent).
+    ///
+    /// ```
+    /// use http_doer::signing::{Bearer, Token};
+    ///
+    /// let bearer = Bearer::from_source(|| async { Ok(Token::new("t")) }).resend_on_invalid_token(true);
+    /// # let _ = bearer;
+    /// ```
     pub fn resend_on_invalid_token(mut self, on: bool) -> Self {
         self.resend = on;
         self
@@ -527,7 +558,7 @@ mod tests {
         for t in tasks {
             let err = t.await.unwrap();
             assert_eq!(err.kind(), ErrorKind::Signing);
-            assert!(err.to_string().contains("idp down"), "{err}");
+            assert!(format!("{err:#}").contains("idp down"), "{err:#}");
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
         // A later call tries again.

@@ -21,6 +21,10 @@ use crate::{Error, Request};
 const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
 const SIGNATURE: HeaderName = HeaderName::from_static("signature");
 
+/// The label of an [`HttpSignature`] unless [`HttpSignature::label`] sets another: `sig1`, as
+/// in RFC 9421's examples.
+pub const DEFAULT_LABEL: &str = "sig1";
+
 /// The largest structured-field integer (RFC 8941, section 3.3.1): 15 digits, a date some 31
 /// million years from now.
 const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
@@ -236,7 +240,7 @@ impl HttpSignature {
         HttpSignature {
             key,
             key_error: None,
-            label: "sig1".to_owned(),
+            label: DEFAULT_LABEL.to_owned(),
             components: vec![Component::Method, Component::TargetUri],
             key_id: None,
             include_alg: false,
@@ -272,7 +276,8 @@ impl HttpSignature {
         )))
     }
 
-    /// The signature's label in `Signature-Input` and `Signature`; default `sig1`. It must be
+    /// The signature's label in `Signature-Input` and `Signature`; default [`DEFAULT_LABEL`]
+    /// (`sig1`). It must be
     /// a structured-field key: lower-case letters, digits, `_`, `-`, `.`, `*`, starting with a
     /// letter or `*`.
     pub fn label(mut self, label: impl Into<String>) -> Self {
@@ -398,6 +403,12 @@ impl HttpSignature {
     /// The signature base (RFC 9421 section 2.5) that signing `req` now would sign, and the
     /// `@signature-params` value; `req` is not changed, so a covered `Content-Digest` must
     /// already be set. Useful to debug a verifier that disagrees.
+    ///
+    /// # Errors
+    ///
+    /// An [`ErrorKind::Signing`](crate::ErrorKind::Signing) error, as [`sign`](Signer::sign)
+    /// would return: an empty key, an invalid label or a duplicated component, a covered
+    /// component the request lacks, or a clock before 1970.
     pub fn signature_base(&self, req: &Request) -> Result<String, Error> {
         self.base(req, None).map(|(base, _)| base)
     }

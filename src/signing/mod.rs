@@ -48,7 +48,7 @@ pub use basic::Basic;
 pub use bearer::{Bearer, DEFAULT_REFRESH_MARGIN, Token, TokenSource};
 pub use clock::{Clock, SystemClock};
 pub use digest::{ContentDigest, DigestAlgorithm};
-pub use http_sig::{Component, HttpSignature};
+pub use http_sig::{Component, DEFAULT_LABEL, HttpSignature};
 #[cfg(feature = "aws-sigv4")]
 pub use sigv4::SigV4;
 
@@ -73,7 +73,13 @@ pub use sigv4::SigV4;
 /// ```
 #[async_trait]
 pub trait Signer: Send + Sync {
-    /// Adds credentials or a signature to `req`. An error stops the request from being sent.
+    /// Adds credentials or a signature to `req`.
+    ///
+    /// # Errors
+    ///
+    /// When the request cannot be signed (a token source that failed, a body that would have
+    /// to be read twice, a configuration the signer refuses); [`Signing`] then does not send
+    /// the request, and returns the error as an [`ErrorKind::Signing`] one.
     async fn sign(&self, req: &mut Request) -> Result<(), Error>;
 
     /// Whether this signer may ask, through [`rejected`](Signer::rejected), for a request to be
@@ -197,9 +203,21 @@ where
 }
 
 /// Response extension: the server rejected the first signed request, the signer asked for a
-/// resend (see [`Signer::rejected`]), and this response answers the second, freshly signed one.
+/// resend (see [`Signer::resends`] and [`Signer::rejected`]), and this response answers the
+/// second send, signed again.
+///
+/// Formerly `Resigned`, which read as "gave up".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Resigned;
+pub struct Resent;
+
+/// The old name of [`Resent`].
+#[deprecated(note = "renamed `Resent`")]
+pub type Resigned = Resent;
+
+/// The old name of [`Resent`], as a value (`insert(Resigned)`).
+#[deprecated(note = "renamed `Resent`")]
+#[allow(non_upper_case_globals)]
+pub const Resigned: Resent = Resent;
 
 /// A decorator that signs or authenticates every request with a [`Signer`] before passing it
 /// to the inner [`Doer`].
@@ -209,10 +227,16 @@ pub struct Resigned;
 /// [`ErrorKind::Signing`] error and the request is not sent. If the signer
 /// [resends](Signer::resends) (a [`Bearer`] with
 /// [`resend_on_invalid_token`](Bearer::resend_on_invalid_token)), a rejected request is signed
-/// again and sent once more, and the response carries [`Resigned`].
+/// again and sent once more, and the response carries [`Resent`].
 ///
 /// Place `Signing` *inside* `Retrying` and `Hedging`, next to the backend, so that every
 /// attempt is signed with a fresh timestamp, nonce and token.
+///
+/// # Settings and shared state
+///
+/// `Signing` has no settings of its own: they are the signer's. Clones share the signer (one
+/// `Arc`), and with it any state the signer keeps, such as a [`Bearer`] token cache, so every
+/// clone uses, and refreshes, the same token.
 ///
 /// # Bodies
 ///
@@ -272,13 +296,24 @@ impl<D, S> Signing<D, S> {
     }
 
     /// The wrapped Doer.
-    pub fn inner(&self) -> &D {
+    pub fn get_ref(&self) -> &D {
         &self.inner
+    }
+
+    /// The wrapped Doer, mutably.
+    pub fn get_mut(&mut self) -> &mut D {
+        &mut self.inner
     }
 
     /// Unwraps the inner Doer.
     pub fn into_inner(self) -> D {
         self.inner
+    }
+
+    /// The wrapped Doer.
+    #[deprecated(note = "use `get_ref`, the name every decorator uses")]
+    pub fn inner(&self) -> &D {
+        &self.inner
     }
 }
 
@@ -354,7 +389,7 @@ impl<D: Doer, S: Signer> Doer for Signing<D, S> {
         *again.uri_mut() = unsigned.clone();
         self.sign(&mut again, &unsigned).await?;
         let mut resp = self.inner.execute(again).await.map_err(scrub)?;
-        resp.extensions_mut().insert(Resigned);
+        resp.extensions_mut().insert(Resent);
         Ok(resp)
     }
 }
@@ -403,7 +438,7 @@ mod tests {
         let err = doer.execute(get()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Signing);
         assert_eq!(err.url(), Some("https://api.test/x"));
-        assert!(err.to_string().contains("idp"), "{err}");
+        assert!(format!("{err:#}").contains("idp"), "{err:#}");
         assert_eq!(server.calls(), 0);
     }
 
@@ -477,7 +512,7 @@ mod tests {
         );
         let resp = doer.execute(get()).await.unwrap();
         assert_eq!(resp.status(), 200);
-        assert!(resp.extensions().get::<Resigned>().is_some());
+        assert!(resp.extensions().get::<Resent>().is_some());
         let sigs: Vec<_> = server
             .requests()
             .iter()
@@ -485,10 +520,10 @@ mod tests {
             .collect();
         assert_eq!(sigs, ["1", "2"]);
 
-        // The signer says sig 3 is not a rejection worth resending: one send, no Resigned.
+        // The signer says sig 3 is not a rejection worth resending: one send, no Resent.
         let resp = doer.execute(get()).await.unwrap();
         assert_eq!(resp.status(), 401);
-        assert!(resp.extensions().get::<Resigned>().is_none());
+        assert!(resp.extensions().get::<Resent>().is_none());
         assert_eq!(server.calls(), 3);
     }
 
