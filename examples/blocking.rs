@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let closed = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     match client.get(format!("http://{closed}/")) {
         Ok(resp) => println!("{closed} answered {}", resp.status()),
-        Err(e) => println!("GET {closed} -> {:?}: {e}", e.kind()),
+        Err(e) => println!("GET {closed} -> {:?}: {e:#}", e.kind()),
     }
     Ok(())
 }

@@ -228,11 +228,11 @@ async fn download(
             break; // Every byte arrived before the error: nothing left to ask for.
         }
         if resumes == MAX_RESUMES {
-            return Err(format!("gave up after {MAX_RESUMES} resumes: {err}").into());
+            return Err(format!("gave up after {MAX_RESUMES} resumes: {err:#}").into());
         }
         resumes += 1;
         println!(
-            "stream failed at byte {written} ({:?}: {err}); resume {resumes} of at most {MAX_RESUMES}",
+            "stream failed at byte {written} ({:?}: {err:#}); resume {resumes} of at most {MAX_RESUMES}",
             err.kind()
         );
     }

@@ -76,7 +76,7 @@ async fn backends(server: &Server) -> Result<(), BoxError> {
             .await
             .expect_err("nothing listens on port 1");
         println!(
-            "  GET  127.0.0.1:1  -> error kind {:?}: {err}\n",
+            "  GET  127.0.0.1:1  -> error kind {:?}: {err:#}\n",
             err.kind()
         );
     }
@@ -141,7 +141,7 @@ async fn full_stack(server: &Server) -> Result<(), BoxError> {
                 }
             }
             Err(err) => {
-                println!("    GET {path} -> error {:?}: {err} in {took}", err.kind());
+                println!("    GET {path} -> error {:?}: {err:#} in {took}", err.kind());
                 println!("    server saw: {}", server.take_seen());
             }
         }

@@ -57,6 +57,13 @@ pub type Response = http::Response<Body>;
 #[async_trait]
 pub trait Doer: Send + Sync {
     /// Sends `req` and returns the response, whatever its status.
+    ///
+    /// # Errors
+    ///
+    /// When there is no usable response: the connection could not be made or failed, a
+    /// timeout passed, the body could not be read or was too large, the request was invalid,
+    /// or a decorator refused to send it. [`Error::kind`] says which; a 4xx or 5xx status is
+    /// a response, not an error.
     async fn execute(&self, req: Request) -> Result<Response, Error>;
 }
 

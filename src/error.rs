@@ -76,9 +76,23 @@ impl fmt::Display for ErrorKind {
 /// One opaque type for every backend and decorator: match on [`kind`](Error::kind), or use the
 /// `is_*` helpers. The underlying error is kept as the [`source`](StdError::source).
 ///
-/// `Display` and `Debug` never print credentials: a URL is shown without its userinfo and with
-/// the values of secret-looking query parameters replaced by `REDACTED` (see
-/// [`redact`](crate::redact)), and no header value is ever part of an error.
+/// # Display
+///
+/// `Display` says what failed, in this error's own words: the kind, a short message, the
+/// redacted URL and the number of attempts, as in
+/// `connect error (http://127.0.0.1:9/) after 3 attempts`. It does not repeat the cause, which
+/// is the [`source`](StdError::source), as the Rust API guidelines ask (C-GOOD-ERR): a
+/// reporter that walks the chain, such as `anyhow`'s `{:#}`, then prints each message once.
+/// The alternate form, `{:#}`, prints the whole chain itself, for a log line without such a
+/// reporter: `connect error (http://127.0.0.1:9/): ...: Connection refused (os error 111)`.
+///
+/// # Secrets
+///
+/// Neither `Display`, `Debug` nor any error of the source chain prints credentials: a URL is
+/// shown without its userinfo and with the values of secret-looking query parameters replaced
+/// by `REDACTED` (see [`redact`](crate::redact)), and no header value is ever part of an error.
+/// A cause whose messages would print a secret (a library error quoting a full URL) is kept as
+/// a redacted copy of its messages instead of the original error.
 ///
 /// ```
 /// use http_doer::{Error, ErrorKind};
@@ -87,6 +101,14 @@ impl fmt::Display for ErrorKind {
 /// let err = Error::from(ErrorKind::Timeout).with_url(&uri);
 /// assert!(err.is_timeout());
 /// assert_eq!(err.to_string(), "timed out (https://api.test/v1?api_key=REDACTED&page=2)");
+///
+/// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let err = Error::new(ErrorKind::Connect, refused).with_url(&uri);
+/// assert_eq!(err.to_string(), "connect error (https://api.test/v1?api_key=REDACTED&page=2)");
+/// assert_eq!(
+///     format!("{err:#}"),
+///     "connect error (https://api.test/v1?api_key=REDACTED&page=2): refused",
+/// );
 /// ```
 pub struct Error {
     inner: Box<Inner>,
@@ -102,10 +124,15 @@ struct Inner {
 }
 
 impl Error {
-    /// An error of `kind` caused by `source`.
+    /// An error of `kind` caused by `source`, which becomes the
+    /// [`source`](StdError::source) (not part of `Display`).
+    ///
+    /// `source` is kept as it is, so a caller can downcast it, unless one of the messages of its
+    /// chain would print a secret (a URL with userinfo or a secret query value): then it is
+    /// replaced by a copy of those messages with the secrets redacted.
     pub fn new(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
         let mut err = Error::from(kind);
-        err.inner.source = Some(source.into());
+        err.inner.source = Some(redacted_chain(source.into()));
         err
     }
 
@@ -124,15 +151,18 @@ impl Error {
         self
     }
 
-    /// The same failure said again with `message`: the same kind, URL, attempts and wait, and
-    /// `self` as the source, so its own message is kept in the chain.
-    pub(crate) fn context(self, message: &'static str) -> Self {
-        let mut out = Error::from(self.inner.kind).with_message(message);
-        out.inner.url = self.inner.url.clone();
-        out.inner.attempts = self.inner.attempts;
-        out.inner.retry_after = self.inner.retry_after;
-        out.inner.source = Some(Box::new(self));
-        out
+    /// The same failure said again with `message` in front of its own: the same kind, URL,
+    /// attempts, wait and source.
+    ///
+    /// Not `self` as the source: its kind and URL would then print twice in a reporter that
+    /// walks the chain, and they are the same failure's.
+    pub(crate) fn context(mut self, message: &'static str) -> Self {
+        let message = match self.inner.message.take() {
+            Some(own) => Cow::Owned(format!("{message}: {own}")),
+            None => Cow::Borrowed(message),
+        };
+        self.inner.message = Some(message);
+        self
     }
 
     /// Records how many attempts were made before giving up (set by retrying decorators).
@@ -234,6 +264,48 @@ impl From<ErrorKind> for Error {
     }
 }
 
+/// An [`ErrorKind::InvalidRequest`] error for a request (or response) that `http`'s builders
+/// refused, so an SDK can build its requests with `?`:
+///
+/// ```
+/// use http_doer::{Body, Error, Request};
+///
+/// fn request(base: &str, token: &str) -> Result<Request, Error> {
+///     Ok(http::Request::get(format!("{base}/items"))
+///         .header("authorization", format!("Bearer {token}"))
+///         .body(Body::empty())?)
+/// }
+///
+/// let err = request("https://api.test", "tok\nen").unwrap_err();
+/// assert!(err.is_invalid_request());
+/// assert_eq!(err.to_string(), "invalid request: a header value is not valid");
+/// assert!(request("not a url", "tok").unwrap_err().is_invalid_request());
+/// ```
+///
+/// The message names what was refused (the URL, a header name or value, the method), never
+/// its content: an invalid header value may be a credential. `http`'s own error is the source,
+/// and does not quote the content either.
+impl From<http::Error> for Error {
+    fn from(e: http::Error) -> Self {
+        let what = if e.is::<http::uri::InvalidUri>() || e.is::<http::uri::InvalidUriParts>() {
+            "the URL is not valid"
+        } else if e.is::<http::header::InvalidHeaderName>() {
+            "a header name is not valid"
+        } else if e.is::<http::header::InvalidHeaderValue>() {
+            "a header value is not valid"
+        } else if e.is::<http::method::InvalidMethod>() {
+            "the method is not valid"
+        } else if e.is::<http::status::InvalidStatusCode>() {
+            "the status code is not valid"
+        } else if e.is::<http::header::MaxSizeReached>() {
+            "too many headers"
+        } else {
+            "the request could not be built"
+        };
+        Error::new(ErrorKind::InvalidRequest, e).with_message(what)
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.inner.kind.as_str())?;
@@ -246,10 +318,10 @@ impl fmt::Display for Error {
         if let Some(n) = self.inner.attempts {
             write!(f, " after {n} attempt{}", if n == 1 { "" } else { "s" })?;
         }
-        if let Some(source) = &self.inner.source {
-            // The root cause says most ("Connection refused"); the layers above it are often
-            // generic ("error sending request"). Foreign errors may quote a URL: redact them.
-            write!(f, ": {}", redact::text(&root_cause(&**source).to_string()))?;
+        if f.alternate() {
+            for cause in chain(self.source()) {
+                write!(f, ": {}", redact::text(&cause.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -271,25 +343,77 @@ impl fmt::Debug for Error {
         if let Some(w) = &self.inner.retry_after {
             d.field("retry_after", w);
         }
-        if let Some(source) = &self.inner.source {
+        if self.inner.source.is_some() {
             // Display, not Debug: a foreign Debug may print a whole request, headers included.
-            let mut chain = Vec::new();
-            let mut next: Option<&(dyn StdError + 'static)> = Some(&**source);
-            while let Some(e) = next {
-                chain.push(redact::text(&e.to_string()).into_owned());
-                next = e.source();
-            }
+            let chain: Vec<_> = chain(self.source())
+                .map(|e| redact::text(&e.to_string()).into_owned())
+                .collect();
             d.field("source", &chain);
         }
         d.finish()
     }
 }
 
-fn root_cause<'a>(mut e: &'a (dyn StdError + 'static)) -> &'a (dyn StdError + 'static) {
-    while let Some(next) = e.source() {
-        e = next;
+/// The most links of a source chain that are walked: a chain is a handful of links, and a
+/// foreign `source()` that returned itself must not hang a formatter.
+const MAX_CHAIN: usize = 32;
+
+/// `first` and the sources after it, at most [`MAX_CHAIN`] of them.
+fn chain<'a>(
+    first: Option<&'a (dyn StdError + 'static)>,
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(first, |e: &&'a (dyn StdError + 'static)| (*e).source()).take(MAX_CHAIN)
+}
+
+/// `source` itself when no message of its chain prints a secret; otherwise a copy of the
+/// chain's messages, redacted. A reporter such as anyhow prints each link's `Display` as it is,
+/// so a secret must not be in any link, not only in ours.
+fn redacted_chain(source: BoxError) -> BoxError {
+    let leaks = chain(Some(&*source))
+        // Our own errors are redacted when made, and so is their chain.
+        .take_while(|e| !e.is::<Error>())
+        .any(|e| {
+            let text = e.to_string();
+            matches!(redact::text(&text), Cow::Owned(r) if r != text)
+        });
+    if !leaks {
+        return source;
     }
-    e
+    let messages: Vec<String> = chain(Some(&*source))
+        .map(|e| redact::text(&e.to_string()).into_owned())
+        .collect();
+    let mut copy = None;
+    for message in messages.into_iter().rev() {
+        copy = Some(Redacted {
+            message,
+            source: copy.map(Box::new),
+        });
+    }
+    match copy {
+        Some(copy) => Box::new(copy),
+        None => source,
+    }
+}
+
+/// A link of a source chain whose message was redacted; see [`redacted_chain`].
+#[derive(Debug)]
+struct Redacted {
+    message: String,
+    source: Option<Box<Redacted>>,
+}
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for Redacted {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
 }
 
 impl StdError for Error {
@@ -314,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn display_shows_kind_message_url_and_source() {
+    fn display_shows_kind_message_and_url_and_the_alternate_form_the_chain() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let uri: http::Uri = "http://127.0.0.1:1/x".parse().unwrap();
         let err = Error::new(ErrorKind::Connect, io)
@@ -322,13 +446,18 @@ mod tests {
             .with_url(&uri);
         assert_eq!(
             err.to_string(),
+            "connect error: dial (http://127.0.0.1:1/x)"
+        );
+        assert_eq!(
+            format!("{err:#}"),
             "connect error: dial (http://127.0.0.1:1/x): refused"
         );
+        assert_eq!(err.source().unwrap().to_string(), "refused");
         assert!(err.is_connect() && !err.is_timeout());
     }
 
     #[test]
-    fn display_shows_the_root_cause() {
+    fn the_cause_is_in_the_source_chain_not_in_display() {
         #[derive(Debug)]
         struct Outer(std::io::Error);
         impl fmt::Display for Outer {
@@ -343,9 +472,94 @@ mod tests {
         }
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
         let err = Error::new(ErrorKind::Connect, Outer(io));
-        assert_eq!(err.to_string(), "connect error: Connection refused");
+        assert_eq!(err.to_string(), "connect error");
+        assert_eq!(
+            format!("{err:#}"),
+            "connect error: error sending request: Connection refused"
+        );
         let debug = format!("{err:?}");
         assert!(debug.contains("error sending request") && debug.contains("Connection refused"));
+    }
+
+    #[test]
+    fn a_source_that_is_its_own_source_does_not_hang_a_formatter() {
+        #[derive(Debug)]
+        struct Loop;
+        impl fmt::Display for Loop {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("again")
+            }
+        }
+        impl StdError for Loop {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(self)
+            }
+        }
+        let err = Error::new(ErrorKind::Other, Loop);
+        assert_eq!(format!("{err:#}").matches("again").count(), MAX_CHAIN);
+        assert_eq!(format!("{err:?}").matches("again").count(), MAX_CHAIN);
+    }
+
+    #[test]
+    fn context_puts_its_message_first_and_keeps_the_rest() {
+        let uri: http::Uri = "http://h.test/p".parse().unwrap();
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let err = Error::new(ErrorKind::Transport, io)
+            .with_message("mid-body")
+            .with_url(&uri)
+            .with_retry_after(Duration::from_secs(2))
+            .context("not retried");
+        assert_eq!(
+            err.to_string(),
+            "connection failed: not retried: mid-body (http://h.test/p)"
+        );
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+        let io = err.source().unwrap().downcast_ref::<std::io::Error>();
+        assert_eq!(io.unwrap().kind(), std::io::ErrorKind::ConnectionReset);
+        let bare = Error::from(ErrorKind::Body).context("not retried");
+        assert_eq!(bare.to_string(), "body error: not retried");
+    }
+
+    #[test]
+    fn http_errors_are_invalid_requests_that_never_show_the_value() {
+        let err: Error = http::Request::get("http://h.test/")
+            .header("authorization", "Bearer s3cr3t\n")
+            .body(())
+            .map(drop)
+            .unwrap_err()
+            .into();
+        assert!(err.is_invalid_request());
+        assert_eq!(
+            err.to_string(),
+            "invalid request: a header value is not valid"
+        );
+        for s in [format!("{err:#}"), format!("{err:?}"), format!("{err:#?}")] {
+            assert!(!s.contains("s3cr3t"), "{s}");
+        }
+        let err: Error = http::Request::get("http://h.test/ x")
+            .body(())
+            .map(drop)
+            .unwrap_err()
+            .into();
+        assert_eq!(err.to_string(), "invalid request: the URL is not valid");
+        assert!(err.source().unwrap().is::<http::Error>());
+        let err: Error = http::Request::builder()
+            .method("BAD METHOD")
+            .body(())
+            .map(drop)
+            .unwrap_err()
+            .into();
+        assert_eq!(err.to_string(), "invalid request: the method is not valid");
+        let err: Error = http::Request::get("http://h.test/")
+            .header("bad name", "v")
+            .body(())
+            .map(drop)
+            .unwrap_err()
+            .into();
+        assert_eq!(
+            err.to_string(),
+            "invalid request: a header name is not valid"
+        );
     }
 
     #[test]
@@ -378,16 +592,47 @@ mod tests {
     }
 
     #[test]
-    fn secrets_quoted_by_a_source_error_are_redacted() {
-        let source = "error sending request for url (http://bob:pw1@h.test/?password=pw2)";
-        let err = Error::new(ErrorKind::Transport, source);
-        for s in [err.to_string(), format!("{err:?}")] {
-            assert!(
-                !s.contains("pw1") && !s.contains("pw2") && !s.contains("bob"),
-                "{s}"
-            );
-            assert!(s.contains("h.test"), "{s}");
+    fn secrets_quoted_by_a_source_error_are_redacted_in_every_link() {
+        #[derive(Debug)]
+        struct Quoting(std::io::Error);
+        impl fmt::Display for Quoting {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error sending request for url (http://bob:pw1@h.test/?password=pw2)")
+            }
         }
+        impl StdError for Quoting {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::other("reset by https://h.test/?token=pw3");
+        let err = Error::new(ErrorKind::Transport, Quoting(io));
+        let mut shown = vec![err.to_string(), format!("{err:#}"), format!("{err:?}")];
+        shown.extend(chain(err.source()).map(|e| format!("{e} {e:?}")));
+        assert_eq!(shown.len(), 5, "both links are kept");
+        for s in shown {
+            for secret in ["pw1", "pw2", "pw3", "bob"] {
+                assert!(!s.contains(secret), "{secret} in {s}");
+            }
+        }
+        assert!(format!("{err:#}").contains("h.test/?password=REDACTED"));
+        assert!(format!("{err:#}").contains("reset by https://h.test/?token=REDACTED"));
+    }
+
+    #[test]
+    fn a_source_without_secrets_is_kept_as_it_is() {
+        let err = Error::new(ErrorKind::Transport, "see https://h.test/?page=2");
+        assert_eq!(
+            err.source().unwrap().to_string(),
+            "see https://h.test/?page=2"
+        );
+        let io = std::io::Error::other("plain");
+        assert!(
+            Error::new(ErrorKind::Body, io)
+                .source()
+                .unwrap()
+                .is::<std::io::Error>()
+        );
     }
 
     #[test]

@@ -6,19 +6,12 @@
 mod todo;
 
 use http::{Method, StatusCode, header};
-use http_doer::testing::{ScriptedDoer, response};
+use http_doer::testing::{ScriptedDoer, json_response, response};
 use http_doer::{Body, ErrorKind, MockDoer, Request, ReqwestDoer};
 use serde_json::{Value, json};
 use todo::{Todo, TodoClient, TodoError};
 
 const BASE: &str = "http://todo.test/v1";
-
-fn json_response(status: u16, value: Value) -> http_doer::Response {
-    let mut resp = response(status, value.to_string());
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-    resp
-}
 
 fn todo_json(id: u64, title: &str, done: bool) -> Value {
     json!({ "id": id, "title": title, "done": done })
@@ -52,10 +45,10 @@ fn sent(req: &Request) -> (Method, String, Value) {
 #[tokio::test]
 async fn every_call_sends_the_documented_request() {
     let doer = ScriptedDoer::new()
-        .then(Ok(json_response(200, json!([todo_json(1, "a", false)]))))
-        .then(Ok(json_response(200, todo_json(7, "b", false))))
-        .then(Ok(json_response(201, todo_json(8, "buy milk", false))))
-        .then(Ok(json_response(200, todo_json(7, "b", true))))
+        .then_json(200, &json!([todo_json(1, "a", false)]))
+        .then_json(200, &todo_json(7, "b", false))
+        .then_json(201, &todo_json(8, "buy milk", false))
+        .then_json(200, &todo_json(7, "b", true))
         .then_status(204);
     let api = TodoClient::new(doer.clone(), BASE);
 
@@ -84,7 +77,7 @@ async fn every_call_sends_the_documented_request() {
 
 #[tokio::test]
 async fn a_trailing_slash_in_the_base_url_is_ignored() {
-    let doer = ScriptedDoer::new().then(Ok(json_response(200, json!([]))));
+    let doer = ScriptedDoer::new().then_json(200, &json!([]));
     let api = TodoClient::new(doer.clone(), "http://todo.test/v1/");
     assert!(api.list().await.unwrap().is_empty());
     assert_eq!(doer.requests()[0].uri().path(), "/v1/todos");
@@ -93,11 +86,8 @@ async fn a_trailing_slash_in_the_base_url_is_ignored() {
 #[tokio::test]
 async fn statuses_become_typed_errors() {
     let doer = ScriptedDoer::new()
-        .then(Ok(json_response(404, json!({ "error": "no such to-do" }))))
-        .then(Ok(json_response(
-            422,
-            json!({ "error": "title must not be empty" }),
-        )))
+        .then_json(404, &json!({ "error": "no such to-do" }))
+        .then_json(422, &json!({ "error": "title must not be empty" }))
         .then(Ok(response(400, "<html>bad request</html>")))
         .then_status(503)
         .then_status(302);
@@ -153,10 +143,42 @@ async fn a_bad_base_url_fails_before_anything_is_sent() {
     let doer = ScriptedDoer::new();
     let api = TodoClient::new(doer.clone(), "http://bad host");
     match api.list().await {
-        Err(TodoError::Http(e)) => assert_eq!(e.kind(), ErrorKind::InvalidRequest),
+        Err(TodoError::Http(e)) => {
+            assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+            assert_eq!(e.to_string(), "invalid request: the URL is not valid");
+        }
         other => panic!("expected InvalidRequest, got {other:?}"),
     }
     assert_eq!(doer.calls(), 0);
+}
+
+/// What the application sees when it reports the SDK's error with anyhow: the SDK's words, then
+/// http-doer's, then the cause, each once.
+#[tokio::test]
+async fn an_unreachable_api_reads_once_under_anyhow() {
+    let url = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let api = TodoClient::new(http_doer::UreqDoer::new(), &url);
+    let err = api.list().await.unwrap_err();
+    assert!(
+        matches!(&err, TodoError::Http(e) if e.is_connect()),
+        "{err:?}"
+    );
+    let report = format!("{:#}", anyhow::Error::from(err));
+    assert!(
+        report.starts_with(&format!(
+            "no usable answer from the to-do API: connect error ({url}/todos): "
+        )),
+        "{report}"
+    );
+    assert_eq!(report.matches("connect error").count(), 1, "{report}");
+    assert_eq!(
+        report.to_lowercase().matches("refused").count(),
+        1,
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -170,7 +192,7 @@ async fn mock_expects_exactly_one_create_with_this_json() {
                 && sent_json(req) == json!({ "title": "write tests" })
         })
         .times(1)
-        .returning(|_| Ok(json_response(201, todo_json(3, "write tests", false))));
+        .returning(|_| Ok(json_response(201, &todo_json(3, "write tests", false))));
     let api = TodoClient::new(mock, BASE);
     let want = Todo {
         id: 3,
@@ -195,7 +217,7 @@ async fn mock_checks_a_workflow_in_order() {
     expect(
         Method::PATCH,
         "/v1/todos/5",
-        json_response(200, todo_json(5, "ship", true)),
+        json_response(200, &todo_json(5, "ship", true)),
     );
     expect(Method::DELETE, "/v1/todos/5", response(204, Body::empty()));
 

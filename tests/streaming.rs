@@ -565,7 +565,7 @@ async fn a_one_shot_error_after_the_body_was_taken_says_why_it_was_not_retried()
     assert_eq!(err.kind(), ErrorKind::Transport);
     assert_eq!(err.attempts(), Some(1));
     assert!(err.to_string().contains("one-shot"), "{err}");
-    // The attempt's own error stays in the chain, and the URL on the error.
+    // The attempt's own message is kept, after why it was not retried.
     assert!(err.to_string().contains("connection reset"), "{err}");
     assert_eq!(err.url(), Some("http://api.test/upload"));
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::{Method, StatusCode, header};
-use http_doer::{Body, Doer, Error, ErrorKind, Request, Response};
+use http_doer::{Body, Doer, Error, Request, Response};
 use serde::{Deserialize, Serialize};
 
 /// One to-do item, as the API returns it.
@@ -63,7 +63,9 @@ impl fmt::Display for TodoError {
             TodoError::Rejected { status, .. } => write!(f, "request rejected ({status})"),
             TodoError::Server { status } => write!(f, "to-do API failed ({status})"),
             TodoError::Unexpected { status } => write!(f, "unexpected answer ({status})"),
-            TodoError::Http(e) => write!(f, "to-do API unreachable: {e}"),
+            // The cause is the `source`, not repeated here: a reporter such as anyhow's `{:#}`
+            // prints the chain, each message once.
+            TodoError::Http(_) => f.write_str("no usable answer from the to-do API"),
         }
     }
 }
@@ -186,8 +188,7 @@ impl TodoClient {
         if json.is_some() {
             req = req.header(header::CONTENT_TYPE, JSON);
         }
-        req.body(json.unwrap_or_default()).map_err(|e| {
-            Error::new(ErrorKind::InvalidRequest, e).with_message("bad to-do API base URL")
-        })
+        // A base URL that is not a URL fails here: `?` makes it an `InvalidRequest` error.
+        Ok(req.body(json.unwrap_or_default())?)
     }
 }

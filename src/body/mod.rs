@@ -16,7 +16,9 @@ mod stream;
 mod tap;
 
 pub(crate) use stream::HttpBodyStream;
-pub(crate) use stream::{BoxError, to_io};
+pub(crate) use stream::BoxError;
+#[cfg(any(feature = "ureq", feature = "blocking"))]
+pub(crate) use stream::to_io;
 use stream::{BoxStream, FileStream, IoStream, Open, body_error};
 pub(crate) use tap::Tap;
 
@@ -35,10 +37,10 @@ pub(crate) use tap::Tap;
 /// call with [`ErrorKind::Body`] if the stream turns out longer or shorter. A stream of unknown
 /// length is sent chunked.
 ///
-/// Read a body whole with [`bytes`](Self::bytes), [`text`](Self::text) or `json`, chunk by
-/// chunk with [`chunk`](Self::chunk), as a [`Stream`] of [`Bytes`], as an
-/// [`AsyncRead`](Self::into_async_read), or as an [`http_body::Body`]. A streamed response
-/// gathered by `bytes` keeps the backend's `max_body_size`.
+/// Read a body whole with [`bytes`](Self::bytes), [`text`](Self::text) or `json` (feature
+/// `json`, on by default), chunk by chunk with [`chunk`](Self::chunk), as a [`Stream`] of
+/// [`Bytes`], as an [`AsyncRead`](Self::into_async_read), or as an [`http_body::Body`]. A
+/// streamed response gathered by `bytes` keeps the backend's `max_body_size`.
 ///
 /// ```
 /// use http_doer::Body;
@@ -104,8 +106,21 @@ impl Body {
     ///
     /// The length is the file's size now; if the file is a different size when an attempt
     /// reads it, that attempt fails with [`ErrorKind::Body`] instead of sending a body its
-    /// `Content-Length` contradicts. A file that cannot be read now is an
-    /// [`ErrorKind::Body`] error.
+    /// `Content-Length` contradicts.
+    ///
+    /// ```no_run
+    /// use http_doer::Body;
+    ///
+    /// # fn run() -> Result<(), http_doer::Error> {
+    /// let upload = http::Request::put("https://files.test/backup.tar")
+    ///     .body(Body::from_file("backup.tar")?)?;
+    /// # let _ = upload; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Body`] when the file's metadata cannot be read now (it does not exist, no
+    /// permission) or the path is not a regular file.
     pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = path.into();
         let meta = std::fs::metadata(&path).map_err(|e| {
@@ -243,6 +258,7 @@ impl Body {
 
     /// Sets the length a stream of unknown length is sent with (from the request's
     /// `Content-Length`); the stream is then held to it.
+    #[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
     pub(crate) fn declare_len(&mut self, declared: u64) {
         match &mut self.inner {
             Inner::Replay { len, .. } | Inner::OneShot { len, .. } => *len = Some(declared),
@@ -252,6 +268,7 @@ impl Body {
     }
 
     /// The bytes of a buffered body, or the body itself when it is a stream.
+    #[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
     pub(crate) fn into_bytes(self) -> Result<Bytes, Body> {
         match self.inner {
             Inner::Full(bytes) => Ok(bytes),
@@ -289,8 +306,12 @@ impl Body {
 
     /// The next chunk of the body, or `None` at its end.
     ///
-    /// A stream that fails (the connection was cut, the exchange timed out, the caller's own
-    /// stream failed) gives an [`Error`], never a silently shorter body.
+    /// # Errors
+    ///
+    /// A stream that fails gives an [`Error`], never a silently shorter body:
+    /// [`ErrorKind::Body`] when the connection was cut or the caller's own stream failed (or a
+    /// one-shot body was already taken), [`ErrorKind::Timeout`] when the exchange's timeout
+    /// passed, or the kind of the [`Error`] the caller's stream yielded.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         std::future::poll_fn(|cx| self.poll_chunk(cx))
             .await
@@ -325,8 +346,11 @@ impl Body {
 
     /// Reads the whole body.
     ///
-    /// A streamed response is gathered up to its backend's `max_body_size`; past it the read
-    /// fails with [`ErrorKind::TooLarge`].
+    /// # Errors
+    ///
+    /// As [`chunk`](Self::chunk) for a stream; and a streamed response is gathered up to its
+    /// backend's `max_body_size`, past which the read fails with [`ErrorKind::TooLarge`]. A
+    /// buffered body never fails.
     pub async fn bytes(mut self) -> Result<Bytes, Error> {
         let limit = match &mut self.inner {
             Inner::Full(bytes) => return Ok(std::mem::take(bytes)),
@@ -361,7 +385,11 @@ impl Body {
         Ok(first.unwrap_or_else(|| rest.freeze()))
     }
 
-    /// Reads the whole body as UTF-8 text; invalid UTF-8 is an [`ErrorKind::Decode`] error.
+    /// Reads the whole body as UTF-8 text.
+    ///
+    /// # Errors
+    ///
+    /// As [`bytes`](Self::bytes); and [`ErrorKind::Decode`] when the body is not valid UTF-8.
     pub async fn text(self) -> Result<String, Error> {
         let bytes = self.bytes().await?;
         match std::str::from_utf8(&bytes) {
@@ -376,9 +404,26 @@ impl Body {
         tokio_util::io::StreamReader::new(IoStream(self))
     }
 
-    /// Serializes `value` as a JSON body.
+    /// Serializes `value` as a JSON body (feature `json`, on by default).
     ///
     /// The body carries no headers: set `Content-Type: application/json` on the request.
+    ///
+    /// ```
+    /// use http_doer::Body;
+    ///
+    /// # fn run() -> Result<(), http_doer::Error> {
+    /// let req = http::Request::post("https://api.test/items")
+    ///     .header("content-type", "application/json")
+    ///     .body(Body::from_json(&serde_json::json!({"name": "milk"}))?)?;
+    /// assert_eq!(req.body().len(), Some(15));
+    /// # Ok(()) }
+    /// # run().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidRequest`] when `value` cannot be serialized as JSON: a map whose
+    /// keys are not strings, or a `Serialize` impl that fails.
     #[cfg(feature = "json")]
     pub fn from_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
         serde_json::to_vec(value).map(Body::from).map_err(|e| {
@@ -386,10 +431,21 @@ impl Body {
         })
     }
 
-    /// Reads the whole body and parses it as JSON into `T`.
+    /// Reads the whole body and parses it as JSON into `T` (feature `json`, on by default).
     ///
-    /// Bad JSON, or JSON of another shape, is an [`ErrorKind::Decode`] error that names the line
-    /// and column.
+    /// ```
+    /// use http_doer::Body;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let ids: Vec<u32> = Body::from("[1, 2]").json().await.unwrap();
+    /// assert_eq!(ids, [1, 2]);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`bytes`](Self::bytes); and [`ErrorKind::Decode`] when the body is not JSON, or JSON
+    /// of another shape, with serde's message (line and column) as the source.
     #[cfg(feature = "json")]
     pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, Error> {
         let bytes = self.bytes().await?;
@@ -565,6 +621,6 @@ mod tests {
         assert_eq!(body.json::<T>().await.unwrap(), T { a: 1 });
         let err = Body::from("{not json").json::<T>().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode);
-        assert!(err.to_string().contains("line 1"), "{err}");
+        assert!(format!("{err:#}").contains("line 1"), "{err:#}");
     }
 }

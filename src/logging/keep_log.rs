@@ -212,7 +212,7 @@ pub enum StreamedBody {
     Failed {
         /// The error's kind.
         kind: ErrorKind,
-        /// The error's `Display`, which is redacted (see [`Error`](crate::Error)).
+        /// The error and its causes (`{:#}`), redacted (see [`Error`](crate::Error)).
         message: String,
     },
     /// Dropped by its reader before its end (a caller that stopped reading, a retry layer
@@ -233,7 +233,7 @@ pub enum Outcome {
     Error {
         /// The error's kind.
         kind: ErrorKind,
-        /// The error's `Display`, which is redacted (see [`Error`](crate::Error)).
+        /// The error and its causes (`{:#}`), redacted (see [`Error`](crate::Error)).
         message: String,
     },
 }

@@ -528,7 +528,7 @@ impl<D: Doer> Doer for Logging<D> {
                 Ok(r) => Outcome::Status(r.status()),
                 Err(e) => Outcome::Error {
                     kind: e.kind(),
-                    message: e.to_string(),
+                    message: format!("{e:#}"),
                 },
             };
             log.push(LogEntry {
@@ -604,7 +604,8 @@ fn emit(site: &'static EventSite, r: &Record<'_>) {
     let elapsed_ms = r.elapsed.as_micros() as f64 / 1000.0;
     let attempt = r.attempt.map(u64::from);
     let error_kind = r.error.map(|e| debug(e.kind()));
-    let error = r.error.map(display);
+    // `{:#}`: the error and its causes, each once (its `Display` alone stops at its own words).
+    let error = r.error.map(|e| display(format!("{e:#}")));
     let request_headers = r.request_headers.map(display);
     let response_headers = r.response_headers.map(display);
     let values: Values<'_> = [

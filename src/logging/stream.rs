@@ -55,7 +55,7 @@ impl BodyWatch {
             Ok(()) => StreamedBody::Dropped,
             Err(e) => StreamedBody::Failed {
                 kind: e.kind(),
-                message: e.to_string(),
+                message: format!("{e:#}"),
             },
         };
         let c = &*self.config;
