@@ -74,6 +74,67 @@ pub trait DoerExt: Doer + Sized {
     fn signing<S: Signer>(self, signer: S) -> Signing<Self, S> {
         Signing::new(self, signer)
     }
+
+    /// Wraps this Doer in a [`Timeout`](crate::Timeout): each call fails with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when no answer came within `timeout`
+    /// (`None`: no deadline). A streamed response's body is not covered; see `Timeout`.
+    ///
+    /// On `ReqwestDoer` and `UreqDoer`, `.timeout(d)` is the backend's own setter (an inherent
+    /// method wins over a trait's): wrap a backend with `Timeout::new(backend, d)`, or call
+    /// this after another adapter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::{DoerExt, testing::ScriptedDoer};
+    ///
+    /// let doer = ScriptedDoer::new().timeout(Duration::from_secs(5)).retrying();
+    /// assert_eq!(doer.get_ref().duration(), Some(Duration::from_secs(5)));
+    /// ```
+    fn timeout(self, timeout: impl Into<Option<std::time::Duration>>) -> crate::Timeout<Self> {
+        crate::Timeout::new(self, timeout)
+    }
+
+    /// Wraps this Doer in [`Chaos`](crate::Chaos), which injects nothing until told what to
+    /// inject (latency, faults, outcomes) and at what rate. Put it directly over the backend.
+    ///
+    /// ```
+    /// use http_doer::{DoerExt, ErrorKind, testing::ScriptedDoer};
+    ///
+    /// let doer = ScriptedDoer::new().chaos().fault(0.3, ErrorKind::Connect).seed(7).retrying();
+    /// # let _ = doer;
+    /// ```
+    fn chaos(self) -> crate::Chaos<Self> {
+        crate::Chaos::new(self)
+    }
+
+    /// Wraps this Doer in [`RateLimiting`](crate::RateLimiting): at most `rate` calls per host,
+    /// waiting up to 30 s for a place, and paced to the quota the server publishes (429 +
+    /// `Retry-After`, `RateLimit`, `X-RateLimit-*`). Put it inside `retrying()`, so that it
+    /// paces attempts, which is what a server's quota counts.
+    ///
+    /// ```
+    /// use http_doer::{DoerExt, limit::Rate, testing::ScriptedDoer};
+    ///
+    /// let doer = ScriptedDoer::new().rate_limiting(Rate::per_second(10).burst(5)).retrying();
+    /// # let _ = doer;
+    /// ```
+    fn rate_limiting(self, rate: crate::limit::Rate) -> crate::RateLimiting<Self> {
+        crate::RateLimiting::new(self, rate)
+    }
+
+    /// Wraps this Doer in a [`ConcurrencyLimit`](crate::ConcurrencyLimit): at most
+    /// `max_in_flight` calls per host at once, up to 64 more waiting at most 10 s for a slot.
+    /// Put it outside `retrying()`, so that a call keeps its slot across its retries.
+    ///
+    /// ```
+    /// use http_doer::{DoerExt, testing::ScriptedDoer};
+    ///
+    /// let doer = ScriptedDoer::new().retrying().concurrency_limit(16);
+    /// assert_eq!(doer.max_in_flight(), 16);
+    /// ```
+    fn concurrency_limit(self, max_in_flight: usize) -> crate::ConcurrencyLimit<Self> {
+        crate::ConcurrencyLimit::new(self, max_in_flight)
+    }
 }
 
 impl<D: Doer> DoerExt for D {}

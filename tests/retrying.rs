@@ -711,6 +711,49 @@ async fn quick_answers_under_a_deadline_are_untouched() {
     assert_eq!(probe.calls(), 5);
 }
 
+/// `None` turns a timeout off again: the setters take `impl Into<Option<Duration>>`.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_set_to_none_is_off() {
+    let (backend, probe) = fake(|_| (Duration::from_secs(60), Ok(response(200, ""))));
+    let start = Instant::now();
+    let resp = Retrying::new(backend)
+        .attempt_timeout(Duration::from_secs(1))
+        .total_timeout(Some(Duration::from_secs(2)))
+        .attempt_timeout(None)
+        .total_timeout(None)
+        .execute(get())
+        .await
+        .unwrap();
+    assert_eq!((resp.status().as_u16(), attempts(&resp)), (200, 1));
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
+    assert_eq!(probe.calls(), 1);
+}
+
+/// The total deadline keeps running across attempts and waits: the third attempt is cut when
+/// the deadline started at the first one passes, and its error says which deadline it was.
+#[tokio::test(start_paused = true)]
+async fn the_total_deadline_spans_attempts_and_waits() {
+    let (backend, probe) = fake(|n| match n {
+        0 | 1 => (Duration::from_millis(400), Ok(response(503, ""))),
+        _ => (Duration::from_secs(60), Ok(response(200, ""))),
+    });
+    let start = Instant::now();
+    let err = Retrying::new(backend)
+        .backoff(Backoff::constant(Duration::from_millis(100)))
+        .no_budget()
+        .total_timeout(Duration::from_millis(1500))
+        .execute(get())
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    assert_eq!(probe.times_ms(), [0, 500, 1000]);
+    assert_eq!(err.attempts(), Some(3));
+    assert_eq!(
+        err.to_string(),
+        "timed out: total timeout of 1.5s passed (http://api.test/items) after 3 attempts"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Retry budget
 
@@ -877,6 +920,14 @@ fn retrying_is_a_cloneable_shareable_doer() {
     drop(shared);
     let s = format!("{:?}", Retrying::new(()).max_retries(2));
     assert!(s.contains("max_retries: 2") && s.contains("budget"), "{s}");
+}
+
+#[test]
+fn the_wrapped_doer_is_reached_with_get_ref_get_mut_and_into_inner() {
+    let mut r = Retrying::new(ScriptedDoer::new().then_status(200));
+    assert_eq!(r.get_ref().remaining(), 1);
+    r.get_mut().push(Ok(response(204, "")));
+    assert_eq!(r.into_inner().remaining(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

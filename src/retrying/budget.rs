@@ -10,6 +10,13 @@ use tokio::time::Instant;
 /// The span over which first attempts and retries are counted.
 const WINDOW_MS: u64 = 1000;
 
+/// The share of first attempts that [`RetryBudget::default`] allows as retries: 0.2 (20 %).
+pub const DEFAULT_BUDGET_RATIO: f64 = 0.2;
+
+/// The retries [`RetryBudget::default`] allows in any second, however few the first attempts:
+/// 10.
+pub const DEFAULT_BUDGET_MIN_PER_SEC: u32 = 10;
+
 /// Caps retries at a share of recent first attempts, with a small floor per second; shared by
 /// every clone (and by every [`Retrying`](crate::Retrying) given the same budget).
 ///
@@ -132,9 +139,10 @@ impl Inner {
 }
 
 impl Default for RetryBudget {
-    /// 20 % of first attempts, and at least 10 retries a second.
+    /// 20 % of first attempts, and at least 10 retries a second ([`DEFAULT_BUDGET_RATIO`],
+    /// [`DEFAULT_BUDGET_MIN_PER_SEC`]).
     fn default() -> Self {
-        RetryBudget::new(0.2, 10)
+        RetryBudget::new(DEFAULT_BUDGET_RATIO, DEFAULT_BUDGET_MIN_PER_SEC)
     }
 }
 
