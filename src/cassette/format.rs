@@ -1,0 +1,336 @@
+//! What a cassette holds ([`Interaction`]) and how it is written to and read from its file.
+//!
+//! The file is one pretty-printed JSON document: a version and an array of interactions, each
+//! field on its own line, so a diff of a re-recorded cassette shows the very header, status or
+//! body that changed. See [`Cassette`](super::Cassette#the-file) for the layout.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::Value;
+
+/// The version written in every cassette, and the only one read.
+pub(crate) const FORMAT_VERSION: u64 = 1;
+
+/// The key holding [`FORMAT_VERSION`]: it also tells a cassette from any other JSON file.
+const VERSION_KEY: &str = "http_doer_cassette";
+
+/// One recorded exchange: a request and the response it got, as written to the cassette
+/// (secrets already redacted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Interaction {
+    /// The request, redacted.
+    pub request: RecordedRequest,
+    /// The response, redacted.
+    pub response: RecordedResponse,
+}
+
+/// A recorded request: what a replayed request is matched against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordedRequest {
+    /// The method.
+    pub method: Method,
+    /// The URL, without userinfo and with secret query values replaced by `REDACTED`.
+    pub url: String,
+    /// The headers, in the order they were sent, secret values replaced by `REDACTED`.
+    pub headers: HeaderMap,
+    /// The body, with secret JSON members and form fields replaced by `REDACTED`.
+    pub body: Bytes,
+}
+
+/// A recorded response: what a matching request is answered with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordedResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers, in the order they came, secret values (`Set-Cookie`, ...) replaced by
+    /// `REDACTED`.
+    pub headers: HeaderMap,
+    /// The body, with secret JSON members and form fields replaced by `REDACTED`.
+    pub body: Bytes,
+}
+
+impl Interaction {
+    /// An interaction of `request` and `response`.
+    pub fn new(request: RecordedRequest, response: RecordedResponse) -> Self {
+        Interaction { request, response }
+    }
+}
+
+impl RecordedRequest {
+    /// A recorded request with no headers and an empty body.
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        RecordedRequest {
+            method,
+            url: url.into(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+}
+
+impl RecordedResponse {
+    /// A recorded response with no headers and an empty body.
+    pub fn new(status: StatusCode) -> Self {
+        RecordedResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// The text of a cassette holding `interactions`.
+pub(crate) fn write(interactions: &[Interaction]) -> String {
+    let mut out = String::new();
+    out.push_str("{\n");
+    let _ = writeln!(out, "  {}: {FORMAT_VERSION},", quote(VERSION_KEY));
+    if interactions.is_empty() {
+        out.push_str("  \"interactions\": []\n}\n");
+        return out;
+    }
+    out.push_str("  \"interactions\": [\n");
+    for (i, it) in interactions.iter().enumerate() {
+        out.push_str("    {\n      \"request\": {\n");
+        let _ = writeln!(
+            out,
+            "        \"method\": {},",
+            quote(it.request.method.as_str())
+        );
+        let _ = writeln!(out, "        \"url\": {},", quote(&it.request.url));
+        write_headers(&mut out, &it.request.headers);
+        write_body(&mut out, &it.request.body);
+        out.push_str("      },\n      \"response\": {\n");
+        let _ = writeln!(out, "        \"status\": {},", it.response.status.as_u16());
+        write_headers(&mut out, &it.response.headers);
+        write_body(&mut out, &it.response.body);
+        out.push_str("      }\n    }");
+        out.push_str(if i + 1 < interactions.len() {
+            ",\n"
+        } else {
+            "\n"
+        });
+    }
+    out.push_str("  ]\n}\n");
+    out
+}
+
+/// A JSON string literal.
+fn quote(s: &str) -> String {
+    // Serializing a `str` cannot fail.
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// `"headers": [...]`, one `"name: value"` per line; a value that is not visible ASCII is
+/// written as `"name;base64: ..."`, so that every byte comes back.
+fn write_headers(out: &mut String, headers: &HeaderMap) {
+    if headers.is_empty() {
+        out.push_str("        \"headers\": [],\n");
+        return;
+    }
+    out.push_str("        \"headers\": [\n");
+    let n = headers.len();
+    for (i, (name, value)) in headers.iter().enumerate() {
+        let line = match value.to_str() {
+            Ok(text) => format!("{name}: {text}"),
+            Err(_) => format!("{name};base64: {}", BASE64.encode(value.as_bytes())),
+        };
+        let sep = if i + 1 < n { "," } else { "" };
+        let _ = writeln!(out, "          {}{sep}", quote(&line));
+    }
+    out.push_str("        ],\n");
+}
+
+/// `"body": "..."` for UTF-8 text, `"body_base64": "..."` for anything else.
+fn write_body(out: &mut String, body: &[u8]) {
+    match std::str::from_utf8(body) {
+        Ok(text) => {
+            let _ = writeln!(out, "        \"body\": {}", quote(text));
+        }
+        Err(_) => {
+            let _ = writeln!(
+                out,
+                "        \"body_base64\": {}",
+                quote(&BASE64.encode(body))
+            );
+        }
+    }
+}
+
+/// The interactions of a cassette's text; the error says where and what is wrong.
+pub(crate) fn read(text: &[u8]) -> Result<Vec<Interaction>, String> {
+    let doc: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
+    match doc.get(VERSION_KEY).and_then(Value::as_u64) {
+        Some(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "format version {v}; this http-doer reads version {FORMAT_VERSION}"
+            ));
+        }
+        None => return Err(format!("no `{VERSION_KEY}` version number: not a cassette")),
+    }
+    let list = doc
+        .get("interactions")
+        .and_then(Value::as_array)
+        .ok_or("no `interactions` array")?;
+    list.iter()
+        .enumerate()
+        .map(|(i, it)| read_interaction(it).map_err(|e| format!("interaction #{i}: {e}")))
+        .collect()
+}
+
+fn read_interaction(it: &Value) -> Result<Interaction, String> {
+    let req = it.get("request").ok_or("no `request`")?;
+    let resp = it.get("response").ok_or("no `response`")?;
+    let method = str_field(req, "request.method")?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("request.method {method:?} is not a method"))?;
+    let status = resp
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .ok_or("response.status is missing or not a status code")?;
+    Ok(Interaction {
+        request: RecordedRequest {
+            method,
+            url: str_field(req, "request.url")?.to_owned(),
+            headers: read_headers(req, "request")?,
+            body: read_body(req, "request")?,
+        },
+        response: RecordedResponse {
+            status,
+            headers: read_headers(resp, "response")?,
+            body: read_body(resp, "response")?,
+        },
+    })
+}
+
+fn str_field<'a>(v: &'a Value, path: &str) -> Result<&'a str, String> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{path} is missing or not a string"))
+}
+
+fn read_headers(v: &Value, side: &str) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    let Some(list) = v.get("headers") else {
+        return Ok(map);
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| format!("{side}.headers is not an array"))?;
+    for line in list {
+        let line = line
+            .as_str()
+            .ok_or_else(|| format!("{side}.headers holds a non-string"))?;
+        let bad = || format!("{side}.headers: {line:?} is not `name: value`");
+        let (name, value) = line.split_once(':').ok_or_else(bad)?;
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        let (name, value) = match name.strip_suffix(";base64") {
+            Some(name) => (name, BASE64.decode(value).map_err(|_| bad())?),
+            None => (name, value.as_bytes().to_vec()),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_bytes(&value).map_err(|_| bad())?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn read_body(v: &Value, side: &str) -> Result<Bytes, String> {
+    if let Some(text) = v.get("body") {
+        let text = text
+            .as_str()
+            .ok_or_else(|| format!("{side}.body is not a string"))?;
+        return Ok(Bytes::copy_from_slice(text.as_bytes()));
+    }
+    if let Some(b64) = v.get("body_base64") {
+        let b64 = b64
+            .as_str()
+            .ok_or_else(|| format!("{side}.body_base64 is not a string"))?;
+        let bytes = BASE64
+            .decode(b64)
+            .map_err(|e| format!("{side}.body_base64 is not base64: {e}"))?;
+        return Ok(Bytes::from(bytes));
+    }
+    Ok(Bytes::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Interaction> {
+        let mut req = RecordedRequest::new(Method::POST, "http://api.test/x?q=1");
+        req.headers
+            .append("accept", HeaderValue::from_static("*/*"));
+        req.headers.append("x-multi", HeaderValue::from_static("a"));
+        req.headers.append("x-multi", HeaderValue::from_static("b"));
+        req.headers
+            .append("x-bin", HeaderValue::from_bytes(b"\xfe\xff").unwrap());
+        req.body = Bytes::from_static(b"{\"a\":\"\\u00e9\\n\"}");
+        let mut resp = RecordedResponse::new(StatusCode::CREATED);
+        resp.body = Bytes::from_static(&[0, 159, 146, 150]);
+        vec![
+            Interaction::new(req, resp),
+            Interaction::new(
+                RecordedRequest::new(Method::GET, "http://api.test/"),
+                RecordedResponse::new(StatusCode::NO_CONTENT),
+            ),
+        ]
+    }
+
+    #[test]
+    fn round_trips_every_byte_and_reads_as_plain_json() {
+        let text = write(&sample());
+        assert_eq!(read(text.as_bytes()).unwrap(), sample());
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            doc["interactions"][0]["request"]["headers"][1],
+            "x-multi: a"
+        );
+        assert_eq!(
+            doc["interactions"][0]["request"]["headers"][3],
+            "x-bin;base64: /v8="
+        );
+        assert_eq!(
+            doc["interactions"][0]["response"]["body_base64"],
+            "AJ+Slg=="
+        );
+        assert!(text.contains("\n        \"status\": 201,\n"), "{text}");
+        assert_eq!(read(write(&[]).as_bytes()).unwrap(), []);
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let cases = [
+            ("[]", "not a cassette"),
+            ("{", "not JSON"),
+            (
+                r#"{"http_doer_cassette": 9, "interactions": []}"#,
+                "version 9",
+            ),
+            (r#"{"http_doer_cassette": 1}"#, "no `interactions`"),
+            (
+                r#"{"http_doer_cassette": 1, "interactions": [{"request": {"method": "GET", "url": "/"}, "response": {"status": 1000}}]}"#,
+                "interaction #0: response.status",
+            ),
+            (
+                r#"{"http_doer_cassette": 1, "interactions": [{"request": {"method": "GET", "url": "/", "headers": ["nocolon"]}, "response": {"status": 200}}]}"#,
+                "is not `name: value`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = read(text.as_bytes()).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Redaction before anything reaches a cassette: Logging's rules (see
+//! [`redact`](crate::redact)) for headers, query values, JSON members and form fields, plus the
+//! rules a user adds.
+//!
+//! The same functions make the view of a live request that is matched against the recorded
+//! ones, so a request carrying a fresh token still matches the one recorded with `REDACTED`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::format::Interaction;
+use crate::redact::{self, REDACTED};
+
+pub(crate) type Custom = Arc<dyn Fn(&mut Interaction) + Send + Sync>;
+
+/// What is redacted, besides Logging's rules.
+#[derive(Clone, Default)]
+pub(crate) struct Rules {
+    /// More secret headers.
+    pub(crate) headers: Vec<HeaderName>,
+    /// More secret query parameters, form fields and JSON members (ASCII case ignored).
+    pub(crate) params: Vec<String>,
+    /// Names Logging's rules would redact that hold no secret here (`code`, `key`).
+    pub(crate) keep: Vec<String>,
+    /// The user's own pass over each interaction, last.
+    pub(crate) custom: Vec<Custom>,
+}
+
+impl Rules {
+    fn secret_param(&self, name: &str) -> bool {
+        let listed = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+        !listed(&self.keep) && (redact::is_secret_param(name) || listed(&self.params))
+    }
+
+    fn secret_header(&self, name: &HeaderName, value: &HeaderValue) -> bool {
+        value.is_sensitive() || redact::is_secret_header(name) || self.headers.contains(name)
+    }
+
+    /// A URL without userinfo, with secret query values replaced.
+    pub(crate) fn url(&self, uri: &http::Uri) -> String {
+        let mut out = String::new();
+        if let Some(scheme) = uri.scheme_str() {
+            out.push_str(scheme);
+            out.push_str("://");
+        }
+        if let Some(authority) = uri.authority() {
+            // Userinfo is everything before the last `@`.
+            let hostport = authority.as_str().rsplit('@').next().unwrap_or("");
+            out.push_str(hostport);
+        }
+        out.push_str(uri.path());
+        if let Some(q) = uri.query() {
+            out.push('?');
+            out.push_str(&self.query(q));
+        }
+        out
+    }
+
+    /// A query string or a form body with secret values replaced: Logging's rules, then the
+    /// added names.
+    fn query<'a>(&self, q: &'a str) -> Cow<'a, str> {
+        if self.params.is_empty() && self.keep.is_empty() {
+            return redact::query(q);
+        }
+        let decoded = |n: &str| {
+            percent_encoding::percent_decode_str(n)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        // Pair by pair, so that a kept name (`code`) escapes Logging's rules.
+        let out: Vec<Cow<'_, str>> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if self.secret_param(&decoded(name)) => {
+                    Cow::Owned(format!("{name}={REDACTED}"))
+                }
+                Some((name, _)) if redact::is_secret_param(&decoded(name)) => Cow::Borrowed(pair),
+                _ => redact::query(pair),
+            })
+            .collect();
+        if out.iter().all(|p| matches!(p, Cow::Borrowed(_))) {
+            return Cow::Borrowed(q);
+        }
+        Cow::Owned(out.join("&"))
+    }
+
+    /// The headers to record: secret values replaced, and URL values (`Location`, an echo of
+    /// the request line) with secret query values replaced.
+    pub(crate) fn headers(&self, headers: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            let shown = if self.secret_header(name, value) {
+                HeaderValue::from_static(REDACTED)
+            } else {
+                self.header_value(value)
+            };
+            out.append(name.clone(), shown);
+        }
+        out
+    }
+
+    fn header_value(&self, value: &HeaderValue) -> HeaderValue {
+        let Ok(text) = value.to_str() else {
+            return value.clone();
+        };
+        let redacted = match text.parse::<http::Uri>() {
+            // A whole URL (`Location`): by the cassette's rules, kept names included.
+            Ok(uri) if uri.scheme().is_some() => match self.url(&uri) {
+                url if url == text => Cow::Borrowed(text),
+                url => Cow::Owned(url),
+            },
+            // A URL in prose: Logging's rules for URLs in text.
+            _ if text.contains("://") => redact::text(text),
+            // A path and query (`Content-Location`, an echo of the request line).
+            _ => self.query_in(text),
+        };
+        match redacted {
+            Cow::Borrowed(_) => value.clone(),
+            Cow::Owned(t) => HeaderValue::from_str(&t).unwrap_or_else(|_| value.clone()),
+        }
+    }
+
+    /// `text` with the query of a URL or path it holds (`/p?token=x`) redacted.
+    fn query_in<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let looks_like_url = text.starts_with('/') || text.contains("://");
+        match text.split_once('?') {
+            Some((before, q)) if looks_like_url && !text.contains(char::is_whitespace) => {
+                match self.query(q) {
+                    Cow::Borrowed(_) => Cow::Borrowed(text),
+                    Cow::Owned(q) => Cow::Owned(format!("{before}?{q}")),
+                }
+            }
+            _ => Cow::Borrowed(text),
+        }
+    }
+
+    /// A body to record: JSON members and form fields redacted as Logging does, free text
+    /// with the URLs in it redacted, binary as it is.
+    pub(crate) fn body(&self, headers: &HeaderMap, body: &Bytes) -> Bytes {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return body.clone();
+        };
+        let media = media_type(headers);
+        // As Logging does: a missing or generic type must not turn redaction off.
+        let untyped =
+            media.is_empty() || media == "text/plain" || media == "application/octet-stream";
+        let trimmed = text.trim_start();
+        let looks_json = untyped && (trimmed.starts_with('{') || trimmed.starts_with('['));
+        let looks_form = untyped && !text.contains(char::is_whitespace) && text.contains('=');
+        let redacted = if media == "application/x-www-form-urlencoded" || looks_form {
+            self.query(text)
+        } else if media == "application/json" || media.ends_with("+json") || looks_json {
+            self.json(text)
+        } else {
+            redact::text(text)
+        };
+        match redacted {
+            Cow::Borrowed(_) => body.clone(),
+            Cow::Owned(t) => Bytes::from(t),
+        }
+    }
+
+    /// JSON with secret members replaced at any depth; kept byte for byte when it holds none,
+    /// and as it is when it is not JSON (it cannot be redacted member by member).
+    fn json<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        fn walk(rules: &Rules, v: &mut serde_json::Value) -> bool {
+            match v {
+                serde_json::Value::Object(map) => {
+                    let mut changed = false;
+                    for (name, value) in map.iter_mut() {
+                        if rules.secret_param(name) {
+                            let redacted = serde_json::Value::String(REDACTED.to_owned());
+                            changed |= *value != redacted;
+                            *value = redacted;
+                        } else {
+                            changed |= walk(rules, value);
+                        }
+                    }
+                    changed
+                }
+                serde_json::Value::Array(items) => {
+                    items.iter_mut().fold(false, |c, v| walk(rules, v) | c)
+                }
+                _ => false,
+            }
+        }
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+            return Cow::Borrowed(text);
+        };
+        if walk(self, &mut value) {
+            Cow::Owned(value.to_string())
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    /// `interaction` as it is written: the user's passes run, and a `Content-Length` that
+    /// redaction made wrong set to the body's new length.
+    pub(crate) fn finish(&self, interaction: &mut Interaction) {
+        for custom in &self.custom {
+            custom(interaction);
+        }
+        fix_length(
+            &mut interaction.request.headers,
+            interaction.request.body.len(),
+        );
+        fix_length(
+            &mut interaction.response.headers,
+            interaction.response.body.len(),
+        );
+    }
+}
+
+fn fix_length(headers: &mut HeaderMap, len: usize) {
+    if headers.contains_key(CONTENT_LENGTH) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+}
+
+/// The media type of a `Content-Type`, lower-cased, without parameters.
+fn media_type(headers: &HeaderMap) -> String {
+    let value = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            headers: vec![HeaderName::from_static("x-tenant")],
+            params: vec!["acct".into()],
+            keep: vec!["code".into()],
+            custom: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn urls_lose_userinfo_and_secret_query_values() {
+        let uri: http::Uri = "https://u:pw@api.test:8443/p?token=t1&acct=a1&code=E1&q=x"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            rules().url(&uri),
+            "https://api.test:8443/p?token=REDACTED&acct=REDACTED&code=E1&q=x"
+        );
+        let plain: http::Uri = "http://api.test/p?q=1".parse().unwrap();
+        assert_eq!(rules().url(&plain), "http://api.test/p?q=1");
+    }
+
+    #[test]
+    fn headers_by_name_by_rule_and_by_url_value() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer t1"));
+        h.insert("x-tenant", HeaderValue::from_static("t2"));
+        h.insert(
+            "location",
+            HeaderValue::from_static("https://u:p@h.test/cb?code=c3&sig=s3"),
+        );
+        h.insert(
+            "content-location",
+            HeaderValue::from_static("/x?acct=a4&page=2"),
+        );
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let out = rules().headers(&h);
+        assert_eq!(out["authorization"], REDACTED);
+        assert_eq!(out["x-tenant"], REDACTED);
+        assert_eq!(out["location"], "https://h.test/cb?code=c3&sig=REDACTED");
+        assert_eq!(out["content-location"], "/x?acct=REDACTED&page=2");
+        assert_eq!(out["accept"], "*/*");
+    }
+
+    #[test]
+    fn bodies_json_form_text_and_binary() {
+        let json_type = {
+            let mut h = HeaderMap::new();
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            h
+        };
+        let body =
+            Bytes::from_static(br#"{"user":"ann","password":"p1","n":[{"acct":"a2","code":"E"}]}"#);
+        let out = rules().body(&json_type, &body);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["password"], REDACTED);
+        assert_eq!(v["n"][0]["acct"], REDACTED);
+        assert_eq!(v["n"][0]["code"], "E");
+        assert_eq!(v["user"], "ann");
+        let clean = Bytes::from_static(b"{ \"user\" : \"ann\" }");
+        assert_eq!(rules().body(&json_type, &clean), clean);
+        let form = Bytes::from_static(b"user=ann&client_secret=s1&acct=a1");
+        assert_eq!(
+            rules().body(&HeaderMap::new(), &form),
+            "user=ann&client_secret=REDACTED&acct=REDACTED"
+        );
+        let text = Bytes::from_static(b"see https://u:p@h.test/ now");
+        assert_eq!(
+            rules().body(&HeaderMap::new(), &text),
+            "see https://h.test/ now"
+        );
+        let bin = Bytes::from_static(&[0xff, 0x00, b'=']);
+        assert_eq!(rules().body(&HeaderMap::new(), &bin), bin);
+    }
+
+    #[test]
+    fn finish_runs_custom_passes_and_fixes_the_length() {
+        use super::super::format::{RecordedRequest, RecordedResponse};
+        let mut rules = rules();
+        rules.custom.push(Arc::new(|it: &mut Interaction| {
+            it.response.body = Bytes::from_static(b"short");
+        }));
+        let mut resp = RecordedResponse::new(http::StatusCode::OK);
+        resp.headers.insert(CONTENT_LENGTH, HeaderValue::from(100));
+        let mut it = Interaction::new(RecordedRequest::new(http::Method::GET, "/"), resp);
+        rules.finish(&mut it);
+        assert_eq!(it.response.headers[CONTENT_LENGTH], "5");
+        assert!(!it.request.headers.contains_key(CONTENT_LENGTH));
+    }
+}
