@@ -77,6 +77,7 @@
 //! | [`signing`] | [`Signing`] and its signers: Bearer, Basic, API key, RFC 9421, AWS SigV4 |
 //! | [`logging`] | [`Logging`]: `tracing` events, a bounded in-memory log |
 //! | [`timeout`] | [`Timeout`]: a deadline for one call |
+//! | [`telemetry`] | [`Telemetry`]: OpenTelemetry-shaped spans and metrics; trace context on the wire (`otel`) |
 //! | [`redact`] | the rules that keep credentials out of logs and errors |
 //! | [`testing`] | doubles for tests: a closure Doer, a scripted Doer, `MockDoer` |
 //! | `tower` (feature `tower`) | any Doer as a `tower::Service`, any `Service` as a Doer |
@@ -102,7 +103,11 @@
 //! | `tower` | no | `tower`: any Doer as a `tower::Service`, any `Service` as a Doer |
 //! | `blocking` | no | `blocking::Client`: a client for code without an async runtime |
 //! | `aws-sigv4` | no | AWS Signature Version 4 (`signing::SigV4`), through the official `aws-sigv4` crate |
+//! | `metrics` | no | metrics through the `metrics` facade: `http.client.request.duration` and resilience events ([`telemetry`]) |
+//! | `otel` | no | `telemetry::PropagateContext`: W3C trace context in every attempt, through OpenTelemetry's propagator API |
 #![deny(missing_docs)]
+// One audited exception: the tower adapter's response future (src/tower/service.rs).
+#![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod attempts;
@@ -124,6 +129,7 @@ pub mod logging;
 pub mod redact;
 pub mod retrying;
 pub mod signing;
+pub mod telemetry;
 pub mod testing;
 pub mod timeout;
 #[cfg(feature = "tower")]
@@ -143,6 +149,7 @@ pub use limit::{ConcurrencyLimit, RateLimiting};
 pub use logging::Logging;
 pub use retrying::Retrying;
 pub use signing::Signing;
+pub use telemetry::Telemetry;
 pub use timeout::Timeout;
 
 #[cfg(feature = "reqwest")]

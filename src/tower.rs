@@ -1,1 +1,0 @@
-//! Adapters between [`Doer`](crate::Doer) and `tower::Service` (work in progress).
