@@ -24,8 +24,8 @@
 //! separate paired phase: short batches of raw and wrapped requests alternate (order flipped
 //! every round) and the median of the per-round ratios is reported with its interquartile
 //! range, so that the load of a shared machine, which drifts over seconds, hits both sides
-//! alike and its size is visible. `cargo bench --bench backends -- none` skips criterion
-//! (no benchmark is named `none`) and prints the ratios alone.
+//! alike and its size is visible. `cargo bench -p http-doer-benches --bench backends -- none`
+//! skips criterion (no benchmark is named `none`) and prints the ratios alone.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

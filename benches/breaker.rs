@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group};
-use http_doer::breaker::{ServeStale, ServedStale};
+use http_doer::breaker::{ServeStale, StaleAnswer};
 use http_doer::{Body, Breaker, Doer, DoerExt, Error, Request, ReqwestDoer, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -263,7 +263,7 @@ async fn load(doer: Arc<dyn Doer>, backend: &Backend, callers: usize, each: usiz
                     let r = doer.execute(request(&uri)).await;
                     lat.push(t.elapsed());
                     if let Ok(resp) = r {
-                        stale += usize::from(resp.extensions().get::<ServedStale>().is_some());
+                        stale += usize::from(resp.extensions().get::<StaleAnswer>().is_some());
                     }
                 }
                 (lat, stale)

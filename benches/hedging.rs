@@ -8,9 +8,9 @@
 //! 2. The decorator's own cost per call (criterion): `Hedging` around a Doer that answers at
 //!    once, against that Doer alone.
 //!
-//! `HEDGE_BENCH_N=500 cargo bench --bench hedging` for a quicker run (default 3000 calls per
-//! variant), `HEDGE_BENCH_SEED=n` for another latency sequence. tower's warmed variant always
-//! waits out tower's 10 s period first.
+//! `HEDGE_BENCH_N=500 cargo bench -p http-doer-benches --bench hedging` for a quicker run (default
+//! 3000 calls per variant), `HEDGE_BENCH_SEED=n` for another latency sequence. tower's warmed
+//! variant always waits out tower's 10 s period first.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

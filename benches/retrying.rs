@@ -2,10 +2,10 @@
 //! middleware and tower's `Retry` + `TpsBudget` doing the same work; and the load a total
 //! outage puts on the backend (backend requests / calls) with each one's default budget.
 //!
-//! Run with `cargo bench --bench retrying`. The overhead of each retrier is measured against
-//! its own bare stack (our bare doer; reqwest-middleware with only the instant terminal; the
-//! bare tower service), so the cost of building each library's request and response cancels
-//! out. Besides criterion's report, a summary table is printed at the end.
+//! Run with `cargo bench -p http-doer-benches --bench retrying`. The overhead of each retrier is
+//! measured against its own bare stack (our bare doer; reqwest-middleware with only the instant
+//! terminal; the bare tower service), so the cost of building each library's request and response
+//! cancels out. Besides criterion's report, a summary table is printed at the end.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -161,7 +161,10 @@ impl Requests {
 }
 
 fn reqwest_stack(backend: Instant200, retry: bool) -> ClientWithMiddleware {
-    let mut builder = ClientBuilder::new(reqwest::Client::new());
+    // reqwest as http-doer builds it: it has no crypto provider of its own, so
+    // `reqwest::Client::new()` would panic. The terminal middleware answers before it is used.
+    let client = http_doer::ReqwestDoer::new().client().clone();
+    let mut builder = ClientBuilder::new(client);
     if retry {
         let policy = ExponentialBackoff::builder().build_with_max_retries(3);
         builder = builder.with(RetryTransientMiddleware::new_with_policy(policy));

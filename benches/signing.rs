@@ -1,6 +1,7 @@
 //! The cost of each signer on one small request (target: RFC 9421 hmac-sha256 under 5 µs).
 //!
-//! Run: `cargo bench --bench signing --all-features` (ed25519 and SigV4 need their features).
+//! Run: `cargo bench -p http-doer-benches --bench signing --all-features` (ed25519 and SigV4
+//! need their features).
 //! Criterion measures each signer; a short summary table with the median per request follows,
 //! so the figures can be read without criterion's report.
 

@@ -31,16 +31,16 @@
 //! configuration and pool; raw reqwest gets the 30 s timeout the wrapper sets), so a ratio
 //! measures what http-doer adds on the path of a streamed body.
 //!
-//! **Throughput.** Criterion measures every case (`Throughput::Bytes`, flat sampling, its
-//! minimum of 10 samples of one transfer each after a one-transfer warm-up; the size is in the
-//! group's name, so criterion compares a run only with earlier runs of the same size). The
-//! summary at the end takes the very per-transfer times of those samples: median and min-max
-//! throughput, and the ratio of the medians to the raw library's. A case criterion did not run
-//! (filtered out: `cargo bench --bench streaming -- none` skips criterion) is timed here
-//! instead, 5 transfers. Cases run one after another, so a machine whose load drifts skews
-//! that ratio; the summary therefore also pairs each wrapped case with its raw library, 5
-//! rounds of back-to-back transfers in alternating order, and judges the throughput target on
-//! the median of those paired ratios.
+//! **Throughput.** Criterion measures every case (`Throughput::Bytes`, flat sampling, its minimum
+//! of 10 samples of one transfer each after a one-transfer warm-up; the size is in the group's
+//! name, so criterion compares a run only with earlier runs of the same size). The summary at the
+//! end takes the very per-transfer times of those samples: median and min-max throughput, and the
+//! ratio of the medians to the raw library's. A case criterion did not run (filtered out: `cargo
+//! bench -p http-doer-benches --bench streaming -- none` skips criterion) is timed here instead, 5
+//! transfers. Cases run one after another, so a machine whose load drifts skews that ratio; the
+//! summary therefore also pairs each wrapped case with its raw library, 5 rounds of back-to-back
+//! transfers in alternating order, and judges the throughput target on the median of those paired
+//! ratios.
 //!
 //! **Peak memory.** Each case is run once more in a fresh child process (this binary, started
 //! with `HTTP_DOER_STREAM_RSS_CASE` set), so no case inherits another's heap. The child starts
@@ -56,9 +56,10 @@
 //! `HTTP_DOER_STREAM_BYTES` under 16 MiB `down/stack` copies the whole body into the cache,
 //! and its throughput and peak show that copy.
 //!
-//! `cargo bench --bench streaming` uses 1 GiB; `HTTP_DOER_STREAM_BYTES=16777216 cargo bench ...`
-//! checks it quickly; under `cargo test --benches` (criterion's test mode) the default is 4 MiB.
-//! The figures are only as steady as the machine: pin it (`taskset -c 0`) and keep it quiet.
+//! `cargo bench -p http-doer-benches --bench streaming` uses 1 GiB;
+//! `HTTP_DOER_STREAM_BYTES=16777216 cargo bench ...` checks it quickly; under `cargo test
+//! --benches` (criterion's test mode) the default is 4 MiB. The figures are only as steady as the
+//! machine: pin it (`taskset -c 0`) and keep it quiet.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;

@@ -323,6 +323,8 @@ async fn start_proxy(backend: &Backend, settings: &[(&str, &str)]) -> Running {
 
 /// A client like a browser's: no system proxy, no redirects followed, a bounded timeout.
 fn client() -> reqwest::Client {
+    // http-doer builds reqwest without a crypto provider of its own (ring is shared with ureq).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

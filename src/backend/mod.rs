@@ -10,6 +10,8 @@ use crate::{Error, ErrorKind};
 
 #[cfg(feature = "reqwest")]
 pub(crate) mod reqwest;
+#[cfg(feature = "reqwest")]
+mod tls;
 #[cfg(feature = "ureq")]
 pub(crate) mod ureq;
 

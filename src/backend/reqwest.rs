@@ -30,6 +30,22 @@ use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 /// println!("{} {}", resp.status(), resp.into_body().text().await?);
 /// # Ok(()) }
 /// ```
+///
+/// # Errors
+///
+/// `execute` returns a response for any status, 4xx and 5xx included, and an [`Error`] only
+/// when there is no usable response, of the kind a program can match on:
+///
+/// * [`ErrorKind::Connect`]: no connection could be made (refused, DNS failure, connect
+///   timeout); the request never left. [`ErrorKind::Tls`]: the TLS handshake failed.
+/// * [`ErrorKind::Timeout`]: the [`timeout`](Self::timeout) passed.
+/// * [`ErrorKind::Transport`]: the connection failed before a response head arrived;
+///   [`ErrorKind::Body`]: while the body was read.
+/// * [`ErrorKind::TooLarge`]: the body is over [`max_body_size`](Self::max_body_size), or the
+///   head over [`max_response_headers`](Self::max_response_headers).
+/// * [`ErrorKind::InvalidRequest`]: the request cannot be sent as it is (a relative URL, an
+///   unsupported scheme); a request body stream that fails ends the call with its own kind.
+/// * [`ErrorKind::Redirect`]: a redirect could not be followed, or there were too many.
 #[derive(Clone)]
 pub struct ReqwestDoer {
     client: reqwest::Client,
@@ -46,13 +62,19 @@ impl ReqwestDoer {
     /// When the TLS backend cannot be initialised, as `reqwest::Client::new()` does; use
     /// [`with_client`](Self::with_client) to handle that error yourself.
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(super::DEFAULT_CONNECT_TIMEOUT)
             .user_agent(super::USER_AGENT)
             // ureq's parser takes at most this many; both read up to it, and
             // `max_response_headers` sets the limit both keep.
-            .http1_max_headers(MAX_RESPONSE_HEADERS_CEILING)
+            .http1_max_headers(MAX_RESPONSE_HEADERS_CEILING);
+        // reqwest is built without a crypto provider of its own (see `tls`).
+        if let Some(tls) = super::tls::reqwest_config() {
+            let tls = tls.expect("rustls could not load the platform's root certificates");
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let client = builder
             .build()
             // A fallback to `reqwest::Client::default()` would follow redirects itself, past
             // http-doer's rules, and panics for the same reasons anyway.
@@ -68,6 +90,11 @@ impl ReqwestDoer {
     ///
     /// Build it with `redirect(reqwest::redirect::Policy::none())` so that http-doer's
     /// redirect rules apply; a client that follows redirects itself hides them from http-doer.
+    ///
+    /// http-doer compiles reqwest with one TLS crypto provider, ring, shared with ureq, and
+    /// without reqwest's own (aws-lc-rs, the default `rustls` feature). Unless your own reqwest
+    /// dependency keeps that feature, install a provider before building the client, or
+    /// reqwest panics: `rustls::crypto::ring::default_provider().install_default()`.
     pub fn with_client(client: reqwest::Client) -> Self {
         ReqwestDoer {
             client,
@@ -75,22 +102,56 @@ impl ReqwestDoer {
         }
     }
 
-    /// The largest response body accepted, in bytes.
+    /// The largest response body accepted, in bytes (default
+    /// [`DEFAULT_MAX_BODY_SIZE`](crate::backend::DEFAULT_MAX_BODY_SIZE), 10 MiB). Past it the
+    /// call fails with [`ErrorKind::TooLarge`], without reading further; a streamed body is held
+    /// to it when gathered by [`Body::bytes`] or [`Body::text`].
+    ///
+    /// ```
+    /// use http_doer::ReqwestDoer;
+    ///
+    /// // Downloads of up to 1 GiB.
+    /// let doer = ReqwestDoer::new().max_body_size(1 << 30);
+    /// # let _ = doer;
+    /// ```
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         self.settings.max_body_size = bytes;
         self
     }
 
-    /// How many redirects to follow; 0 returns 3xx responses as they are.
+    /// How many redirects to follow (default
+    /// [`DEFAULT_MAX_REDIRECTS`](crate::backend::DEFAULT_MAX_REDIRECTS), 10); one more fails the
+    /// call with [`ErrorKind::Redirect`]. 0 returns 3xx responses as they are.
+    ///
+    /// ```
+    /// use http_doer::ReqwestDoer;
+    ///
+    /// // See the 3xx itself, as a response.
+    /// let doer = ReqwestDoer::new().max_redirects(0);
+    /// # let _ = doer;
+    /// ```
     pub fn max_redirects(mut self, n: usize) -> Self {
         self.settings.max_redirects = n;
         self
     }
 
     /// The timeout for one exchange (each redirect hop), from connecting until the whole body
-    /// is read; `None` for none.
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.timeout = timeout;
+    /// is read (default [`DEFAULT_TIMEOUT`](crate::backend::DEFAULT_TIMEOUT), 30 s); `None` for
+    /// none. Past it the call fails with [`ErrorKind::Timeout`]; a streamed body's read past it
+    /// fails the same way.
+    ///
+    /// Takes a [`Duration`], `Some(duration)` or `None`:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::ReqwestDoer;
+    ///
+    /// let quick = ReqwestDoer::new().timeout(Duration::from_secs(5));
+    /// let patient = ReqwestDoer::new().timeout(None);
+    /// # let _ = (quick, patient);
+    /// ```
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.settings.timeout = timeout.into();
         self
     }
 
@@ -101,6 +162,13 @@ impl ReqwestDoer {
     /// most ureq can read, so that both backends keep the same limit. A client given to
     /// [`with_client`](Self::with_client) keeps its own parser limit (hyper's default is 100)
     /// unless it was built with `http1_max_headers`.
+    ///
+    /// ```
+    /// use http_doer::ReqwestDoer;
+    ///
+    /// let doer = ReqwestDoer::new().max_response_headers(50);
+    /// # let _ = doer;
+    /// ```
     pub fn max_response_headers(mut self, n: usize) -> Self {
         self.settings.max_response_headers = n.min(MAX_RESPONSE_HEADERS_CEILING);
         self
@@ -108,6 +176,14 @@ impl ReqwestDoer {
 
     /// Whether response bodies are read whole before `execute` returns (the default) or
     /// streamed as the caller reads them; a request's own [`ResponseMode`] extension wins.
+    ///
+    /// ```
+    /// use http_doer::{ReqwestDoer, ResponseMode};
+    ///
+    /// // Every body streams; `Body::chunk` reads it piece by piece.
+    /// let doer = ReqwestDoer::new().response_mode(ResponseMode::Streamed);
+    /// # let _ = doer;
+    /// ```
     pub fn response_mode(mut self, mode: ResponseMode) -> Self {
         self.settings.response_mode = mode;
         self
@@ -318,6 +394,7 @@ mod tests {
         headers.insert("authorization", "Bearer tok-dbg".parse().unwrap());
         let client = reqwest::Client::builder()
             .default_headers(headers)
+            .tls_backend_preconfigured(crate::backend::tls::ring_config().unwrap())
             .build()
             .unwrap();
         let shown = format!("{:?}", ReqwestDoer::with_client(client));

@@ -36,7 +36,23 @@ use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 /// println!("{}", resp.status());
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+///
+/// # Errors
+///
+/// `execute` returns a response for any status, 4xx and 5xx included, and an [`Error`] only
+/// when there is no usable response, of the kind a program can match on:
+///
+/// * [`ErrorKind::Connect`]: no connection could be made (refused, DNS failure, connect
+///   timeout); the request never left. [`ErrorKind::Tls`]: the TLS handshake failed.
+/// * [`ErrorKind::Timeout`]: the [`timeout`](Self::timeout) passed.
+/// * [`ErrorKind::Transport`]: the connection failed before a response head arrived;
+///   [`ErrorKind::Body`]: while the body was read.
+/// * [`ErrorKind::TooLarge`]: the body is over [`max_body_size`](Self::max_body_size), or the
+///   head over [`max_response_headers`](Self::max_response_headers).
+/// * [`ErrorKind::InvalidRequest`]: the request cannot be sent as it is (a relative URL, an
+///   unsupported scheme); a request body stream that fails ends the call with its own kind.
+/// * [`ErrorKind::Redirect`]: a redirect could not be followed, or there were too many.
+#[derive(Clone)]
 pub struct UreqDoer {
     agent: ureq::Agent,
     settings: Settings,
@@ -75,22 +91,56 @@ impl UreqDoer {
         }
     }
 
-    /// The largest response body accepted, in bytes.
+    /// The largest response body accepted, in bytes (default
+    /// [`DEFAULT_MAX_BODY_SIZE`](crate::backend::DEFAULT_MAX_BODY_SIZE), 10 MiB). Past it the
+    /// call fails with [`ErrorKind::TooLarge`], without reading further; a streamed body is held
+    /// to it when gathered by [`Body::bytes`] or [`Body::text`].
+    ///
+    /// ```
+    /// use http_doer::UreqDoer;
+    ///
+    /// // Downloads of up to 1 GiB.
+    /// let doer = UreqDoer::new().max_body_size(1 << 30);
+    /// # let _ = doer;
+    /// ```
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         self.settings.max_body_size = bytes;
         self
     }
 
-    /// How many redirects to follow; 0 returns 3xx responses as they are.
+    /// How many redirects to follow (default
+    /// [`DEFAULT_MAX_REDIRECTS`](crate::backend::DEFAULT_MAX_REDIRECTS), 10); one more fails the
+    /// call with [`ErrorKind::Redirect`]. 0 returns 3xx responses as they are.
+    ///
+    /// ```
+    /// use http_doer::UreqDoer;
+    ///
+    /// // See the 3xx itself, as a response.
+    /// let doer = UreqDoer::new().max_redirects(0);
+    /// # let _ = doer;
+    /// ```
     pub fn max_redirects(mut self, n: usize) -> Self {
         self.settings.max_redirects = n;
         self
     }
 
     /// The timeout for one exchange (each redirect hop), from connecting until the whole body
-    /// is read; `None` for none.
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.timeout = timeout;
+    /// is read (default [`DEFAULT_TIMEOUT`](crate::backend::DEFAULT_TIMEOUT), 30 s); `None` for
+    /// none. Past it the call fails with [`ErrorKind::Timeout`]; a streamed body's read past it
+    /// fails the same way.
+    ///
+    /// Takes a [`Duration`], `Some(duration)` or `None`:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_doer::UreqDoer;
+    ///
+    /// let quick = UreqDoer::new().timeout(Duration::from_secs(5));
+    /// let patient = UreqDoer::new().timeout(None);
+    /// # let _ = (quick, patient);
+    /// ```
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.settings.timeout = timeout.into();
         self
     }
 
@@ -99,6 +149,13 @@ impl UreqDoer {
     /// it the call fails with [`ErrorKind::TooLarge`]. Capped at
     /// [`MAX_RESPONSE_HEADERS_CEILING`](crate::backend::MAX_RESPONSE_HEADERS_CEILING) (128), the
     /// size of ureq's parser.
+    ///
+    /// ```
+    /// use http_doer::UreqDoer;
+    ///
+    /// let doer = UreqDoer::new().max_response_headers(50);
+    /// # let _ = doer;
+    /// ```
     pub fn max_response_headers(mut self, n: usize) -> Self {
         self.settings.max_response_headers = n.min(MAX_RESPONSE_HEADERS_CEILING);
         self
@@ -111,6 +168,14 @@ impl UreqDoer {
     /// to 512 KiB to the caller through a channel of two: a slow reader slows the socket rather
     /// than filling memory (about 1.5 MiB in flight at most), and the thread is held until the
     /// body is read or dropped.
+    ///
+    /// ```
+    /// use http_doer::{UreqDoer, ResponseMode};
+    ///
+    /// // Every body streams; `Body::chunk` reads it piece by piece.
+    /// let doer = UreqDoer::new().response_mode(ResponseMode::Streamed);
+    /// # let _ = doer;
+    /// ```
     pub fn response_mode(mut self, mode: ResponseMode) -> Self {
         self.settings.response_mode = mode;
         self
@@ -119,6 +184,16 @@ impl UreqDoer {
     /// The wrapped agent.
     pub fn agent(&self) -> &ureq::Agent {
         &self.agent
+    }
+}
+
+// Not derived: the agent's Debug prints its whole config (proxy, resolver, pool), which is long
+// and not this backend's to show; the settings are, as for `ReqwestDoer`.
+impl std::fmt::Debug for UreqDoer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UreqDoer")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -513,5 +588,23 @@ impl Doer for UreqDoer {
         Self: 'async_trait,
     {
         Box::pin(redirect::follow(self, req, self.settings.max_redirects))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_settings_not_the_agent() {
+        let proxy = ureq::Proxy::new("http://alice:pw-dbg@proxy.test:3128").unwrap();
+        let config = ureq::Agent::config_builder().proxy(Some(proxy)).build();
+        let doer = UreqDoer::with_agent(ureq::Agent::new_with_config(config)).max_redirects(3);
+        let shown = format!("{doer:?}");
+        assert!(
+            !shown.contains("pw-dbg") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("max_redirects: 3"), "{shown}");
     }
 }
