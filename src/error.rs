@@ -37,6 +37,13 @@ pub enum ErrorKind {
     Redirect,
     /// A circuit breaker is open for this host and had nothing to serve instead.
     BreakerOpen,
+    /// A rate limiter refused the call: its place, or the server's quota, is further away
+    /// than the limiter may wait. [`Error::retry_after`] says when a place is expected. The
+    /// request was not sent.
+    RateLimited,
+    /// A concurrency limit (bulkhead) refused the call: every slot was taken and the queue was
+    /// full, or no slot freed in time. The request was not sent.
+    ConcurrencyLimited,
     /// A signer could not sign or authenticate the request.
     Signing,
     /// A body could not be decoded as asked: invalid UTF-8 or unexpected JSON.
@@ -58,6 +65,8 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid request",
             ErrorKind::Redirect => "redirect error",
             ErrorKind::BreakerOpen => "circuit breaker open",
+            ErrorKind::RateLimited => "rate limited",
+            ErrorKind::ConcurrencyLimited => "concurrency limit reached",
             ErrorKind::Signing => "signing failed",
             ErrorKind::Decode => "decode error",
             ErrorKind::Other => "error",
@@ -236,6 +245,16 @@ impl Error {
     /// Whether a circuit breaker refused the call ([`ErrorKind::BreakerOpen`]).
     pub fn is_breaker_open(&self) -> bool {
         self.kind() == ErrorKind::BreakerOpen
+    }
+
+    /// Whether a rate limiter refused the call ([`ErrorKind::RateLimited`]).
+    pub fn is_rate_limited(&self) -> bool {
+        self.kind() == ErrorKind::RateLimited
+    }
+
+    /// Whether a concurrency limit refused the call ([`ErrorKind::ConcurrencyLimited`]).
+    pub fn is_concurrency_limited(&self) -> bool {
+        self.kind() == ErrorKind::ConcurrencyLimited
     }
 
     /// Whether signing the request failed ([`ErrorKind::Signing`]).
@@ -647,6 +666,8 @@ mod tests {
             ErrorKind::InvalidRequest,
             ErrorKind::Redirect,
             ErrorKind::BreakerOpen,
+            ErrorKind::RateLimited,
+            ErrorKind::ConcurrencyLimited,
             ErrorKind::Signing,
             ErrorKind::Decode,
             ErrorKind::Other,

@@ -46,6 +46,13 @@ pub fn is_idempotent(req: &Request) -> bool {
 ///
 /// A TLS failure (certificate rejected, handshake refused, a server that does not speak TLS) is
 /// not retried: it fails the same way every time.
+///
+/// Nor is a refusal by a limit below ([`ErrorKind::RateLimited`],
+/// [`ErrorKind::ConcurrencyLimited`]): the limiter already waited as long as it was allowed to,
+/// so a retry would only wait again, in a second queue, and spend the retry budget (which is
+/// there to protect the server) on calls the server never saw. The error's
+/// [`retry_after`](Error::retry_after) goes to the caller, who knows whether it can wait that
+/// long.
 pub fn default_classifier(
     req: &Request,
     _attempt: u32,
@@ -56,6 +63,7 @@ pub fn default_classifier(
         Err(err) => match err.kind() {
             ErrorKind::Connect => return Decision::Retry,
             ErrorKind::Timeout | ErrorKind::Transport | ErrorKind::Body => true,
+            ErrorKind::RateLimited | ErrorKind::ConcurrencyLimited => false,
             _ => false,
         },
     };
@@ -139,6 +147,8 @@ mod tests {
     #[test]
     fn other_errors_never_retry() {
         for kind in [
+            ErrorKind::RateLimited,
+            ErrorKind::ConcurrencyLimited,
             ErrorKind::InvalidRequest,
             ErrorKind::TooLarge,
             ErrorKind::Redirect,

@@ -1,0 +1,75 @@
+//! Limits: [`RateLimiting`], a client that paces itself to a local rate and to the quota the
+//! server publishes, and [`ConcurrencyLimit`], a bulkhead per host.
+//!
+//! * [`Rate`]: the local limit (GCRA, by `governor`), with a burst;
+//! * [`Pacing`]: how the server's 429s and quota fields ([`quota_headers`]) slow a key down;
+//! * [`LimitStore`]: the seam the limiter's state goes through, and [`MemoryStore`], the
+//!   in-process store;
+//! * response extensions: [`RateWait`] and [`QueueWait`], how long a call waited;
+//! * errors: [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited) and
+//!   [`ErrorKind::ConcurrencyLimited`](crate::ErrorKind::ConcurrencyLimited).
+//!
+//! # Where they sit
+//!
+//! Outermost first: `Logging → Retrying → RateLimiting → ConcurrencyLimit → Hedging → Breaker
+//! → Signing → backend`.
+//!
+//! * Outside [`Retrying`](crate::Retrying), a rate limiter paces *calls*: a call and all its
+//!   retries take one place, so the rate is what the application asks for (a budget of
+//!   operations). Inside it, the limiter paces *attempts*: every retry takes a place too, so
+//!   the rate is what the server receives, every 429 is seen (and pauses the retry that
+//!   follows), and `Retrying`'s total deadline bounds the wait. A server's quota counts
+//!   attempts, so [`RateLimiting`] belongs inside `Retrying`.
+//! * Outside [`Hedging`](crate::Hedging): a wait for a place below `Hedging` would look like a
+//!   slow server to it and fire extra copies into the same queue. Copies still count, through
+//!   the server's own numbers, which the pacing follows.
+//! * [`ConcurrencyLimit`] bounds exchanges in flight (connections, buffers), so it sits inside
+//!   `Retrying` too: a call sleeping out its backoff holds no slot, and each attempt queues
+//!   anew. Inside `RateLimiting`, so a call waiting for its rate place holds no slot either.
+//! * Neither refusal is retried by [`default_classifier`](crate::retrying::default_classifier)
+//!   nor counted by the breaker's [`default_verdict`](crate::breaker::default_verdict): they
+//!   say nothing of the server.
+
+mod clock;
+mod concurrency;
+mod pacing;
+pub mod quota_headers;
+mod rate;
+mod rate_limiting;
+mod store;
+mod structured;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use concurrency::{ConcurrencyLimit, DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_WAIT};
+pub use pacing::{
+    DEFAULT_MAX_PAUSE, DEFAULT_PAUSE_ON_429, DEFAULT_SAFETY_MARGIN, DEFAULT_SLOW_BELOW, Pacing,
+};
+pub use quota_headers::ServerQuota;
+pub use rate::{DEFAULT_BURST, Rate};
+pub use rate_limiting::{DEFAULT_MAX_WAIT, RateLimiting};
+pub use store::{DEFAULT_MAX_KEYS, LimitStore, MemoryStore, Pace};
+
+use crate::Request;
+
+/// Response extension: how long [`RateLimiting`] held the call before sending it. Set only
+/// when it waited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RateWait(pub Duration);
+
+/// Response extension: how long [`ConcurrencyLimit`] queued the call before a slot freed. Set
+/// only when it queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueWait(pub Duration);
+
+/// A function that names the key of a request.
+type KeyFn = Arc<dyn Fn(&Request) -> String + Send + Sync>;
+
+/// The key of `req`: `key`'s, or its origin ([`host_key`](crate::breaker::host_key)).
+fn key_of(key: Option<&KeyFn>, req: &Request) -> String {
+    match key {
+        Some(key) => key(req),
+        None => crate::breaker::host_key(req.uri()),
+    }
+}
