@@ -2,23 +2,25 @@
 //!
 //! Starts a small HTTP server on a free loopback port, in this process, then:
 //! 1. calls it through both backends, bare;
-//! 2. calls it through the README's stack, outermost first:
-//!    Logging -> Retrying -> Hedging -> Breaker (serve-stale) -> Signing -> ReqwestDoer,
-//!    and prints, per route, what the server saw and what each layer did.
+//! 2. calls it through the README's stack with the limits added, outermost first: Logging ->
+//!    Retrying -> RateLimiting -> ConcurrencyLimit -> Hedging -> Breaker (serve-stale) ->
+//!    Signing -> ReqwestDoer, and prints, per route, what the server saw and what each layer did.
 //!
-//! No internet needed; it ends in about a second. `RUST_LOG=http_doer=debug` shows the
-//! Logging decorator's events too (one per call), through `tracing-subscriber`.
+//! No internet needed; it ends in about three seconds (the quota route is paced on purpose).
+//! `RUST_LOG=http_doer=debug` shows the Logging decorator's events too (one per call), through
+//! `tracing-subscriber`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use http_doer::breaker::{ServeStale, StaleAnswer};
 use http_doer::hedging::HedgeStats;
+use http_doer::limit::{Rate, RateWait};
 use http_doer::logging::KeepLog;
 use http_doer::retrying::{Attempts, Backoff};
 use http_doer::signing::Bearer;
@@ -37,7 +39,10 @@ async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let server = Server::start().await?;
-    println!("http-doer quickstart: local server on http://{}\n", server.addr);
+    println!(
+        "http-doer quickstart: local server on http://{}\n",
+        server.addr
+    );
     backends(&server).await?;
     full_stack(&server).await?;
     println!("done");
@@ -95,25 +100,42 @@ async fn full_stack(server: &Server) -> Result<(), BoxError> {
         .on_state_change(|c| println!("    breaker: {} went {} -> {}", c.key, c.from, c.to))
         .hedging()
         .fixed_delay(Duration::from_millis(20))
+        .concurrency_limit(16)
+        .rate_limiting(Rate::per_second(50).burst(10))
         .retrying()
         .max_retries(3)
         .backoff(Backoff::exponential(Duration::from_millis(5)))
         .logging()
         .keep_log(log.clone());
-    // The layers, reached through the stack for their counters: Logging -> Retrying -> Hedging.
-    let hedging = stack.get_ref().get_ref();
+    // Hedging, reached through the stack for its counters:
+    // Logging -> Retrying -> RateLimiting -> ConcurrencyLimit -> Hedging.
+    let hedging = stack.get_ref().get_ref().get_ref().get_ref();
 
-    println!("full stack: Logging -> Retrying -> Hedging -> Breaker -> Signing -> ReqwestDoer");
+    println!(
+        "full stack: Logging -> Retrying -> RateLimiting -> ConcurrencyLimit -> Hedging -> Breaker -> Signing -> ReqwestDoer"
+    );
     let routes = [
         ("/flaky", "fails twice with 503, then answers"),
-        ("/private", "answers 401 without the Bearer token that Signing adds"),
+        (
+            "/private",
+            "answers 401 without the Bearer token that Signing adds",
+        ),
         ("/slow-once", "stalls its first answer for 2 s"),
-        ("/status", "answers twice, then the host goes down (503 for good)"),
+        ("/quota", ""),
+        (
+            "/status",
+            "answers twice, then the host goes down (503 for good)",
+        ),
         ("/status", ""),
         ("/status", ""),
         ("/status", ""),
     ];
     for (path, what) in routes {
+        if path == "/quota" {
+            // Before `/status` takes the host down: the breaker's circuit is per host.
+            quota(server, &stack).await?;
+            continue;
+        }
         if !what.is_empty() {
             println!("\n  {path}: {what}");
         }
@@ -141,12 +163,45 @@ async fn full_stack(server: &Server) -> Result<(), BoxError> {
                 }
             }
             Err(err) => {
-                println!("    GET {path} -> error {:?}: {err:#} in {took}", err.kind());
+                println!(
+                    "    GET {path} -> error {:?}: {err:#} in {took}",
+                    err.kind()
+                );
                 println!("    server saw: {}", server.take_seen());
             }
         }
     }
     println!("\nLogging kept one entry per call (bounded, secrets redacted):\n{log}");
+    Ok(())
+}
+
+/// `/quota` publishes a quota of 10 calls a second (the IETF `RateLimit` fields) and answers 429
+/// past it. RateLimiting reads the fields and spreads the calls so that none runs into a 429.
+async fn quota(server: &Server, stack: &impl Doer) -> Result<(), BoxError> {
+    println!("\n  /quota: publishes a quota of {QUOTA} calls a second, 429 past it");
+    let started = Instant::now();
+    let mut waited = Duration::ZERO;
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let req = http::Request::get(server.url("/quota")).body(Body::empty())?;
+        let resp = stack.execute(req).await?;
+        waited += resp
+            .extensions()
+            .get::<RateWait>()
+            .map_or(Duration::ZERO, |w| w.0);
+        statuses.push(resp.status().as_u16());
+    }
+    let too_many = statuses.iter().filter(|s| **s == 429).count();
+    println!(
+        "    15 calls in {}: {} answered 200, {too_many} answered 429",
+        ms(started),
+        statuses.len() - too_many
+    );
+    println!(
+        "    RateLimiting: paced to the server's quota, waiting {} ms in all",
+        waited.as_millis()
+    );
+    println!("    server saw: {}", server.take_seen());
     Ok(())
 }
 
@@ -241,8 +296,14 @@ impl Server {
     }
 }
 
+/// Calls a second that `/quota` allows.
+const QUOTA: u32 = 10;
+
 #[derive(Default)]
 struct Routes {
+    started: OnceLock<Instant>,
+    /// The current one-second window of `/quota`, and the calls served in it.
+    quota: Mutex<(u64, u32)>,
     flaky: AtomicUsize,
     slow_once: AtomicUsize,
     status: AtomicUsize,
@@ -259,6 +320,7 @@ impl Routes {
             .get("authorization")
             .is_some_and(|v| v == "Bearer demo-token");
         let (status, body): (u16, Bytes) = match req.uri().path() {
+            "/quota" => return self.quota(),
             "/hello" => (200, "hello from the local server".into()),
             "/echo" => (
                 200,
@@ -280,14 +342,35 @@ impl Routes {
             }
             "/private" if authorized => (200, "welcome, token holder".into()),
             "/private" => (401, "who are you?".into()),
-            "/status" if self.status.fetch_add(1, Ordering::SeqCst) < 2 => {
-                (200, "all good".into())
-            }
+            "/status" if self.status.fetch_add(1, Ordering::SeqCst) < 2 => (200, "all good".into()),
             "/status" => (503, "down".into()),
             _ => (404, "not here".into()),
         };
         self.note(status.to_string());
         reply(status, body)
+    }
+
+    /// A quota of `QUOTA` calls a one-second window, published as the IETF fields; 429 past it.
+    fn quota(&self) -> hyper::Response<Full<Bytes>> {
+        let window = self.started.get_or_init(Instant::now).elapsed().as_secs();
+        let mut q = self.quota.lock().expect("not poisoned");
+        if q.0 != window {
+            *q = (window, 0);
+        }
+        let over = q.1 >= QUOTA;
+        if !over {
+            q.1 += 1;
+        }
+        self.note(if over { "429" } else { "200" }.to_owned());
+        let mut resp = hyper::Response::builder()
+            .status(if over { 429 } else { 200 })
+            .header("ratelimit-policy", format!("\"default\";q={QUOTA};w=1"))
+            .header("ratelimit", format!("\"default\";r={};t=1", QUOTA - q.1));
+        if over {
+            resp = resp.header("retry-after", "1");
+        }
+        resp.body(Full::new(Bytes::from_static(b"quota")))
+            .expect("a valid response")
     }
 
     fn note(&self, what: String) {

@@ -124,16 +124,48 @@ pub trait DoerExt: Doer + Sized {
 
     /// Wraps this Doer in a [`ConcurrencyLimit`](crate::ConcurrencyLimit): at most
     /// `max_in_flight` calls per host at once, up to 64 more waiting at most 10 s for a slot.
-    /// Put it outside `retrying()`, so that a call keeps its slot across its retries.
+    /// Put it inside `retrying()`, so that a call sleeping out its backoff holds no slot.
     ///
     /// ```
     /// use http_doer::{DoerExt, testing::ScriptedDoer};
     ///
-    /// let doer = ScriptedDoer::new().retrying().concurrency_limit(16);
+    /// let doer = ScriptedDoer::new().concurrency_limit(16);
     /// assert_eq!(doer.max_in_flight(), 16);
+    /// let stack = doer.retrying();
+    /// # let _ = stack;
     /// ```
     fn concurrency_limit(self, max_in_flight: usize) -> crate::ConcurrencyLimit<Self> {
         crate::ConcurrencyLimit::new(self, max_in_flight)
+    }
+
+    /// Wraps this Doer in [`Telemetry`](crate::Telemetry): one OpenTelemetry client span per
+    /// exchange, and (feature `metrics`) its duration. Put it under `retrying()` and
+    /// `hedging()`, so that every attempt and hedge copy is its own span.
+    ///
+    /// ```
+    /// use http_doer::{DoerExt, testing::ScriptedDoer};
+    ///
+    /// let doer = ScriptedDoer::new().telemetry().breaker().hedging().retrying().logging();
+    /// # let _ = doer;
+    /// ```
+    fn telemetry(self) -> crate::Telemetry<Self> {
+        crate::Telemetry::new(self)
+    }
+
+    /// Wraps this Doer in [`PropagateContext`](crate::telemetry::PropagateContext), which
+    /// writes the current trace context (`traceparent`, `tracestate`) into each request. Put
+    /// it directly under `telemetry()`.
+    ///
+    /// ```
+    /// use http_doer::{DoerExt, testing::ScriptedDoer};
+    ///
+    /// let doer = ScriptedDoer::new().propagate_context().telemetry().hedging().retrying();
+    /// # let _ = doer;
+    /// ```
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    fn propagate_context(self) -> crate::telemetry::PropagateContext<Self> {
+        crate::telemetry::PropagateContext::new(self)
     }
 }
 

@@ -23,13 +23,15 @@ use http_doer::{
 
 /// A fresh path in cargo's scratch directory for integration tests (under `target/`), unique
 /// to this test and process.
+/// A fresh cassette path in a directory of its own, so that one test's check for leftover
+/// temporary files never sees another test's write in progress.
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cassette-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cassette-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.json"));
-    let _ = std::fs::remove_file(&path);
-    path
+    dir.join("cassette.json")
 }
 
 fn get(url: &str) -> Request {

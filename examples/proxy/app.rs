@@ -57,6 +57,12 @@ pub const X_CIRCUIT: HeaderName = HeaderName::from_static("x-circuit");
 /// circuit is open) or `none` (the proxy's own error page).
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
+/// Renders the metrics for `GET /metrics`.
+type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Where [`Proxy::serve_metrics`] answers, instead of forwarding.
+pub const METRICS_PATH: &str = "/metrics";
+
 /// A bound, not yet running proxy.
 pub struct Proxy {
     listener: TcpListener,
@@ -79,6 +85,7 @@ struct Handler {
     write_timeout: Duration,
     max_request_body: u64,
     max_response_body: u64,
+    metrics: Option<RenderMetrics>,
 }
 
 impl Proxy {
@@ -92,12 +99,23 @@ impl Proxy {
             write_timeout: config.write_timeout,
             max_request_body: config.max_request_body,
             max_response_body: config.backend_max_body,
+            metrics: None,
         });
         Ok(Proxy {
             listener,
             handler,
             config: Arc::new(config),
         })
+    }
+
+    /// Answers `GET /metrics` itself with what `render` returns (Prometheus text), rather than
+    /// forwarding it: the backend's own `/metrics`, if any, is then out of the proxy's reach.
+    pub fn serve_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        // Nothing else holds the handler before `run`.
+        if let Some(handler) = Arc::get_mut(&mut self.handler) {
+            handler.metrics = Some(Arc::new(render));
+        }
+        self
     }
 
     /// The address the proxy listens on (useful when bound to port 0).
@@ -183,6 +201,12 @@ async fn serve_connection(
 
 impl Handler {
     async fn handle(&self, req: hyper::Request<Incoming>, peer: IpAddr) -> ClientResponse {
+        if let Some(render) = &self.metrics
+            && req.method() == Method::GET
+            && req.uri().path() == METRICS_PATH
+        {
+            return metrics_response(render());
+        }
         let started = Instant::now();
         let method = req.method().clone();
         let target = logged_target(req.uri());
@@ -541,6 +565,16 @@ fn logged_target(uri: &Uri) -> String {
         Some(q) => format!("{}?{}", uri.path(), http_doer::redact::query(q)),
         None => uri.path().to_owned(),
     }
+}
+
+/// The metrics in the Prometheus text format.
+fn metrics_response(text: String) -> ClientResponse {
+    let mut resp = hyper::Response::new(Body::from(text));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
 }
 
 fn plain(status: StatusCode, text: &str) -> ClientResponse {

@@ -7,6 +7,11 @@
 //! Settings come from `RETTER_*` environment variables (printed at start, see the README);
 //! logs go to stderr, filtered by `RUST_LOG` (default `info`). Ctrl-C (or SIGTERM) stops
 //! accepting and lets in-flight requests finish within `RETTER_SERVER_TIMEOUT_GRACESHUT`.
+//!
+//! `GET /metrics` is answered by the proxy itself, in the Prometheus text format: the duration
+//! of every attempt sent to the backend (`http_client_request_duration_seconds`, with the
+//! semantic conventions' buckets) and what the resilience layers did
+//! (`http_doer_resilience_events_total`, by `event_name`).
 
 mod app;
 mod config;
@@ -14,6 +19,8 @@ mod stack;
 
 use std::process::ExitCode;
 
+use http_doer::telemetry::{self, names};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -44,8 +51,15 @@ async fn main() -> ExitCode {
         println!("  {name} is not a setting of this proxy (a typo?)");
     }
 
+    let prometheus = match prometheus() {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("proxy: cannot install the metrics recorder: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let proxy = match app::Proxy::bind(config.clone()).await {
-        Ok(proxy) => proxy,
+        Ok(proxy) => proxy.serve_metrics(move || prometheus.render()),
         Err(e) => {
             eprintln!("proxy: cannot listen on {}: {e}", config.listen);
             return ExitCode::from(1);
@@ -64,6 +78,35 @@ async fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Installs the Prometheus recorder, with the semantic conventions' buckets for the request
+/// duration, and describes http-doer's metrics to it.
+fn prometheus() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let handle = PrometheusBuilder::new()
+        // `_total` on counters and the unit on names (`..._duration_seconds`), the names an
+        // OpenTelemetry collector would give the same metrics in Prometheus.
+        .with_recommended_naming(true)
+        .set_buckets_for_metric(
+            Matcher::Full(names::HTTP_CLIENT_REQUEST_DURATION.to_owned()),
+            &names::DURATION_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::LIMIT_WAIT_DURATION.to_owned()),
+            &names::DURATION_BUCKETS,
+        )?
+        .install_recorder()?;
+    telemetry::describe_metrics();
+    // Scrapes drain the histograms; this keeps them bounded when nobody scrapes.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what `docker stop` and Kubernetes send).

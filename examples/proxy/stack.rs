@@ -1,7 +1,8 @@
 //! The Doer stack in front of the backend, outermost first:
 //!
 //! `Logging` → `Retrying` (safe requests only) → `Breaker` (serve-stale for GET/HEAD, keyed per
-//! session) → `ReqwestDoer`.
+//! session) → `Telemetry` (a client span and `http.client.request.duration` per attempt) →
+//! `ReqwestDoer`.
 //!
 //! Retrying sits outside the breaker so that a refusal (`BreakerOpen`) ends the call at once
 //! (Retrying never retries it) and a stale answer, being a 200, is never retried either;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use http_doer::breaker::{ServeStale, StaleAnswer, host_key};
 use http_doer::retrying::{Backoff, Jitter};
-use http_doer::{Breaker, Doer, Logging, ReqwestDoer, Response, ResponseMode, Retrying};
+use http_doer::{Breaker, Doer, Logging, ReqwestDoer, Response, ResponseMode, Retrying, Telemetry};
 
 use crate::config::Config;
 
@@ -31,7 +32,7 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 pub struct Stack {
     /// Every request goes through this.
     pub doer: Arc<dyn Doer>,
-    breaker: Breaker<ReqwestDoer>,
+    breaker: Breaker<Telemetry<ReqwestDoer>>,
     circuit: String,
 }
 
@@ -73,7 +74,7 @@ impl Stack {
             .max_entries(config.cache_max_entries)
             .max_bytes(config.cache_max_bytes)
             .on_failure(config.cache_on_failure);
-        let breaker = Breaker::new(backend_doer(config))
+        let breaker = Breaker::new(Telemetry::new(backend_doer(config)))
             .consecutive_failures(config.consecutive_fail)
             .failure_rate(config.fail_rate, config.min_calls)
             .window(config.window)

@@ -15,8 +15,8 @@ use crate::{Error, ErrorKind};
 mod stream;
 mod tap;
 
-pub(crate) use stream::HttpBodyStream;
 pub(crate) use stream::BoxError;
+pub(crate) use stream::HttpBodyStream;
 #[cfg(any(feature = "ureq", feature = "blocking"))]
 pub(crate) use stream::to_io;
 use stream::{BoxStream, FileStream, IoStream, Open, body_error};

@@ -88,6 +88,7 @@ impl Events {
             };
             while let Some(change) = self.pop() {
                 emit(&change);
+                crate::telemetry::breaker_state(change.to);
                 if let Some(hook) = &self.hook {
                     hook(&change);
                 }

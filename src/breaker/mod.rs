@@ -768,6 +768,7 @@ impl<D: Doer> Doer for Breaker<D> {
                 if let (Some(cache), Some(lookup)) = (&shared.stale, &lookup)
                     && let Some(resp) = cache.get(lookup, Instant::now(), StaleReason::Rejected)
                 {
+                    crate::telemetry::event(crate::telemetry::names::EVENT_STALE_ANSWER);
                     tracing::debug!(
                         target: "http_doer::breaker",
                         key = &**circuit.key(),
@@ -781,6 +782,7 @@ impl<D: Doer> Doer for Breaker<D> {
                     retry_after_ms = wait.as_millis() as u64,
                     "circuit refused the call"
                 );
+                crate::telemetry::event(crate::telemetry::names::EVENT_BREAKER_REJECTED);
                 return Err(refused(&req, circuit.quick_state(), wait));
             }
         };
@@ -821,6 +823,7 @@ impl<D: Doer> Doer for Breaker<D> {
                 (Ok(resp), Verdict::Success) => cache.store(lookup, resp, done),
                 (_, Verdict::Failure) if cache.on_failure() => {
                     if let Some(resp) = cache.get(&lookup, done, StaleReason::Failed) {
+                        crate::telemetry::event(crate::telemetry::names::EVENT_STALE_ANSWER);
                         tracing::debug!(
                             target: "http_doer::breaker",
                             key = &**circuit.key(),

@@ -345,8 +345,9 @@ impl<D> Hedging<D> {
 
 #[async_trait]
 impl<D: Doer> Doer for Hedging<D> {
-    async fn execute(&self, req: Request) -> Result<Response, Error> {
+    async fn execute(&self, mut req: Request) -> Result<Response, Error> {
         add(&self.counters.calls, 1);
+        crate::telemetry::count_sends(&mut req);
         if !self.hedgeable(&req) {
             add(&self.counters.passed_through, 1);
             add(&self.counters.copies_sent, 1);

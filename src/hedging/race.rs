@@ -147,6 +147,7 @@ impl<'a, D: Doer> Race<'a, D> {
             && !bucket.try_withdraw()
         {
             add(&self.counters.budget_denied, 1);
+            crate::telemetry::event(crate::telemetry::names::EVENT_HEDGE_BUDGET_EXHAUSTED);
             self.stop = true;
             self.timer = None;
             return false;
@@ -158,6 +159,7 @@ impl<'a, D: Doer> Race<'a, D> {
             url = %crate::redact::uri(self.req.uri()),
             "hedging: sending another copy",
         );
+        crate::telemetry::event(crate::telemetry::names::EVENT_HEDGE_SENT);
         self.launch();
         true
     }
@@ -196,6 +198,7 @@ impl<'a, D: Doer> Race<'a, D> {
         let wins = if copy.n == 0 {
             &self.counters.original_wins
         } else {
+            crate::telemetry::event(crate::telemetry::names::EVENT_HEDGE_WON);
             &self.counters.hedge_wins
         };
         add(wins, 1);

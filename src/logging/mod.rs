@@ -444,7 +444,15 @@ impl<D> Logging<D> {
 
 #[async_trait]
 impl<D: Doer> Doer for Logging<D> {
-    async fn execute(&self, req: Request) -> Result<Response, Error> {
+    async fn execute(&self, mut req: Request) -> Result<Response, Error> {
+        // The call span (see `telemetry`): the exchange event below is sent inside it.
+        let span = crate::telemetry::spans::call(&mut req);
+        crate::telemetry::spans::within(span, self.log(req)).await
+    }
+}
+
+impl<D: Doer> Logging<D> {
+    async fn log(&self, req: Request) -> Result<Response, Error> {
         if !self.listening() {
             return self.inner.execute(req).await;
         }

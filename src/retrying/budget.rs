@@ -97,10 +97,14 @@ impl RetryBudget {
         self.roll();
         let inner = &*self.inner;
         let allowed = inner.allowed();
-        inner
+        let granted = inner
             .retries
             .fetch_update(Relaxed, Relaxed, |r| (r < allowed).then_some(r + 1))
-            .is_ok()
+            .is_ok();
+        if !granted {
+            crate::telemetry::event(crate::telemetry::names::EVENT_RETRY_BUDGET_EXHAUSTED);
+        }
+        granted
     }
 
     /// How many more retries the budget would grant now.

@@ -20,7 +20,8 @@ impl<D: Doer> Retrying<D> {
     // Most calls end with their first attempt, so this future is kept small (it is allocated
     // and moved on every call): the retry loop, with its timer, is boxed and entered only when
     // a retry is due.
-    async fn call(&self, req: Request) -> Result<Response, Error> {
+    async fn call(&self, mut req: Request) -> Result<Response, Error> {
+        crate::telemetry::count_sends(&mut req);
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
@@ -73,6 +74,7 @@ impl<D: Doer> Retrying<D> {
             {
                 return finish(outcome, attempt);
             }
+            crate::telemetry::retry(outcome.as_ref());
             match &outcome {
                 Ok(resp) => {
                     tracing::debug!(attempt, status = resp.status().as_u16(), ?wait, "retrying")

@@ -1,0 +1,123 @@
+//! Trace context on the wire (feature `otel`): `PropagateContext` under `Telemetry`, itself
+//! under `Hedging` and `Retrying`, gives every attempt and hedge copy a `traceparent` naming
+//! its own client span, in the caller's trace.
+#![cfg(feature = "otel")]
+
+use std::time::Duration;
+
+use http_doer::hedging::HedgeBudget;
+use http_doer::retrying::Backoff;
+use http_doer::testing::{ScriptedDoer, response};
+use http_doer::{Body, Doer, DoerExt};
+use opentelemetry::trace::{SpanKind, TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::layer::SubscriberExt;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `traceparent`'s trace id and parent (span) id, checked for the W3C shape.
+fn parse(traceparent: &str) -> (String, String) {
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[0], "00", "version");
+    assert_eq!((parts[1].len(), parts[2].len()), (32, 16), "{traceparent}");
+    assert_eq!(parts[3], "01", "sampled");
+    (parts[1].to_owned(), parts[2].to_owned())
+}
+
+#[test]
+fn every_attempt_and_hedge_copy_carries_its_own_span_id() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+
+    let backend = ScriptedDoer::new()
+        .then_after(ms(10), Ok(response(503, "busy")))
+        .then_after(ms(10), Ok(response(503, "busy")))
+        .then_after(ms(1000), Ok(response(200, "slow")))
+        .then_after(ms(5), Ok(response(200, "fast")));
+    let app_trace = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let stack = backend
+                    .clone()
+                    .propagate_context()
+                    .propagator(TraceContextPropagator::new())
+                    .telemetry()
+                    .breaker()
+                    .hedging()
+                    .fixed_delay(ms(50))
+                    .budget(HedgeBudget::unlimited())
+                    .retrying()
+                    .backoff(Backoff::constant(ms(100)))
+                    .no_budget()
+                    .logging();
+                let handler = tracing::info_span!("handle_order");
+                let trace_id = handler.context().span().span_context().trace_id();
+                let req = http::Request::get("https://api.test/items")
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = stack.execute(req).instrument(handler).await.unwrap();
+                assert_eq!(resp.into_body().text().await.unwrap(), "fast");
+                trace_id
+            })
+    });
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+
+    let sent = backend.requests();
+    assert_eq!(sent.len(), 4);
+    let mut ids = Vec::new();
+    for req in &sent {
+        let header = req
+            .headers()
+            .get("traceparent")
+            .expect("traceparent on every copy");
+        let (trace, parent) = parse(header.to_str().unwrap());
+        assert_eq!(trace, app_trace.to_string(), "the caller's trace");
+        // The parent the server sees is the exchange's own client span.
+        let span = spans
+            .iter()
+            .find(|s| s.span_context.span_id().to_string() == parent)
+            .unwrap_or_else(|| panic!("no exported span {parent}"));
+        assert_eq!(span.span_kind, SpanKind::Client);
+        ids.push(parent);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "each retry and hedge copy its own span id");
+}
+
+#[test]
+fn no_span_no_header_and_the_callers_header_is_kept() {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let backend = ScriptedDoer::new().then_status(200);
+            let stack = backend
+                .clone()
+                .propagate_context()
+                .propagator(TraceContextPropagator::new())
+                .telemetry();
+            let theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+            let req = http::Request::get("https://api.test/")
+                .header("traceparent", theirs)
+                .body(Body::empty())
+                .unwrap();
+            stack.execute(req).await.unwrap();
+            assert_eq!(backend.requests()[0].headers()["traceparent"], theirs);
+        });
+}
