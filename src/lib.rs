@@ -79,7 +79,8 @@
 //! | [`timeout`] | [`Timeout`]: a deadline for one call |
 //! | [`telemetry`] | [`Telemetry`]: OpenTelemetry-shaped spans and metrics; trace context on the wire (`otel`) |
 //! | [`redact`] | the rules that keep credentials out of logs and errors |
-//! | [`testing`] | doubles for tests: a closure Doer, a scripted Doer, `MockDoer` |
+//! | [`testing`] | doubles for tests: a closure Doer, a scripted Doer, `MockDoer`, record/replay cassettes |
+//! | [`chaos`] | [`Chaos`]: seeded faults, latency and outcomes, switchable at run time, to prove a stack |
 //! | `tower` (feature `tower`) | any Doer as a `tower::Service`, any `Service` as a Doer |
 //! | `blocking` (feature `blocking`) | a client for code without an async runtime |
 //!
