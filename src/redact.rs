@@ -68,11 +68,20 @@ pub fn is_secret_header(name: &HeaderName) -> bool {
         return true;
     }
     // Header names are already lower-case in `http`.
-    let n = name.as_str();
-    n.ends_with("key")
-        || ["auth", "token", "secret", "password", "session"]
-            .iter()
-            .any(|needle| n.contains(needle))
+    let n = name.as_str().as_bytes();
+    // One pass, dispatched on the first letter of each needle: five `str::contains` cost
+    // ~700 instructions a header, and the serve-stale cache asks for every header of a call.
+    n.ends_with(b"key")
+        || (0..n.len()).any(|i| {
+            let rest = &n[i..];
+            match rest[0] {
+                b'a' => rest.starts_with(b"auth"),
+                b't' => rest.starts_with(b"token"),
+                b's' => rest.starts_with(b"secret") || rest.starts_with(b"session"),
+                b'p' => rest.starts_with(b"password"),
+                _ => false,
+            }
+        })
 }
 
 /// A URI as text, without userinfo and with secret query values replaced by [`REDACTED`].

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::{Error, ErrorKind};
 
+#[cfg(feature = "ureq")]
+mod lookup;
 #[cfg(feature = "reqwest")]
 pub(crate) mod reqwest;
 #[cfg(feature = "reqwest")]

@@ -50,12 +50,19 @@ use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 pub struct ReqwestDoer {
     client: reqwest::Client,
     settings: Settings,
+    /// The timeout the client applies to every request, when this backend built the client
+    /// and so knows it: a request whose timeout is the same needs none of its own.
+    client_timeout: Option<Option<Duration>>,
 }
 
 impl ReqwestDoer {
     /// A backend with a new client: redirects handled by http-doer, a
     /// [10 s connect timeout](crate::backend::DEFAULT_CONNECT_TIMEOUT) and a
     /// [30 s timeout](crate::backend::DEFAULT_TIMEOUT) per exchange.
+    ///
+    /// The timeout is the client's own (`reqwest::ClientBuilder::timeout`), so that a request
+    /// does not carry one: in reqwest a request's own timeout costs three allocations a call.
+    /// [`client`](Self::client) therefore hands out a client with that 30 s timeout.
     ///
     /// # Panics
     ///
@@ -65,6 +72,7 @@ impl ReqwestDoer {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(super::DEFAULT_CONNECT_TIMEOUT)
+            .timeout(super::DEFAULT_TIMEOUT)
             .user_agent(super::USER_AGENT)
             // ureq's parser takes at most this many; both read up to it, and
             // `max_response_headers` sets the limit both keep.
@@ -79,14 +87,18 @@ impl ReqwestDoer {
             // A fallback to `reqwest::Client::default()` would follow redirects itself, past
             // http-doer's rules, and panics for the same reasons anyway.
             .expect("reqwest could not build a client: its TLS backend failed to initialise");
-        Self::with_client(client)
+        ReqwestDoer {
+            client_timeout: Some(Some(super::DEFAULT_TIMEOUT)),
+            ..Self::with_client(client)
+        }
     }
 
     /// A backend around the caller's client, which keeps its own TLS, proxy, pool and
     /// connect-timeout settings.
     ///
     /// This backend's own [`timeout`](Self::timeout) (30 s unless changed) is set on every
-    /// request and wins over the client's; call `timeout(None)` to leave timing to the client.
+    /// request and wins over the client's; call `timeout(None)` to leave timing to the client
+    /// (whose own timeout, when it has one, then costs nothing more per call).
     ///
     /// Build it with `redirect(reqwest::redirect::Policy::none())` so that http-doer's
     /// redirect rules apply; a client that follows redirects itself hides them from http-doer.
@@ -99,6 +111,7 @@ impl ReqwestDoer {
         ReqwestDoer {
             client,
             settings: Settings::default(),
+            client_timeout: None,
         }
     }
 
@@ -207,6 +220,19 @@ impl std::fmt::Debug for ReqwestDoer {
 impl Default for ReqwestDoer {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A deadline past any exchange: reqwest has no way to lift a client's timeout for one
+/// request, so `timeout(None)` over a client with a timeout sets this one instead.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// The timeout to set on each request, when the client does not already apply the one wanted.
+fn request_timeout(wanted: Option<Duration>, client: Option<Option<Duration>>) -> Option<Duration> {
+    match (wanted, client) {
+        (wanted, Some(client)) if wanted == client => None,
+        (None, Some(Some(_))) => Some(FAR_FUTURE),
+        (wanted, _) => wanted,
     }
 }
 
@@ -340,7 +366,8 @@ fn is_head_too_large(e: &reqwest::Error) -> bool {
 impl Exchange for ReqwestDoer {
     async fn exchange(&self, req: &Request, body: Body) -> Result<Response, Error> {
         let uri = req.uri();
-        let rreq = to_reqwest(req, body, self.settings.timeout)?;
+        let timeout = request_timeout(self.settings.timeout, self.client_timeout);
+        let rreq = to_reqwest(req, body, timeout)?;
         let mut resp = self
             .client
             .execute(rreq)
@@ -399,6 +426,20 @@ mod tests {
             .unwrap();
         let shown = format!("{:?}", ReqwestDoer::with_client(client));
         assert!(!shown.contains("tok-dbg"), "{shown}");
+    }
+
+    #[test]
+    fn a_request_carries_a_timeout_only_when_the_client_lacks_it() {
+        let (t30, t5) = (Some(Duration::from_secs(30)), Some(Duration::from_secs(5)));
+        // Built by `new()`: the client's own 30 s.
+        assert_eq!(request_timeout(t30, Some(t30)), None);
+        assert_eq!(request_timeout(t5, Some(t30)), t5);
+        assert_eq!(request_timeout(None, Some(t30)), Some(FAR_FUTURE));
+        // A caller's client, whose timeout is unknown.
+        assert_eq!(request_timeout(t30, None), t30);
+        assert_eq!(request_timeout(None, None), None);
+        assert_eq!(request_timeout(None, Some(None)), None);
+        assert_eq!(ReqwestDoer::new().client_timeout, Some(t30));
     }
 
     #[test]

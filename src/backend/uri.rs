@@ -247,15 +247,17 @@ fn ends_in_number(host: &str) -> bool {
 /// Four decimal numbers from 0 to 255 without leading zeros, the only IPv4 form both backends
 /// read alike.
 fn is_dotted_decimal(host: &str) -> bool {
-    let parts: Vec<&str> = host.split('.').collect();
-    parts.len() == 4
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.len() <= 3
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (p.len() == 1 || !p.starts_with('0'))
-                && p.parse::<u16>().is_ok_and(|n| n <= 255)
-        })
+    // Counted as it goes rather than collected: every call to an IPv4 host passes here.
+    let mut parts = 0;
+    host.split('.').all(|p| {
+        parts += 1;
+        parts <= 4
+            && !p.is_empty()
+            && p.len() <= 3
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (p.len() == 1 || !p.starts_with('0'))
+            && p.parse::<u16>().is_ok_and(|n| n <= 255)
+    }) && parts == 4
 }
 
 /// RFC 5952 text without the dotted IPv4 tail, as the `url` crate writes it.
