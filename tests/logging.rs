@@ -2,7 +2,7 @@
 //! sink, and redaction, over test doubles and over a real loopback server.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -65,11 +65,28 @@ impl<S: Subscriber> Layer<S> for Capture {
     }
 }
 
+/// One test with a subscriber of its own at a time. tracing caches each callsite's interest and
+/// the max level for all threads at once, so a scoped subscriber set or dropped on one test's
+/// thread can race another's (about 1 run in 10 lost an event). Serializing them costs little.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A scoped subscriber, dropped before the serial lock is released (fields drop in order).
+struct Scoped(
+    #[allow(dead_code)] tracing::subscriber::DefaultGuard,
+    #[allow(dead_code)] MutexGuard<'static, ()>,
+);
+
 /// Installs a capturing subscriber on this thread (tests run on a current-thread runtime).
-fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
+fn capture() -> (Capture, Scoped) {
+    let serial = serial();
     let cap = Capture::default();
     let guard = tracing::subscriber::set_default(registry().with(cap.clone()));
-    (cap, guard)
+    (cap, Scoped(guard, serial))
 }
 
 fn get(url: &str) -> Request {
@@ -161,6 +178,7 @@ async fn levels_and_target_are_configurable_and_filterable() {
     let subscriber = registry()
         .with(EnvFilter::new("my_app::http=info"))
         .with(cap.clone());
+    let _serial = serial();
     let _g = tracing::subscriber::set_default(subscriber);
 
     let custom = ScriptedDoer::new()
@@ -431,6 +449,7 @@ async fn clones_share_the_kept_log_and_outcomes_pass_through_unchanged() {
 #[tokio::test]
 async fn without_any_listener_logging_only_passes_the_call_on() {
     let no_subscriber = tracing::Dispatch::none();
+    let _serial = serial();
     let _g = tracing::dispatcher::set_default(&no_subscriber);
     let doer = ScriptedDoer::new().then_status(200).logging();
     assert_eq!(
@@ -515,6 +534,7 @@ async fn no_secret_reaches_any_output_over_a_failing_loopback_server() {
         .with(EnvFilter::new("http_doer=trace"))
         .with(cap.clone())
         .with(fmt);
+    let _serial = serial();
     let _g = tracing::subscriber::set_default(subscriber);
 
     let log = KeepLog::new(16);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
@@ -69,10 +69,26 @@ impl<S: Subscriber> Layer<S> for Capture {
     }
 }
 
-fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
+/// One test with a subscriber of its own at a time: tracing caches callsite interest and the
+/// max level for all threads, so scoped subscribers on parallel test threads can race.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A scoped subscriber, dropped before the serial lock is released (fields drop in order).
+struct Scoped(
+    #[allow(dead_code)] tracing::subscriber::DefaultGuard,
+    #[allow(dead_code)] MutexGuard<'static, ()>,
+);
+
+fn capture() -> (Capture, Scoped) {
+    let serial = serial();
     let cap = Capture::default();
     let guard = tracing::subscriber::set_default(registry().with(cap.clone()));
-    (cap, guard)
+    (cap, Scoped(guard, serial))
 }
 
 /// A one-shot stream fed by the test, chunk by chunk.
@@ -249,6 +265,7 @@ async fn a_failed_body_is_a_warn_event_and_a_dropped_one_is_reported() {
 async fn with_only_failures_listened_to_a_streamed_body_that_fails_is_still_logged() {
     let cap = Capture::default();
     let subscriber = registry().with(EnvFilter::new("warn")).with(cap.clone());
+    let _serial = serial();
     let _g = tracing::subscriber::set_default(subscriber);
     let (feed, body) = channel();
     let doer = streaming(vec![body], "text/plain").logging();

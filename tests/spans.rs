@@ -47,7 +47,14 @@ fn export(f: impl FnOnce()) -> Vec<SpanData> {
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // One test with a subscriber of its own at a time: tracing caches callsite interest for
+    // all threads, so scoped subscribers on parallel test threads can race.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     tracing::subscriber::with_default(subscriber, f);
+    drop(serial);
     provider.force_flush().unwrap();
     exporter.get_finished_spans().unwrap()
 }

@@ -209,7 +209,11 @@ impl Handler {
         }
         let started = Instant::now();
         let method = req.method().clone();
-        let target = logged_target(req.uri());
+        // Redacted and formatted only when the line will be written: at WARN (the production
+        // level) the proxy pays nothing for it.
+        let target = tracing::enabled!(target: "proxy", tracing::Level::INFO)
+            .then(|| logged_target(req.uri()))
+            .unwrap_or_default();
         let answer = tokio::time::timeout(self.write_timeout, self.answer(req, peer)).await;
         let (mut resp, source) = answer.unwrap_or_else(|_| {
             let text = "no answer within RETTER_SERVER_TIMEOUT_WRITE";

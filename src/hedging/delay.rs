@@ -148,10 +148,18 @@ impl Delay {
     pub(crate) fn current(&self) -> Duration {
         match self {
             Delay::Fixed(d) => *d,
+            Delay::Adaptive { .. } => self.current_at(tokio::time::Instant::now()),
+        }
+    }
+
+    /// As [`current`](Self::current), with the time already read.
+    pub(crate) fn current_at(&self, now: tokio::time::Instant) -> Duration {
+        match self {
+            Delay::Fixed(d) => *d,
             // Never below 1 ms, tokio's timer resolution: answers faster than that (a cache
             // below) would give a zero delay, hedging every call not ready on its first poll.
             Delay::Adaptive { config, window } => window
-                .percentile(config.percentile, u64::from(config.warm_up))
+                .percentile_at(config.percentile, u64::from(config.warm_up), now)
                 .map_or(config.fallback, |d| d.max(MIN_ADAPTIVE_DELAY)),
         }
     }

@@ -13,10 +13,11 @@
 //! * the `DEFAULT_*` constants: every default, named.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use http::Method;
 
 use crate::{Doer, Error, Request, Response};
@@ -343,9 +344,23 @@ impl<D> Hedging<D> {
     }
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`, whose wrapper future would hold the request
+// twice (once captured, once as a local), making every call's allocation larger.
 impl<D: Doer> Doer for Hedging<D> {
-    async fn execute(&self, mut req: Request) -> Result<Response, Error> {
+    fn execute<'life0, 'async_trait>(
+        &'life0 self,
+        req: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.call(req))
+    }
+}
+
+impl<D: Doer> Hedging<D> {
+    async fn call(&self, mut req: Request) -> Result<Response, Error> {
         add(&self.counters.calls, 1);
         crate::telemetry::count_sends(&mut req);
         if !self.hedgeable(&req) {
@@ -356,9 +371,9 @@ impl<D: Doer> Doer for Hedging<D> {
         if let Some(bucket) = &self.config.bucket {
             bucket.deposit();
         }
-        Race::new(&self.inner, &self.config, &self.counters, req)
-            .run()
-            .await
+        // Polled where it lies: the race (the request among it) is not moved again.
+        let mut race = Race::new(&self.inner, &self.config, &self.counters, req);
+        std::future::poll_fn(|cx| race.poll_race(cx)).await
     }
 }
 

@@ -4,6 +4,11 @@
 //! when a winner arrives (or the caller drops the call) the other copies are dropped on the
 //! spot, which cancels them: their connections close and nothing outlives the call. That is
 //! also why a copy can borrow the inner Doer instead of needing an `Arc` or `'static`.
+//!
+//! Most calls are won by the original on its first poll (a cache, a fast host). Such a call
+//! pays for nothing it turns out not to need: the original is polled before it is queued (no
+//! list of copies is allocated), and the delay (a percentile of the latency window) is only
+//! read, and the timer only made, once a copy is still pending after its first poll.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,17 +38,22 @@ pub(super) struct Race<'a, D> {
     counters: &'a Counters,
     /// The template every copy is made from.
     req: Request,
-    delay: Duration,
+    /// The delay between copies, read once, when first needed.
+    delay: Option<Duration>,
     pending: Vec<InFlight<'a>>,
     sent: u32,
-    /// Fires when the newest copy has been pending for `delay`.
+    /// When the newest copy was sent, while its timer is still to be set: it is set once that
+    /// copy has been polled and is pending, so a copy that answers at once costs no timer.
+    unarmed: Option<Instant>,
+    /// Fires when the newest copy has been pending for the delay.
     timer: Option<Pin<Box<Sleep>>>,
     /// A copy failed: send the next one without waiting out the delay.
     launch_now: bool,
     /// No more copies for this call: the budget said no, or an error no copy can fix.
     stop: bool,
     /// The best failure so far: the first unacceptable response, else the first error.
-    failed_response: Option<(u32, Response)>,
+    /// Boxed: rare, and the race lies in every call's future.
+    failed_response: Option<Box<(u32, Response)>>,
     failed_error: Option<Error>,
     finished: bool,
 }
@@ -60,9 +70,10 @@ impl<'a, D: Doer> Race<'a, D> {
             config,
             counters,
             req,
-            delay: config.delay.current(),
-            pending: Vec::with_capacity(config.max_copies.min(8) as usize),
+            delay: None,
+            pending: Vec::new(),
             sent: 0,
+            unarmed: None,
             timer: None,
             launch_now: false,
             stop: false,
@@ -72,18 +83,32 @@ impl<'a, D: Doer> Race<'a, D> {
         }
     }
 
-    /// Runs the race to its end.
-    pub(super) async fn run(mut self) -> Result<Response, Error> {
-        std::future::poll_fn(|cx| self.poll_race(cx)).await
-    }
-
-    fn poll_race(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, Error>> {
+    /// Drives the race: the winner, or the best failure once every copy has failed.
+    pub(super) fn poll_race(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response, Error>> {
+        // Every pending copy has just been polled: no need to poll them again at once.
+        let mut just_polled = false;
         if self.sent == 0 {
-            self.launch();
+            // The original, polled before it is queued: when it answers at once, acceptably,
+            // the call is over without a list of copies or a timer.
+            let mut original = self.launch();
+            match original.fut.as_mut().poll(cx) {
+                Poll::Ready(result) => {
+                    if let Some(won) = self.settle(original, result) {
+                        return Poll::Ready(Ok(won));
+                    }
+                }
+                Poll::Pending => self.pending.push(original),
+            }
+            just_polled = true;
         }
         loop {
-            if let Some(won) = self.poll_copies(cx) {
+            if !std::mem::take(&mut just_polled)
+                && let Some(won) = self.poll_copies(cx)
+            {
                 return Poll::Ready(Ok(won));
+            }
+            if let Some(sent_at) = self.unarmed.take() {
+                self.arm(sent_at);
             }
             if self.launch_now {
                 self.launch_now = false;
@@ -115,32 +140,48 @@ impl<'a, D: Doer> Race<'a, D> {
                 continue;
             };
             let copy = self.pending.swap_remove(i);
-            match result {
-                Ok(resp) if (self.config.acceptable)(&resp) => return Some(self.win(copy, resp)),
-                Ok(resp) => {
-                    if self.failed_response.is_none() {
-                        self.failed_response = Some((copy.n, resp));
-                    }
-                }
-                Err(err) => {
-                    if !another_copy_could_help(&err) {
-                        self.stop = true;
-                    }
-                    if self.failed_error.is_none() {
-                        self.failed_error = Some(err);
-                    }
-                }
+            if let Some(won) = self.settle(copy, result) {
+                return Some(won);
             }
-            add(&self.counters.failed_copies, 1);
-            self.launch_now = true;
         }
         None
+    }
+
+    /// Takes the answer of `copy`: the winner's response, or `None` after keeping a failure.
+    fn settle(&mut self, copy: InFlight<'a>, result: Result<Response, Error>) -> Option<Response> {
+        match result {
+            Ok(resp) if (self.config.acceptable)(&resp) => return Some(self.win(copy, resp)),
+            Ok(resp) => {
+                if self.failed_response.is_none() {
+                    self.failed_response = Some(Box::new((copy.n, resp)));
+                }
+            }
+            Err(err) => {
+                if !another_copy_could_help(&err) {
+                    self.stop = true;
+                }
+                if self.failed_error.is_none() {
+                    self.failed_error = Some(err);
+                }
+            }
+        }
+        add(&self.counters.failed_copies, 1);
+        self.launch_now = true;
+        None
+    }
+
+    /// The delay between copies, read when first needed.
+    fn delay_at(&mut self, now: Instant) -> Duration {
+        *self
+            .delay
+            .get_or_insert_with(|| self.config.delay.current_at(now))
     }
 
     /// Sends the next copy if the copy limit, the budget and earlier errors allow.
     fn try_launch(&mut self) -> bool {
         if self.stop || self.sent >= self.config.max_copies {
             self.timer = None;
+            self.unarmed = None;
             return false;
         }
         if let Some(bucket) = &self.config.bucket
@@ -150,49 +191,67 @@ impl<'a, D: Doer> Race<'a, D> {
             crate::telemetry::event(crate::telemetry::names::EVENT_HEDGE_BUDGET_EXHAUSTED);
             self.stop = true;
             self.timer = None;
+            self.unarmed = None;
             return false;
         }
         tracing::debug!(
             copy = self.sent,
-            delay = ?self.delay,
+            delay = ?self.delay.unwrap_or_default(),
             method = %self.req.method(),
             url = %crate::redact::uri(self.req.uri()),
             "hedging: sending another copy",
         );
         crate::telemetry::event(crate::telemetry::names::EVENT_HEDGE_SENT);
-        self.launch();
+        let copy = self.launch();
+        self.pending.push(copy);
         true
     }
 
-    /// Sends a copy, the original included, and arms the timer for the next one.
-    fn launch(&mut self) {
+    /// Sends a copy, the original included, to be polled (and queued) by the caller; the
+    /// timer for the next copy is set once this one has been polled (see `unarmed`).
+    fn launch(&mut self) -> InFlight<'a> {
         let req = copy_request(&self.req);
-        self.pending.push(InFlight {
+        let started = Instant::now();
+        let copy = InFlight {
             n: self.sent,
-            started: Instant::now(),
+            started,
             fut: self.inner.execute(req),
-        });
+        };
         self.sent += 1;
         add(&self.counters.copies_sent, 1);
+        self.unarmed = Some(started);
+        copy
+    }
+
+    /// Sets the timer for the next copy, due the delay after the newest one was sent at
+    /// `sent_at`, or sends it at once (a zero delay), or none (no copy left to send).
+    fn arm(&mut self, sent_at: Instant) {
         if self.stop || self.sent >= self.config.max_copies {
             self.timer = None;
-        } else if self.delay.is_zero() {
+            return;
+        }
+        let delay = self.delay_at(sent_at);
+        if delay.is_zero() {
             self.launch_now = true;
-        } else {
-            // A delay too long to add to now (`Duration::MAX`, "never hedge") sets no timer.
-            match (Instant::now().checked_add(self.delay), self.timer.as_mut()) {
-                (None, _) => self.timer = None,
-                (Some(deadline), Some(timer)) => timer.as_mut().reset(deadline),
-                (Some(deadline), None) => {
-                    self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)))
-                }
+            return;
+        }
+        // A delay too long to add (`Duration::MAX`, "never hedge") sets no timer.
+        match (sent_at.checked_add(delay), self.timer.as_mut()) {
+            (None, _) => self.timer = None,
+            (Some(deadline), Some(timer)) => timer.as_mut().reset(deadline),
+            (Some(deadline), None) => {
+                self.timer = Some(Box::pin(tokio::time::sleep_until(deadline)))
             }
         }
     }
 
     fn win(&mut self, copy: InFlight<'a>, mut resp: Response) -> Response {
+        // One clock read for the latency, the window's rotation and the delay of the report.
+        let now = Instant::now();
+        // Read before this answer counts, as if read when the call began.
+        self.delay_at(now);
         if let Some(window) = self.config.delay.window() {
-            window.record(copy.started.elapsed());
+            window.record_at(now.saturating_duration_since(copy.started), now);
         }
         self.cancel_pending();
         let wins = if copy.n == 0 {
@@ -210,7 +269,8 @@ impl<'a, D: Doer> Race<'a, D> {
     /// Every copy failed: the best failure, a response before an error.
     fn give_up(&mut self) -> Result<Response, Error> {
         self.finished = true;
-        if let Some((n, mut resp)) = self.failed_response.take() {
+        if let Some(failed) = self.failed_response.take() {
+            let (n, mut resp) = *failed;
             resp.extensions_mut().insert(self.report(n));
             return Ok(resp);
         }
@@ -226,7 +286,7 @@ impl<'a, D: Doer> Race<'a, D> {
         HedgeReport {
             copies_sent: self.sent,
             winner,
-            delay: self.delay,
+            delay: self.delay.unwrap_or_else(|| self.config.delay.current()),
         }
     }
 

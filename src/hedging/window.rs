@@ -53,8 +53,15 @@ fn upper(i: usize) -> u64 {
     ((SUB + sub + 1) << shift) - 1
 }
 
+/// Buckets per group: a group's count lets a percentile scan skip its buckets at once, so a
+/// read costs at most a few dozen loads, not one per bucket below an outlier.
+const GROUP: usize = SUB as usize;
+const GROUPS: usize = BUCKETS.div_ceil(GROUP);
+
 struct Half {
     buckets: Box<[AtomicU32]>,
+    /// The sums of `buckets`, by runs of [`GROUP`].
+    groups: Box<[AtomicU32]>,
     total: AtomicU32,
     /// One past the highest bucket used, so a percentile scan can start there.
     top: AtomicUsize,
@@ -64,6 +71,7 @@ impl Half {
     fn new() -> Self {
         Half {
             buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            groups: (0..GROUPS).map(|_| AtomicU32::new(0)).collect(),
             total: AtomicU32::new(0),
             top: AtomicUsize::new(0),
         }
@@ -71,8 +79,11 @@ impl Half {
 
     fn clear(&self) {
         let top = self.top.swap(0, Relaxed);
-        for b in &self.buckets[..top] {
+        for b in &self.buckets[..top.min(BUCKETS)] {
             b.store(0, Relaxed);
+        }
+        for g in &self.groups[..top.div_ceil(GROUP).min(GROUPS)] {
+            g.store(0, Relaxed);
         }
         self.total.store(0, Relaxed);
     }
@@ -137,15 +148,22 @@ impl LatencyWindow {
         true
     }
 
-    /// Records one latency.
+    /// Records one latency, now.
+    #[cfg(test)]
     pub(crate) fn record(&self, latency: Duration) {
-        let now = Instant::now();
+        self.record_at(latency, Instant::now());
+    }
+
+    /// Records one latency at `now`, the time already read: a call that has just read the
+    /// clock for the latency need not read it again.
+    pub(crate) fn record_at(&self, latency: Duration, now: Instant) {
         self.rotate_if_old(now);
         let epoch = self.epoch.load(Relaxed);
         let half = &self.halves[epoch % 2];
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let i = index(micros);
         half.buckets[i].fetch_add(1, Relaxed);
+        half.groups[i / GROUP].fetch_add(1, Relaxed);
         half.top.fetch_max(i + 1, Relaxed);
         if half.total.fetch_add(1, Relaxed) + 1 >= self.half_samples {
             self.rotate(epoch, now);
@@ -154,17 +172,27 @@ impl LatencyWindow {
 
     /// How many samples the window holds.
     pub(crate) fn len(&self) -> u64 {
-        self.rotate_if_old(Instant::now());
+        self.len_at(Instant::now())
+    }
+
+    fn len_at(&self, now: Instant) -> u64 {
+        self.rotate_if_old(now);
         self.halves
             .iter()
             .map(|h| u64::from(h.total.load(Relaxed)))
             .sum()
     }
 
-    /// The `q` quantile (nearest rank) of the samples in the window, or `None` with fewer than
-    /// `min_samples` samples.
+    /// [`percentile_at`](Self::percentile_at) now.
+    #[cfg(test)]
     pub(crate) fn percentile(&self, q: f64, min_samples: u64) -> Option<Duration> {
-        let n = self.len();
+        self.percentile_at(q, min_samples, Instant::now())
+    }
+
+    /// The `q` quantile (nearest rank) of the samples in the window at `now` (the time already
+    /// read), or `None` with fewer than `min_samples` samples.
+    pub(crate) fn percentile_at(&self, q: f64, min_samples: u64, now: Instant) -> Option<Duration> {
+        let n = self.len_at(now);
         if n == 0 || n < min_samples {
             return None;
         }
@@ -175,10 +203,20 @@ impl LatencyWindow {
         let [a, b] = &self.halves;
         let top = a.top.load(Relaxed).max(b.top.load(Relaxed)).min(BUCKETS);
         let mut seen = 0u64;
-        for i in (0..top).rev() {
-            seen += u64::from(a.buckets[i].load(Relaxed)) + u64::from(b.buckets[i].load(Relaxed));
-            if seen >= from_top {
-                return Some(Duration::from_micros(upper(i)));
+        for g in (0..top.div_ceil(GROUP)).rev() {
+            let group = u64::from(a.groups[g].load(Relaxed)) + u64::from(b.groups[g].load(Relaxed));
+            if seen + group < from_top {
+                seen += group;
+                continue;
+            }
+            // The rank falls in this group (unless a rotation moved the counts under us: then
+            // the scan goes on below, as one bucket by bucket would).
+            for i in (g * GROUP..top.min((g + 1) * GROUP)).rev() {
+                seen +=
+                    u64::from(a.buckets[i].load(Relaxed)) + u64::from(b.buckets[i].load(Relaxed));
+                if seen >= from_top {
+                    return Some(Duration::from_micros(upper(i)));
+                }
             }
         }
         // Only reachable while a rotation races with this read: the counts moved under us.
@@ -243,6 +281,33 @@ mod tests {
             w.percentile(1.0, 1).unwrap(),
             w.percentile(0.999, 1).unwrap()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn grouped_scan_finds_the_same_rank_as_a_scan_of_every_bucket() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(17);
+        for round in 0..20 {
+            let w = LatencyWindow::new(100_000, Duration::from_secs(3600));
+            let mut samples: Vec<u64> = (0..200 + round * 10)
+                .map(|_| match rng.random_range(0..10) {
+                    // Mostly fast, some slow, an outlier now and then: the shapes of real tails.
+                    0 => rng.random_range(0..=MAX_MICROS),
+                    1..=2 => rng.random_range(1_000..200_000),
+                    _ => rng.random_range(0..300),
+                })
+                .collect();
+            for &us in &samples {
+                w.record(Duration::from_micros(us));
+            }
+            samples.sort_unstable();
+            for q in [0.01, 0.5, 0.9, 0.95, 0.99, 1.0] {
+                let n = samples.len() as u64;
+                let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+                let want = Duration::from_micros(upper(index(samples[rank as usize - 1])));
+                assert_eq!(w.percentile(q, 1), Some(want), "round {round}, q {q}");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

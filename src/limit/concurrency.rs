@@ -164,7 +164,7 @@ impl<D> ConcurrencyLimit<D> {
     pub fn in_flight(&self, req: &Request) -> usize {
         let key = key_of(self.key.as_ref(), req);
         let bulkheads = lock(&self.bulkheads.keys);
-        bulkheads.get(&key).map_or(0, |b| {
+        bulkheads.get(&*key).map_or(0, |b| {
             self.max_in_flight
                 .saturating_sub(b.slots.available_permits())
         })

@@ -66,10 +66,106 @@ pub struct QueueWait(pub Duration);
 /// A function that names the key of a request.
 type KeyFn = Arc<dyn Fn(&Request) -> String + Send + Sync>;
 
+/// The last origin key made on this thread, with the scheme and authority it was made from.
+struct LastOrigin {
+    scheme: String,
+    authority: String,
+    key: Option<Arc<str>>,
+}
+
+thread_local! {
+    static LAST_ORIGIN: std::cell::RefCell<LastOrigin> = const {
+        std::cell::RefCell::new(LastOrigin {
+            scheme: String::new(),
+            authority: String::new(),
+            key: None,
+        })
+    };
+}
+
+/// A request's key: the caller's own, or its origin's, shared with the calls before it.
+enum LimitKey {
+    Own(String),
+    Origin(Arc<str>),
+}
+
+impl std::ops::Deref for LimitKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            LimitKey::Own(key) => key,
+            LimitKey::Origin(key) => key,
+        }
+    }
+}
+
 /// The key of `req`: `key`'s, or its origin ([`host_key`](crate::breaker::host_key)).
-fn key_of(key: Option<&KeyFn>, req: &Request) -> String {
+fn key_of(key: Option<&KeyFn>, req: &Request) -> LimitKey {
     match key {
-        Some(key) => key(req),
-        None => crate::breaker::host_key(req.uri()),
+        Some(key) => LimitKey::Own(key(req)),
+        None => LimitKey::Origin(origin_key(req.uri())),
+    }
+}
+
+/// [`host_key`](crate::breaker::host_key) of `uri`, remembered per thread for its scheme and
+/// authority as written: a thread mostly calls one host, and the key costs a few hundred
+/// instructions and an allocation or two to make. An authority with userinfo (a credential)
+/// is not remembered.
+fn origin_key(uri: &http::Uri) -> Arc<str> {
+    let scheme = uri.scheme_str().unwrap_or("");
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    LAST_ORIGIN.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return Arc::from(crate::breaker::host_key(uri));
+        };
+        if let Some(key) = &last.key
+            && last.scheme == scheme
+            && last.authority == authority
+        {
+            return key.clone();
+        }
+        let key: Arc<str> = Arc::from(crate::breaker::host_key(uri));
+        if authority.contains('@') {
+            return key;
+        }
+        let last = &mut *last;
+        last.scheme.clear();
+        last.scheme.push_str(scheme);
+        last.authority.clear();
+        last.authority.push_str(authority);
+        last.key = Some(key.clone());
+        key
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_remembered_origin_key_is_the_host_key_of_each_uri() {
+        let uris = [
+            "https://api.test/a",
+            "https://api.test/b?q=1",
+            "HTTPS://API.test:443/c",
+            "http://api.test/",
+            "http://api.test:8080/",
+            "https://u:secret@api.test/",
+            "https://api.test/again",
+            "http://[::1]:8080/",
+            "/relative",
+        ];
+        // Twice through, in order, so each URI is met both cached and not.
+        for uri in uris.iter().chain(uris.iter()) {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(&*origin_key(&uri), crate::breaker::host_key(&uri), "{uri}");
+            if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+                LAST_ORIGIN.with(|last| {
+                    let last = last.borrow();
+                    assert!(!last.authority.contains("secret"), "a credential was kept");
+                });
+            }
+        }
     }
 }

@@ -121,6 +121,15 @@ impl Signer for ApiKey {
         }
         Ok(())
     }
+
+    fn sign_now(&self, req: &mut Request) -> Option<Result<(), Error>> {
+        // In the query, the key changes the URI: `sign` it is, so errors get the caller's URL.
+        let Place::Header(name, value) = &self.place else {
+            return None;
+        };
+        req.headers_mut().insert(name.clone(), value.clone());
+        Some(Ok(()))
+    }
 }
 
 /// `uri` with every `name=...` parameter removed and `pair` appended.

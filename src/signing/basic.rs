@@ -77,6 +77,11 @@ impl Signer for Basic {
         req.headers_mut().insert(AUTHORIZATION, self.value.clone());
         Ok(())
     }
+
+    fn sign_now(&self, req: &mut Request) -> Option<Result<(), Error>> {
+        req.headers_mut().insert(AUTHORIZATION, self.value.clone());
+        Some(Ok(()))
+    }
 }
 
 #[cfg(test)]

@@ -255,6 +255,14 @@ impl Signer for Bearer {
         Ok(())
     }
 
+    fn sign_now(&self, req: &mut Request) -> Option<Result<(), Error>> {
+        let Kind::Static(value) = &self.kind else {
+            return None;
+        };
+        req.headers_mut().insert(AUTHORIZATION, value.clone());
+        Some(Ok(()))
+    }
+
     fn resends(&self) -> bool {
         self.resend && matches!(self.kind, Kind::Cached(_))
     }

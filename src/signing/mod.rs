@@ -82,6 +82,48 @@ pub trait Signer: Send + Sync {
     /// the request, and returns the error as an [`ErrorKind::Signing`] one.
     async fn sign(&self, req: &mut Request) -> Result<(), Error>;
 
+    /// Signs `req` at once, without waiting, when this signer can do it by setting headers
+    /// only (a static token, a fixed key): `Some` with what [`sign`](Signer::sign) would have
+    /// returned, or `None` (the default) to have `sign` called instead.
+    ///
+    /// [`Signing`] tries this first, as soon as its `execute` is called (before the returned
+    /// future is polled), so a signer that answers `Some` costs no boxed future, and
+    /// no copy of the URL to keep secrets out of errors: an implementation must therefore
+    /// never change the request's URI, and must leave `req` untouched when it returns `None`.
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(..))` as [`sign`](Signer::sign) would fail.
+    ///
+    /// ```
+    /// use http_doer::{Body, Error, Request, signing::Signer};
+    ///
+    /// /// Adds a fixed tenant header: nothing to wait for.
+    /// struct Tenant(http::HeaderValue);
+    ///
+    /// #[async_trait::async_trait]
+    /// impl Signer for Tenant {
+    ///     async fn sign(&self, req: &mut Request) -> Result<(), Error> {
+    ///         req.headers_mut().insert("x-tenant", self.0.clone());
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn sign_now(&self, req: &mut Request) -> Option<Result<(), Error>> {
+    ///         req.headers_mut().insert("x-tenant", self.0.clone());
+    ///         Some(Ok(()))
+    ///     }
+    /// }
+    ///
+    /// let mut req = http::Request::get("https://api.test/").body(Body::empty()).unwrap();
+    /// let tenant = Tenant(http::HeaderValue::from_static("acme"));
+    /// assert!(tenant.sign_now(&mut req).unwrap().is_ok());
+    /// assert_eq!(req.headers()["x-tenant"], "acme");
+    /// ```
+    fn sign_now(&self, req: &mut Request) -> Option<Result<(), Error>> {
+        let _ = req;
+        None
+    }
+
     /// Whether this signer may ask, through [`rejected`](Signer::rejected), for a request to be
     /// signed again and resent once. When `false` (the default), [`Signing`] keeps no copy of
     /// the request and never calls `rejected`.
@@ -115,6 +157,10 @@ where
 impl<S: Signer + ?Sized> Signer for Arc<S> {
     async fn sign(&self, req: &mut Request) -> Result<(), Error> {
         (**self).sign(req).await
+    }
+
+    fn sign_now(&self, req: &mut Request) -> Option<Result<(), Error>> {
+        (**self).sign_now(req)
     }
 
     fn resends(&self) -> bool {
@@ -338,17 +384,23 @@ impl<D: fmt::Debug, S: fmt::Debug> fmt::Debug for Signing<D, S> {
 impl<D: Doer, S: Signer> Signing<D, S> {
     /// Signs `req`; an error names `unsigned`, the URL as the caller sent it.
     async fn sign(&self, req: &mut Request, unsigned: &http::Uri) -> Result<(), Error> {
-        self.signer.sign(req).await.map_err(|err| {
-            // A token source that could not connect is still a signing failure for the
-            // request: it never left, and the caller should see why it was not sent.
-            let err = if err.kind() == ErrorKind::Signing {
-                err
-            } else {
-                Error::new(ErrorKind::Signing, err).with_message("signer failed")
-            };
-            err.with_url(unsigned)
-        })
+        // The signer itself, not its `Arc`: the `Arc`'s `sign` would box a second future.
+        S::sign(&self.signer, req)
+            .await
+            .map_err(|err| signing_failed(err, unsigned))
     }
+}
+
+/// A signer's error as this layer returns it, naming `unsigned`, the URL as the caller sent it.
+fn signing_failed(err: Error, unsigned: &http::Uri) -> Error {
+    // A token source that could not connect is still a signing failure for the request: it
+    // never left, and the caller should see why it was not sent.
+    let err = if err.kind() == ErrorKind::Signing {
+        err
+    } else {
+        Error::new(ErrorKind::Signing, err).with_message("signer failed")
+    };
+    err.with_url(unsigned)
 }
 
 /// Errors from below name the URL as the caller sent it: a signer may have added a secret to
@@ -362,9 +414,34 @@ fn unsigned_url(err: Error, unsigned: &http::Uri) -> Error {
     }
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`: a request signed at once (`sign_now`) is
+// handed the inner Doer's own future, with no future of this layer around it.
 impl<D: Doer, S: Signer> Doer for Signing<D, S> {
-    async fn execute(&self, mut req: Request) -> Result<Response, Error> {
+    fn execute<'life0, 'async_trait>(
+        &'life0 self,
+        mut req: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        let signer: &S = &self.signer;
+        if !signer.resends()
+            && let Some(signed) = signer.sign_now(&mut req)
+        {
+            // Headers only (`sign_now`'s contract): the URL is the caller's, nothing to scrub.
+            return match signed {
+                Ok(()) => self.inner.execute(req),
+                Err(err) => Box::pin(std::future::ready(Err(signing_failed(err, req.uri())))),
+            };
+        }
+        Box::pin(self.call(req))
+    }
+}
+
+impl<D: Doer, S: Signer> Signing<D, S> {
+    async fn call(&self, mut req: Request) -> Result<Response, Error> {
+        let signer: &S = &self.signer;
         let unsigned = req.uri().clone();
         self.sign(&mut req, &unsigned).await?;
         let query_changed = req.uri().query() != unsigned.query();
@@ -375,13 +452,13 @@ impl<D: Doer, S: Signer> Doer for Signing<D, S> {
                 err
             }
         };
-        if !self.signer.resends() {
+        if !signer.resends() {
             return self.inner.execute(req).await.map_err(scrub);
         }
         let sent = crate::doer::copy_request(&req);
         let resp = self.inner.execute(req).await.map_err(scrub)?;
         // A one-shot body the first send took cannot be sent again.
-        if !self.signer.rejected(&sent, &resp).await || !sent.body().can_resend() {
+        if !S::rejected(signer, &sent, &resp).await || !sent.body().can_resend() {
             return Ok(resp);
         }
         drop(resp);
@@ -440,6 +517,63 @@ mod tests {
         assert_eq!(err.url(), Some("https://api.test/x"));
         assert!(format!("{err:#}").contains("idp"), "{err:#}");
         assert_eq!(server.calls(), 0);
+    }
+
+    /// Counts which of its two ways of signing ran; `sign_now` fails when told to.
+    struct Both {
+        now: AtomicU32,
+        later: AtomicU32,
+        fail_now: bool,
+    }
+
+    #[async_trait]
+    impl Signer for Both {
+        async fn sign(&self, req: &mut Request) -> Result<(), Error> {
+            self.later.fetch_add(1, Ordering::SeqCst);
+            req.headers_mut()
+                .insert("x-way", HeaderValue::from_static("later"));
+            Ok(())
+        }
+
+        fn sign_now(&self, req: &mut Request) -> Option<Result<(), Error>> {
+            self.now.fetch_add(1, Ordering::SeqCst);
+            if self.fail_now {
+                return Some(Err(Error::from(ErrorKind::Other).with_message("bad key")));
+            }
+            req.headers_mut()
+                .insert("x-way", HeaderValue::from_static("now"));
+            Some(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn sign_now_is_tried_first_and_its_error_is_a_signing_error() {
+        let server = ScriptedDoer::new().then_status(200);
+        let signer = Both {
+            now: AtomicU32::new(0),
+            later: AtomicU32::new(0),
+            fail_now: false,
+        };
+        let doer = Signing::new(server.clone(), signer);
+        doer.execute(get()).await.unwrap();
+        assert_eq!(server.requests()[0].headers()["x-way"], "now");
+        assert_eq!(doer.signer().now.load(Ordering::SeqCst), 1);
+        assert_eq!(doer.signer().later.load(Ordering::SeqCst), 0);
+
+        let failing = Signing::new(
+            server.clone(),
+            Both {
+                now: AtomicU32::new(0),
+                later: AtomicU32::new(0),
+                fail_now: true,
+            },
+        );
+        let err = failing.execute(get()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Signing);
+        assert_eq!(err.url(), Some("https://api.test/x"));
+        assert!(format!("{err:#}").contains("bad key"), "{err:#}");
+        assert_eq!(server.calls(), 1, "the failed request was not sent");
+        assert_eq!(failing.signer().later.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

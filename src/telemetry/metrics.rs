@@ -13,7 +13,10 @@ pub(crate) use disabled::*;
 
 #[cfg(feature = "metrics")]
 mod enabled {
-    use ::metrics::{Label, Unit};
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    use ::metrics::{Key, Label, Level, Metadata, Unit};
     use http::{Method, Uri};
     use tokio::time::Instant;
 
@@ -58,59 +61,160 @@ mod enabled {
     pub(crate) struct Timing {
         start: Instant,
         method: &'static str,
-        uri: Option<Uri>,
+        origin: Option<Arc<Origin>>,
     }
 
-    /// Whether a recorder is installed (globally or for this thread).
-    ///
-    /// The duration's attributes cost a few allocations per exchange (a label list, the host),
-    /// which the facade's no-op recorder would throw away, so they are built only for a real
-    /// recorder. The facade does not say which recorder is in place, but its no-op recorder is
-    /// a zero-sized type, and a recorder that records anything holds state. A zero-sized
-    /// recorder of one's own (one that forwards to statics) would be taken for none: give it a
-    /// field.
-    fn recorder_installed() -> bool {
-        ::metrics::with_recorder(|r| std::mem::size_of_val(r) != 0)
+    /// The server's address and port labels, with the URI text they were read from.
+    struct Origin {
+        scheme: Option<String>,
+        authority: Option<String>,
+        labels: Vec<Label>,
     }
 
-    /// Starts timing an exchange; `server` says whether to keep the server's address and port.
-    pub(crate) fn start(method: &Method, uri: &Uri, server: bool) -> Option<Timing> {
-        (super::super::is_enabled() && recorder_installed()).then(|| Timing {
-            start: Instant::now(),
-            method: method_name(method),
-            // A `Uri` clone is reference counts, not a copy of the text.
-            uri: server.then(|| uri.clone()),
-        })
-    }
-
-    /// Records `http.client.request.duration` for an exchange that ended with `outcome`.
-    pub(crate) fn finish(timing: Option<Timing>, outcome: Result<&Response, &Error>) {
-        let Some(t) = timing else { return };
-        let seconds = t.start.elapsed().as_secs_f64();
-        let mut labels = Vec::with_capacity(5);
-        labels.push(Label::from_static_parts(HTTP_REQUEST_METHOD, t.method));
-        if let Some(uri) = &t.uri {
+    impl Origin {
+        fn new(uri: &Uri) -> Self {
+            let mut labels = Vec::with_capacity(2);
             if let Some(host) = server_address(uri) {
                 labels.push(Label::new(SERVER_ADDRESS, host.to_owned()));
             }
             if let Some(port) = server_port(uri) {
                 labels.push(port_label(port));
             }
+            Origin {
+                scheme: uri.scheme_str().map(str::to_owned),
+                authority: uri.authority().map(|a| a.as_str().to_owned()),
+                labels,
+            }
+        }
+
+        /// Whether `uri` makes the same labels: the same scheme and authority, as text.
+        fn is_of(&self, uri: &Uri) -> bool {
+            self.scheme.as_deref() == uri.scheme_str()
+                && self.authority.as_deref() == uri.authority().map(|a| a.as_str())
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Outcome {
+        Status(u16),
+        Error(&'static str),
+    }
+
+    /// The last duration key this thread built, with what it was built from.
+    struct LastKey {
+        method: &'static str,
+        origin: Option<Arc<Origin>>,
+        outcome: Outcome,
+        key: Key,
+    }
+
+    thread_local! {
+        // Calls from one thread mostly go to one host with one outcome: the labels (the
+        // host's text among them) are built once, and the key handed to the recorder by
+        // reference. The recorder is asked on every call, whichever it is: one that looks
+        // like the facade's no-op (a zero-sized one of the caller's own) still gets every
+        // duration.
+        static LAST_KEY: RefCell<Option<LastKey>> = const { RefCell::new(None) };
+    }
+
+    static DURATION_METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+    /// The labels of `uri`'s server: the last key's when it has the same, else new ones.
+    fn origin_of(uri: &Uri) -> Arc<Origin> {
+        let last = LAST_KEY.with(|last| {
+            let last = last.try_borrow().ok()?;
+            let origin = last.as_ref()?.origin.as_ref()?;
+            origin.is_of(uri).then(|| origin.clone())
+        });
+        last.unwrap_or_else(|| Arc::new(Origin::new(uri)))
+    }
+
+    /// Starts timing an exchange; `server` says whether to keep the server's address and port.
+    pub(crate) fn start(method: &Method, uri: &Uri, server: bool) -> Option<Timing> {
+        begin(prepare(method, uri, server))
+    }
+
+    /// What [`begin`] needs of a request, taken before the request goes.
+    pub(crate) struct Labels {
+        method: &'static str,
+        origin: Option<Arc<Origin>>,
+    }
+
+    /// The first half of [`start`]: what the duration needs of the request, without the clock.
+    pub(crate) fn prepare(method: &Method, uri: &Uri, server: bool) -> Option<Labels> {
+        super::super::is_enabled().then(|| Labels {
+            method: method_name(method),
+            origin: server.then(|| origin_of(uri)),
+        })
+    }
+
+    /// The second half of [`start`]: starts the clock.
+    pub(crate) fn begin(labels: Option<Labels>) -> Option<Timing> {
+        labels.map(|l| Timing {
+            start: Instant::now(),
+            method: l.method,
+            origin: l.origin,
+        })
+    }
+
+    fn build_key(method: &'static str, origin: Option<&Origin>, outcome: Outcome) -> Key {
+        let mut labels = Vec::with_capacity(5);
+        labels.push(Label::from_static_parts(HTTP_REQUEST_METHOD, method));
+        if let Some(origin) = origin {
+            labels.extend(origin.labels.iter().cloned());
         }
         match outcome {
-            Ok(resp) => {
-                let code = resp.status().as_u16();
+            Outcome::Status(code) => {
                 labels.push(Label::new(HTTP_RESPONSE_STATUS_CODE, status_text(code)));
                 if code >= 400 {
                     labels.push(Label::new(ERROR_TYPE, status_text(code)));
                 }
             }
-            Err(err) => labels.push(Label::from_static_parts(
-                ERROR_TYPE,
-                super::super::error_type(err.kind()),
-            )),
+            Outcome::Error(kind) => labels.push(Label::from_static_parts(ERROR_TYPE, kind)),
         }
-        ::metrics::histogram!(HTTP_CLIENT_REQUEST_DURATION, labels).record(seconds);
+        Key::from_parts(HTTP_CLIENT_REQUEST_DURATION, labels)
+    }
+
+    /// Records `http.client.request.duration` for an exchange that ended with `outcome`.
+    pub(crate) fn finish(timing: Option<Timing>, outcome: Result<&Response, &Error>) {
+        let Some(t) = timing else { return };
+        let seconds = t.start.elapsed().as_secs_f64();
+        let outcome = match outcome {
+            Ok(resp) => Outcome::Status(resp.status().as_u16()),
+            Err(err) => Outcome::Error(super::super::error_type(err.kind())),
+        };
+        let record = |key: &Key| {
+            ::metrics::with_recorder(|r| r.register_histogram(key, &DURATION_METADATA))
+                .record(seconds);
+        };
+        LAST_KEY.with(|last| {
+            // A recorder that records an exchange of its own through this crate, from inside
+            // `register_histogram`, finds the key borrowed: its duration gets a key of its own.
+            let Ok(mut last) = last.try_borrow_mut() else {
+                return record(&build_key(t.method, t.origin.as_deref(), outcome));
+            };
+            let same = last.as_ref().is_some_and(|c| {
+                c.method == t.method
+                    && c.outcome == outcome
+                    && match (&c.origin, &t.origin) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            });
+            if !same {
+                *last = Some(LastKey {
+                    key: build_key(t.method, t.origin.as_deref(), outcome),
+                    method: t.method,
+                    origin: t.origin,
+                    outcome,
+                });
+            }
+            if let Some(cached) = last.as_ref() {
+                record(&cached.key);
+            }
+        });
     }
 
     fn port_label(port: u16) -> Label {
@@ -203,8 +307,20 @@ mod disabled {
 
     pub(crate) struct Timing;
 
+    pub(crate) struct Labels;
+
     #[inline(always)]
     pub(crate) fn start(_: &Method, _: &Uri, _: bool) -> Option<Timing> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn prepare(_: &Method, _: &Uri, _: bool) -> Option<Labels> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn begin(_: Option<Labels>) -> Option<Timing> {
         None
     }
 
@@ -222,4 +338,102 @@ mod disabled {
 
     #[inline(always)]
     pub(crate) fn limit_wait(_: &'static str, _: std::time::Duration) {}
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use ::metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+
+    use crate::testing::{doer_fn, response};
+    use crate::{Body, Doer, DoerExt, Request};
+
+    static RECORDED: AtomicU64 = AtomicU64::new(0);
+    static LAST_STATUS: AtomicU64 = AtomicU64::new(0);
+    static LAST_SERVER: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+    struct Forward;
+
+    impl HistogramFn for Forward {
+        fn record(&self, _: f64) {
+            RECORDED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A recorder with no state of its own: it forwards to statics, and is zero-sized like the
+    /// facade's no-op recorder.
+    struct ToStatics;
+
+    impl Recorder for ToStatics {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let status = key
+                .labels()
+                .find(|l| l.key() == "http.response.status_code")
+                .and_then(|l| l.value().parse().ok())
+                .unwrap_or(0);
+            LAST_STATUS.store(status, Ordering::SeqCst);
+            let label = |name: &str| {
+                key.labels()
+                    .find(|l| l.key() == name)
+                    .map_or(String::new(), |l| l.value().to_owned())
+            };
+            *LAST_SERVER.lock().unwrap() =
+                format!("{}:{}", label("server.address"), label("server.port"));
+            Histogram::from_arc(Arc::new(Forward))
+        }
+    }
+
+    #[test]
+    fn a_zero_sized_recorder_gets_every_duration_with_its_own_labels() {
+        assert_eq!(std::mem::size_of::<ToStatics>(), 0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let doer = doer_fn(|req: Request| async move {
+            let status = if req.uri().path() == "/missing" {
+                404
+            } else {
+                200
+            };
+            Ok(response(status, ""))
+        })
+        .telemetry();
+        let get = |url: &str| http::Request::get(url).body(Body::empty()).unwrap();
+        let calls = [
+            ("https://api.test/a", 200, "api.test:443"),
+            ("https://api.test/a", 200, "api.test:443"),
+            ("https://api.test/missing", 404, "api.test:443"),
+            ("http://other.test:8080/a", 200, "other.test:8080"),
+            ("https://api.test/a", 200, "api.test:443"),
+        ];
+        ::metrics::with_local_recorder(&ToStatics, || {
+            rt.block_on(async {
+                for (n, (url, status, server)) in calls.into_iter().enumerate() {
+                    doer.execute(get(url)).await.unwrap();
+                    assert_eq!(RECORDED.load(Ordering::SeqCst), n as u64 + 1);
+                    // The key a cached one would be mistaken for changes with each label.
+                    assert_eq!(LAST_STATUS.load(Ordering::SeqCst), status);
+                    assert_eq!(*LAST_SERVER.lock().unwrap(), server);
+                }
+            })
+        });
+    }
 }

@@ -74,9 +74,10 @@ pub mod names;
 mod propagate;
 pub(crate) mod spans;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::{Doer, Error, ErrorKind, Request, Response};
@@ -220,9 +221,43 @@ impl<D> Telemetry<D> {
     }
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`: switched off, the layer hands over the inner
+// Doer's own future, with no future of its own around it; with no span possible (no subscriber
+// takes INFO), its future holds only what the duration needs, not the request.
 impl<D: Doer> Doer for Telemetry<D> {
-    async fn execute(&self, req: Request) -> Result<Response, Error> {
+    fn execute<'life0, 'async_trait>(
+        &'life0 self,
+        req: Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        if !is_enabled() {
+            return self.inner.execute(req);
+        }
+        // The exchange span is at INFO: when no subscriber takes INFO it would be disabled.
+        if tracing::level_enabled!(tracing::Level::INFO) {
+            return Box::pin(self.call(req));
+        }
+        // Without the `metrics` feature, nothing is left to do.
+        if !cfg!(feature = "metrics") {
+            return self.inner.execute(req);
+        }
+        let labels = self::metrics::prepare(req.method(), req.uri(), self.server_attributes);
+        let call = self.inner.execute(req);
+        Box::pin(async move {
+            // Timed from the first poll, as `call` does.
+            let timing = self::metrics::begin(labels);
+            let result = call.await;
+            self::metrics::finish(timing, result.as_ref());
+            result
+        })
+    }
+}
+
+impl<D: Doer> Telemetry<D> {
+    async fn call(&self, req: Request) -> Result<Response, Error> {
         let timing = self::metrics::start(req.method(), req.uri(), self.server_attributes);
         let span = spans::exchange(&req);
         let result = if span.is_disabled() {
