@@ -240,6 +240,30 @@ async fn the_same_seed_gives_the_same_waits() {
     assert_ne!(run(11).await, run(12).await);
 }
 
+#[tokio::test(start_paused = true)]
+async fn neighbouring_seeds_are_not_the_same_run_shifted_by_one_call() {
+    // Each call's waits, for the first four calls of a Retrying seeded `seed`.
+    let waits = |seed| async move {
+        let (backend, probe) = always(503);
+        let doer = Retrying::new(backend)
+            .backoff(Backoff::exponential(Duration::from_millis(100)).jitter(Jitter::Full))
+            .max_retries(1)
+            .seed(seed)
+            .no_budget();
+        for _ in 0..4 {
+            doer.execute(get()).await.unwrap();
+        }
+        let t = probe.times_ms();
+        t.chunks(2).map(|c| c[1] - c[0]).collect::<Vec<_>>()
+    };
+    let (a, b) = (waits(11).await, waits(12).await);
+    assert_ne!(
+        a[1..],
+        b[..3],
+        "seed 12 replays seed 11 one call later: {a:?} {b:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. What is retried
 
