@@ -124,6 +124,7 @@ pub mod chaos;
 mod doer;
 mod error;
 mod ext;
+pub mod fleet;
 pub mod hedging;
 pub mod limit;
 pub mod logging;

@@ -178,8 +178,8 @@ async fn levels_and_target_are_configurable_and_filterable() {
     let subscriber = registry()
         .with(EnvFilter::new("my_app::http=info"))
         .with(cap.clone());
-    let _serial = serial();
-    let _g = tracing::subscriber::set_default(subscriber);
+    let serial = serial();
+    let _g = Scoped(tracing::subscriber::set_default(subscriber), serial);
 
     let custom = ScriptedDoer::new()
         .then_status(200)
@@ -449,8 +449,8 @@ async fn clones_share_the_kept_log_and_outcomes_pass_through_unchanged() {
 #[tokio::test]
 async fn without_any_listener_logging_only_passes_the_call_on() {
     let no_subscriber = tracing::Dispatch::none();
-    let _serial = serial();
-    let _g = tracing::dispatcher::set_default(&no_subscriber);
+    let serial = serial();
+    let _g = Scoped(tracing::dispatcher::set_default(&no_subscriber), serial);
     let doer = ScriptedDoer::new().then_status(200).logging();
     assert_eq!(
         doer.execute(get("http://a.test/")).await.unwrap().status(),
@@ -534,8 +534,8 @@ async fn no_secret_reaches_any_output_over_a_failing_loopback_server() {
         .with(EnvFilter::new("http_doer=trace"))
         .with(cap.clone())
         .with(fmt);
-    let _serial = serial();
-    let _g = tracing::subscriber::set_default(subscriber);
+    let serial = serial();
+    let _g = Scoped(tracing::subscriber::set_default(subscriber), serial);
 
     let log = KeepLog::new(16);
     let records = Arc::new(Mutex::new(Vec::new()));

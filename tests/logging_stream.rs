@@ -265,8 +265,8 @@ async fn a_failed_body_is_a_warn_event_and_a_dropped_one_is_reported() {
 async fn with_only_failures_listened_to_a_streamed_body_that_fails_is_still_logged() {
     let cap = Capture::default();
     let subscriber = registry().with(EnvFilter::new("warn")).with(cap.clone());
-    let _serial = serial();
-    let _g = tracing::subscriber::set_default(subscriber);
+    let serial = serial();
+    let _g = Scoped(tracing::subscriber::set_default(subscriber), serial);
     let (feed, body) = channel();
     let doer = streaming(vec![body], "text/plain").logging();
     let mut body = doer

@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use http_doer::fleet::{DEFAULT_PREFIX, FleetKey};
+
 /// Every setting of the proxy. Build it with [`Config::from_env`] or [`Config::from_lookup`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -56,6 +58,43 @@ pub struct Config {
     pub grace: Duration,
     /// The largest request body the proxy accepts (`RETTER_SERVER_MAX_BODY`).
     pub max_request_body: u64,
+    /// The Redis through which several proxy instances share the backend's circuit and, with
+    /// [`fleet_key`](Self::fleet_key), their stale answers (`RETTER_REDIS_URL`; none: each
+    /// instance alone).
+    pub redis_url: Option<RedisUrl>,
+    /// The prefix of the keys and channel in Redis (`RETTER_REDIS_PREFIX`): instances that
+    /// share must have the same.
+    pub redis_prefix: String,
+    /// The key that encrypts and authenticates the stale answers kept in Redis
+    /// (`RETTER_FLEET_KEY`: 32 bytes, as 64 hex digits or base64; none: answers stay in each
+    /// instance). Never printed.
+    pub fleet_key: Option<FleetKey>,
+}
+
+/// A Redis URL, which may carry a password: its `Debug` and `Display` leave it out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL as given, password included: for the Redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.parse::<http::Uri>() {
+            Ok(uri) => f.write_str(&http_doer::redact::uri(&uri)),
+            Err(_) => f.write_str("redis://(unreadable)"),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
 }
 
 /// A variable the proxy reads: its name, default, and what it means.
@@ -157,6 +196,21 @@ const VARS: &[Var] = &[
         default: "10485760",
         help: "largest request body, in bytes (413 past it)",
     },
+    Var {
+        name: "RETTER_REDIS_URL",
+        default: "",
+        help: "Redis where several proxies share the circuit and stale answers",
+    },
+    Var {
+        name: "RETTER_REDIS_PREFIX",
+        default: DEFAULT_PREFIX,
+        help: "prefix of the keys in Redis (the same on every proxy that shares)",
+    },
+    Var {
+        name: "RETTER_FLEET_KEY",
+        default: "",
+        help: "secret that encrypts stale answers kept in Redis (openssl rand -hex 32)",
+    },
 ];
 
 /// retter variables this proxy deliberately does not read, and why.
@@ -232,6 +286,9 @@ impl Config {
             write_timeout: parse_duration(get("RETTER_SERVER_TIMEOUT_WRITE"))?,
             grace: parse_duration(get("RETTER_SERVER_TIMEOUT_GRACESHUT"))?,
             max_request_body: parse_count(get("RETTER_SERVER_MAX_BODY"), 0)?,
+            redis_url: parse_redis_url(get("RETTER_REDIS_URL"))?,
+            redis_prefix: parse_prefix(get("RETTER_REDIS_PREFIX"))?,
+            fleet_key: parse_fleet_key(get("RETTER_FLEET_KEY"), lookup("RETTER_REDIS_URL"))?,
         })
     }
 
@@ -288,6 +345,17 @@ impl Config {
             "RETTER_SERVER_TIMEOUT_WRITE" => show_duration(self.write_timeout),
             "RETTER_SERVER_TIMEOUT_GRACESHUT" => show_duration(self.grace),
             "RETTER_SERVER_MAX_BODY" => self.max_request_body.to_string(),
+            "RETTER_REDIS_URL" => self
+                .redis_url
+                .as_ref()
+                .map_or_else(|| "(none)".to_owned(), RedisUrl::to_string),
+            "RETTER_REDIS_PREFIX" => self.redis_prefix.clone(),
+            // Whether it is set, never what it is.
+            "RETTER_FLEET_KEY" => match self.fleet_key {
+                Some(_) => "(set, hidden)",
+                None => "(none)",
+            }
+            .to_owned(),
             _ => String::new(),
         }
     }
@@ -413,6 +481,65 @@ fn parse_rate((var, value): (&'static str, String)) -> Result<f64, ConfigError> 
         Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
         _ => Err(bad(var, text, "a rate above 0 and at most 1, such as 0.66")),
     }
+}
+
+/// `redis://[user:password@]host[:port][/db]`; empty: no Redis. A password is never echoed.
+fn parse_redis_url((var, value): (&'static str, String)) -> Result<Option<RedisUrl>, ConfigError> {
+    let text = value.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let expected = "a redis:// URL with a host, such as redis://127.0.0.1:6379/0 (rediss:// \
+                    needs TLS, which this build leaves out)";
+    let url = RedisUrl(text.to_owned());
+    let ok = text.parse::<http::Uri>().is_ok_and(|uri| {
+        uri.scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("redis"))
+            && uri.host().is_some_and(|h| !h.is_empty())
+            && uri.query().is_none()
+    });
+    if ok {
+        Ok(Some(url))
+    } else {
+        Err(bad(var, &url.to_string(), expected))
+    }
+}
+
+fn parse_prefix((var, value): (&'static str, String)) -> Result<String, ConfigError> {
+    let text = value.trim();
+    let fits = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
+    if text.len() <= 64 && text.chars().all(fits) {
+        Ok(text.to_owned())
+    } else {
+        Err(bad(
+            var,
+            text,
+            "up to 64 letters, digits, '-', '_', '.' or ':'",
+        ))
+    }
+}
+
+/// The fleet key: its value is never echoed, not even in an error. It needs a Redis to share
+/// through: a key without one is a mistake the operator should hear about.
+fn parse_fleet_key(
+    (var, value): (&'static str, String),
+    redis: Option<String>,
+) -> Result<Option<FleetKey>, ConfigError> {
+    let text = value.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let hidden = "(hidden)";
+    if redis.is_none_or(|r| r.trim().is_empty()) {
+        return Err(bad(var, hidden, "to be set only with RETTER_REDIS_URL"));
+    }
+    FleetKey::parse(text).map(Some).map_err(|_| {
+        bad(
+            var,
+            hidden,
+            "32 random bytes as 64 hex digits or base64 (openssl rand -hex 32)",
+        )
+    })
 }
 
 /// `1m30s`-style text for a duration, down to milliseconds.
@@ -547,6 +674,57 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"), "{err}");
         let c = config(&[("RETTER_BACKEND_BASEURL", "http://me:hunter2@api.test/")]).unwrap();
         assert!(!c.describe(|_| true).contains("hunter2"));
+    }
+
+    #[test]
+    fn redis_settings_are_read_and_secrets_never_shown() {
+        let c = config(&[]).unwrap();
+        assert!(c.redis_url.is_none() && c.fleet_key.is_none());
+        assert_eq!(c.redis_prefix, DEFAULT_PREFIX);
+        let key = "5e".repeat(32);
+        let c = config(&[
+            ("RETTER_REDIS_URL", "redis://:hunter2@redis.test:6380/2"),
+            ("RETTER_REDIS_PREFIX", "shop-proxy"),
+            ("RETTER_FLEET_KEY", &key),
+        ])
+        .unwrap();
+        let url = c.redis_url.as_ref().unwrap();
+        assert_eq!(url.expose(), "redis://:hunter2@redis.test:6380/2");
+        assert_eq!(c.redis_prefix, "shop-proxy");
+        assert!(c.fleet_key.is_some());
+        let shown = format!("{}\n{c:?}", c.describe(|_| true));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&key), "{shown}");
+        assert!(shown.contains("redis://redis.test:6380/2"), "{shown}");
+        assert!(shown.contains("(set, hidden)"), "{shown}");
+    }
+
+    #[test]
+    fn bad_redis_settings_name_the_variable_and_hide_secrets() {
+        for (vars, var) in [
+            (
+                &[("RETTER_REDIS_URL", "http://redis.test")][..],
+                "RETTER_REDIS_URL",
+            ),
+            (
+                &[("RETTER_REDIS_URL", "rediss://:hunter2@redis.test")],
+                "RETTER_REDIS_URL",
+            ),
+            (&[("RETTER_REDIS_PREFIX", "a b")], "RETTER_REDIS_PREFIX"),
+            (&[("RETTER_FLEET_KEY", "hunter2")], "RETTER_FLEET_KEY"),
+            (
+                &[
+                    ("RETTER_REDIS_URL", "redis://redis.test"),
+                    ("RETTER_FLEET_KEY", "hunter2"),
+                ],
+                "RETTER_FLEET_KEY",
+            ),
+        ] {
+            let err = config(vars).unwrap_err();
+            assert_eq!(err.var, var);
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
     }
 
     #[test]

@@ -8,11 +8,17 @@
 //! (Retrying never retries it) and a stale answer, being a 200, is never retried either;
 //! Logging sits outside everything so there is one log event per client request. The breaker
 //! logs its own changes of state (target `http_doer::breaker`).
+//!
+//! With `RETTER_REDIS_URL`, the breaker shares its circuit with every proxy on the same Redis
+//! (and prefix): one proxy that finds the backend down opens the circuit of all, one probes
+//! for all, and one's successful probe closes it for all. With `RETTER_FLEET_KEY` too, the
+//! stale answers are shared, encrypted with that key.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_doer::breaker::{ServeStale, StaleAnswer, host_key};
+use http_doer::fleet::RedisFleet;
 use http_doer::retrying::{Backoff, Jitter};
 use http_doer::{Breaker, Doer, Logging, ReqwestDoer, Response, ResponseMode, Retrying, Telemetry};
 
@@ -70,16 +76,24 @@ impl Source {
 impl Stack {
     /// Builds the stack for `config`.
     pub fn new(config: &Config) -> Self {
-        let stale = ServeStale::new(config.cache_ttl)
+        let fleet = fleet(config);
+        let mut stale = ServeStale::new(config.cache_ttl)
             .max_entries(config.cache_max_entries)
             .max_bytes(config.cache_max_bytes)
             .on_failure(config.cache_on_failure);
-        let breaker = Breaker::new(Telemetry::new(backend_doer(config)))
+        // Without a key, the fleet keeps no answers: they would leave the process in clear.
+        if let (Some(fleet), Some(_)) = (&fleet, &config.fleet_key) {
+            stale = stale.share(Arc::new(fleet.clone()));
+        }
+        let mut breaker = Breaker::new(Telemetry::new(backend_doer(config)))
             .consecutive_failures(config.consecutive_fail)
             .failure_rate(config.fail_rate, config.min_calls)
             .window(config.window)
             .open_duration(config.open_duration)
             .serve_stale(stale);
+        if let Some(fleet) = fleet {
+            breaker = breaker.fleet(Arc::new(fleet));
+        }
         let retrying = Retrying::new(breaker.clone())
             .max_retries(config.retry_max)
             .backoff(
@@ -99,6 +113,25 @@ impl Stack {
     /// The state of the backend's circuit now: `closed`, `open` or `half-open`.
     pub fn circuit(&self) -> &'static str {
         self.breaker.state(&self.circuit).as_str()
+    }
+}
+
+/// The fleet on `RETTER_REDIS_URL`, if set. It does not wait for Redis: a proxy whose Redis
+/// is down starts, acts alone, and joins the others when Redis answers. Must be called within
+/// the runtime, which runs the fleet's tasks.
+fn fleet(config: &Config) -> Option<RedisFleet> {
+    let url = config.redis_url.as_ref()?;
+    let mut builder = RedisFleet::builder(url.expose()).prefix(config.redis_prefix.as_str());
+    if let Some(key) = &config.fleet_key {
+        builder = builder.key(key.clone());
+    }
+    match builder.connect() {
+        Ok(fleet) => Some(fleet),
+        Err(e) => {
+            // The error names what is wrong, never the URL's password.
+            tracing::error!(target: "proxy", redis = %url, error = %e, "cannot use RETTER_REDIS_URL: this proxy acts alone");
+            None
+        }
     }
 }
 

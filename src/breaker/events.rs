@@ -25,12 +25,24 @@ pub struct StateChange {
     /// The circuit's generation after the change: it grows by one at every change, so the
     /// changes of one circuit can be put in order.
     pub generation: u64,
+    /// Whether the fleet made this change (another replica's news, through a
+    /// [`CircuitStore`](crate::fleet::CircuitStore)) rather than this breaker's own calls.
+    pub remote: bool,
+    /// When opened: for how long.
+    pub(crate) open_for: Option<std::time::Duration>,
 }
 
 pub(crate) type Hook = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
+/// Called with a circuit's key when it opens from closed: a shared stale cache fetches the
+/// fleet's answers for it.
+pub(crate) type OnOpen = Arc<dyn Fn(&str) + Send + Sync>;
+
 pub(crate) struct Events {
     hook: Option<Hook>,
+    /// Where this breaker's own changes are told to the fleet.
+    fleet: Option<super::fleet::Link>,
+    on_open: Option<OnOpen>,
     queue: Mutex<VecDeque<StateChange>>,
     /// Length of `queue`, readable without its lock: almost every call finds it at zero and
     /// leaves without touching a shared lock.
@@ -44,13 +56,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Events {
-    pub(crate) fn new(hook: Option<Hook>) -> Self {
+    pub(crate) fn new(hook: Option<Hook>, fleet: Option<super::fleet::Link>) -> Self {
         Events {
             hook,
+            fleet,
+            on_open: None,
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             delivering: Mutex::new(()),
         }
+    }
+
+    /// Calls `f` (if any) when a circuit opens from closed.
+    pub(crate) fn on_open(mut self, f: Option<OnOpen>) -> Self {
+        self.on_open = f;
+        self
     }
 
     /// Queues a change; called under the circuit's lock so the queue keeps the real order.
@@ -88,6 +108,15 @@ impl Events {
             };
             while let Some(change) = self.pop() {
                 emit(&change);
+                if let Some(fleet) = &self.fleet {
+                    fleet.tell(&change);
+                }
+                if let Some(on_open) = &self.on_open
+                    && change.from == State::Closed
+                    && change.to == State::Open
+                {
+                    on_open(&change.key);
+                }
                 crate::telemetry::breaker_state(change.to);
                 if let Some(hook) = &self.hook {
                     hook(&change);

@@ -52,6 +52,7 @@
 mod cache_control;
 mod classify;
 mod events;
+mod fleet;
 mod key;
 mod policy;
 mod stale;
@@ -255,6 +256,8 @@ struct Config {
     hook: Option<Hook>,
     stale: Option<ServeStale>,
     max_circuits: usize,
+    /// The fleet's store, when circuits are shared.
+    fleet: Option<Arc<dyn crate::fleet::CircuitStore>>,
 }
 
 struct Shared {
@@ -262,8 +265,9 @@ struct Shared {
     id: u64,
     config: Config,
     events: Events,
-    stale: Option<StaleCache>,
+    stale: Option<Arc<StaleCache>>,
     circuits: RwLock<HashMap<Arc<str>, Handles>>,
+    link: Option<fleet::Link>,
 }
 
 /// The part of a [`Shared`] that a settings change invalidates.
@@ -285,14 +289,25 @@ fn next_id() -> u64 {
 }
 
 impl Shared {
-    fn new(config: Config) -> Self {
-        Shared {
-            id: next_id(),
-            events: Events::new(config.hook.clone()),
-            stale: config.stale.clone().map(StaleCache::new),
-            circuits: RwLock::new(HashMap::new()),
-            config,
-        }
+    /// The state for `config`, attached to its fleet store if it has one (the store holds it
+    /// weakly: a breaker dropped is forgotten).
+    fn new(config: Config) -> Arc<Self> {
+        let link = config.fleet.clone().map(fleet::FleetLink::new);
+        Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
+            if let Some(link) = &link {
+                link.attach(me.clone());
+            }
+            let stale = config.stale.clone().map(|s| Arc::new(StaleCache::new(s)));
+            Shared {
+                id: next_id(),
+                events: Events::new(config.hook.clone(), link.clone())
+                    .on_open(StaleCache::fetcher(stale.as_ref())),
+                stale,
+                circuits: RwLock::new(HashMap::new()),
+                link,
+                config,
+            }
+        })
     }
 
     /// Remakes what a change of the settings in `part` left out of date; only called while
@@ -308,9 +323,22 @@ impl Shared {
                     self.id = next_id();
                 }
             }
-            Reshape::Events => self.events = Events::new(self.config.hook.clone()),
-            Reshape::Stale => self.stale = self.config.stale.clone().map(StaleCache::new),
+            Reshape::Events => self.remake_events(),
+            Reshape::Stale => {
+                self.stale = self
+                    .config
+                    .stale
+                    .clone()
+                    .map(|s| Arc::new(StaleCache::new(s)));
+                // A shared cache is fetched into when a circuit opens: the new one.
+                self.remake_events();
+            }
         }
+    }
+
+    fn remake_events(&mut self) {
+        self.events = Events::new(self.config.hook.clone(), self.link.clone())
+            .on_open(StaleCache::fetcher(self.stale.as_ref()));
     }
 
     fn key_for(&self, req: &Request) -> String {
@@ -432,10 +460,11 @@ impl<D> Breaker<D> {
             hook: None,
             stale: None,
             max_circuits: DEFAULT_MAX_CIRCUITS,
+            fleet: None,
         };
         Breaker {
             inner,
-            shared: Arc::new(Shared::new(config)),
+            shared: Shared::new(config),
         }
     }
 
@@ -450,7 +479,7 @@ impl<D> Breaker<D> {
             None => {
                 let mut config = self.shared.config.clone();
                 f(&mut config);
-                self.shared = Arc::new(Shared::new(config));
+                self.shared = Shared::new(config);
             }
         }
         self
@@ -678,6 +707,43 @@ impl<D> Breaker<D> {
         self.configure(Reshape::Nothing, |c| c.max_circuits = n.max(1))
     }
 
+    /// Shares this breaker's circuits with the other replicas of a fleet through `store`
+    /// (such as a [`RedisFleet`](crate::fleet::RedisFleet), feature `redis`); see
+    /// [`fleet`](crate::fleet) for what is shared. Off by default. It gives the breaker fresh
+    /// state of its own, attached to the store.
+    ///
+    /// A call never waits on the store: a closed circuit admits and counts its calls as
+    /// without one; failures and changes of state are queued for the store; and what the
+    /// fleet decides is applied to the circuits as it arrives. When the store cannot reach its
+    /// backend, the breaker acts alone.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Weak};
+    /// use std::time::Duration;
+    /// use http_doer::{Breaker, fleet::{CircuitSink, CircuitStore, ProbeLease, Trip}, testing::ScriptedDoer};
+    ///
+    /// /// A store that shares nothing: the breaker behaves as it would alone.
+    /// #[derive(Debug)]
+    /// struct Alone;
+    /// impl CircuitStore for Alone {
+    ///     fn attach(&self, _: Weak<dyn CircuitSink>) -> u64 { 1 }
+    ///     fn opened(&self, _: u64, _: &str, _: Duration) {}
+    ///     fn closed(&self, _: u64, _: &str) {}
+    ///     fn failed(&self, _: u64, _: &str, _: Trip) {}
+    ///     fn recovered(&self, _: u64, _: &str) {}
+    ///     fn probe(&self, _: &str) -> ProbeLease { ProbeLease::Local }
+    /// }
+    ///
+    /// let breaker = Breaker::new(ScriptedDoer::new()).fleet(Arc::new(Alone));
+    /// # let _ = breaker;
+    /// ```
+    pub fn fleet(mut self, store: Arc<dyn crate::fleet::CircuitStore>) -> Self {
+        let mut config = self.shared.config.clone();
+        config.fleet = Some(store);
+        self.shared = Shared::new(config);
+        self
+    }
+
     /// The wrapped Doer.
     pub fn get_ref(&self) -> &D {
         &self.inner
@@ -737,7 +803,7 @@ impl<D> Breaker<D> {
     /// How many answers the serve-stale cache holds, and their size in bytes (`(0, 0)` without
     /// [`serve_stale`](Self::serve_stale)).
     pub fn stale_usage(&self) -> (usize, usize) {
-        self.shared.stale.as_ref().map_or((0, 0), StaleCache::usage)
+        self.shared.stale.as_ref().map_or((0, 0), |s| s.usage())
     }
 }
 
@@ -762,7 +828,16 @@ impl<D: Doer> Doer for Breaker<D> {
         let policy = &shared.config.policy;
         let circuit = shared.circuit_for(&req);
         let lookup = shared.stale.as_ref().and_then(|s| s.lookup(&req));
-        let ticket = match circuit.admit(policy, &shared.events) {
+        let mut admission = circuit.admit(policy, &shared.events);
+        // A half-open probe goes through only if this replica holds the fleet's probe lease.
+        if let (Admission::Admitted(ticket), Some(link)) = (&admission, &shared.link)
+            && ticket.is_probe()
+            && let crate::fleet::ProbeLease::Elsewhere(wait) = link.probe(circuit.key())
+        {
+            circuit.unadmit(*ticket);
+            admission = Admission::Rejected(wait);
+        }
+        let ticket = match admission {
             Admission::Admitted(ticket) => ticket,
             Admission::Rejected(wait) => {
                 if let (Some(cache), Some(lookup)) = (&shared.stale, &lookup)
@@ -803,6 +878,13 @@ impl<D: Doer> Doer for Breaker<D> {
             (&result, outcome),
             (Ok(resp), Verdict::Success) if resp.body().is_stream() && !resp.body().is_replayable()
         );
+        if let Some(link) = &shared.link {
+            match outcome {
+                Verdict::Failure => link.failed(circuit.key(), fleet::trip(policy)),
+                Verdict::Success => link.succeeded(circuit.key()),
+                Verdict::Ignored => {}
+            }
+        }
         let mut count = None;
         if let Some(ticket) = permit.ticket.take() {
             if streamed && !ticket.is_probe() {
@@ -817,10 +899,10 @@ impl<D: Doer> Doer for Breaker<D> {
             match (&result, outcome) {
                 (Ok(resp), Verdict::Success) if streamed => {
                     tee = cache
-                        .begin(lookup, resp, done)
+                        .begin_in(lookup, resp, done, circuit.key())
                         .map(|pending| Tee::new(pending, resp.body().len()));
                 }
-                (Ok(resp), Verdict::Success) => cache.store(lookup, resp, done),
+                (Ok(resp), Verdict::Success) => cache.store_in(lookup, resp, done, circuit.key()),
                 (_, Verdict::Failure) if cache.on_failure() => {
                     if let Some(resp) = cache.get(&lookup, done, StaleReason::Failed) {
                         crate::telemetry::event(crate::telemetry::names::EVENT_STALE_ANSWER);

@@ -6,33 +6,82 @@
 //! URL, and the values of the credential headers (`Authorization`, `Proxy-Authorization`,
 //! `Cookie`, and any header [`redact::is_secret_header`] flags, such as `X-Api-Key`) plus the
 //! headers the caller names, hashed with a per-process random key (two SipHash-1-3 keys, 128
-//! bits) so no credential is kept in memory. The URL itself is kept redacted
-//! ([`redact::uri`]: no userinfo, no secret query values) and enters the key in full only
-//! through the hash. The response's own `Vary` is honoured too.
+//! bits) so no credential is kept in memory. The key is that hash alone (of the method, the
+//! URL and the credentials): neither the URL nor a credential is kept in clear, and a good
+//! answer stores without formatting, redacting or rehashing a URL. The response's own `Vary`
+//! is honoured too, from a digest of the request's headers (their values hashed with the same
+//! keys), so the request's headers need not be copied either.
 //!
 //! What may be stored and served follows what a shared cache may do (RFC 9111), read by the
 //! parsers of [`cache_control`](super::cache_control): a field that does not parse forbids
 //! caching, as if it said the strictest thing it could.
+//!
+//! [Shared](ServeStale::share) with a fleet's [`StaleStore`], the hashes are keyed from the
+//! store's naming key instead, so that every replica names an answer alike; a good answer is
+//! also handed to the store (encoded by [`fleet::answer`](crate::fleet::answer), never with its
+//! URL or credentials), and a circuit that opens fetches the answers the fleet kept for it.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AGE, CACHE_CONTROL, PRAGMA, RANGE, SET_COOKIE, VARY};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use tokio::time::Instant;
 
 use super::cache_control;
+use crate::fleet::answer::{self, AnswerRef};
+use crate::fleet::{StaleHasher, StaleSink, StaleStore};
 use crate::{Body, Request, Response, redact};
+
+/// One kept answer's key: a 128-bit keyed hash of the method, the full URL and the
+/// credential and key headers; see the module's documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StaleKey(u128);
+
+/// Hashes a [`StaleKey`] to its low 64 bits: it is already a keyed hash, so hashing it again
+/// (SipHash, in `HashMap`'s default) only costs time.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used by `StaleKey`; this keeps any other input well mixed.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).rotate_left(29);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= n as u64;
+    }
+}
+
+type KeyMap<V> = HashMap<StaleKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// The request's headers as `Vary` needs them, without copying their values: each name with
+/// a keyed hash of its value, in the request's order.
+type VaryDigest = Vec<(HeaderName, u64)>;
 
 /// Default bound on the number of answers kept: 1024.
 pub const DEFAULT_STALE_MAX_ENTRIES: usize = 1024;
 
 /// Default bound on the bytes kept (bodies, headers and URLs): 16 MiB.
 pub const DEFAULT_STALE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// A shared cache hands one answer (one key) to its store at most once in this many seconds
+/// (by the second of its clock): a busy resource costs the fleet's store about one write a
+/// second per replica, not one per call.
+const SHARE_EVERY_SECS: u32 = 1;
 
 /// Settings of the serve-stale fallback; see [`Breaker::serve_stale`](super::Breaker::serve_stale).
 ///
@@ -99,6 +148,7 @@ pub struct ServeStale {
     on_failure: bool,
     ignore_cache_control: bool,
     key_headers: Vec<HeaderName>,
+    share: Option<Arc<dyn StaleStore>>,
 }
 
 impl ServeStale {
@@ -115,6 +165,7 @@ impl ServeStale {
             on_failure: false,
             ignore_cache_control: false,
             key_headers: Vec::new(),
+            share: None,
         }
     }
 
@@ -155,6 +206,82 @@ impl ServeStale {
         if !self.key_headers.contains(&name) {
             self.key_headers.push(name);
         }
+        self
+    }
+
+    /// Shares the answers with the other replicas of a fleet through `store` (such as a
+    /// [`RedisFleet`](crate::fleet::RedisFleet) given a [key](crate::fleet::RedisFleetBuilder::key),
+    /// feature `redis`): each good answer kept here is kept there too, and a circuit that
+    /// opens fetches what every replica kept for it, so a replica that never saw a page, or
+    /// started during the outage, can serve it. Off by default.
+    ///
+    /// The rules do not change: what may be kept, the key (method, URL, credentials), `Vary`,
+    /// the max age (each replica checks its own, and its own reading of `Cache-Control`, on
+    /// what it fetches). The key's hashes are keyed from the store's
+    /// [naming key](StaleStore::naming_key), the same on every replica, so names in the store
+    /// reveal neither URLs nor credentials. The store receives the answer's status, headers
+    /// and body with its age and `Vary` digest, never its URL or the request's credentials;
+    /// a store that leaves the process seals them (`RedisFleet` encrypts and authenticates
+    /// them with its key).
+    ///
+    /// Nothing waits on the store. A good answer is handed to it without waiting, at most
+    /// once a second per answer (in between, the fleet's copy may be up to a second older
+    /// than this replica's); the answers of an opening circuit arrive in the background. An
+    /// answer that may no longer be kept (a newer one may not be) removes the fleet's copy
+    /// when this replica held one; a copy only other replicas held lives out its max age.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::{Arc, Mutex, Weak};
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_doer::{Body, Breaker, Doer, breaker::{ServeStale, StaleAnswer}};
+    /// use http_doer::fleet::{StaleSink, StaleStore};
+    /// use http_doer::testing::{ScriptedDoer, response};
+    ///
+    /// /// A store for replicas in one process; a fleet's would be a `RedisFleet`.
+    /// #[derive(Debug, Default)]
+    /// struct Memory(Mutex<HashMap<u128, (String, Bytes)>>);
+    ///
+    /// impl StaleStore for Memory {
+    ///     fn naming_key(&self) -> [u64; 4] { [1, 2, 3, 4] } // derived from a secret, really
+    ///     fn put(&self, circuit: &str, name: u128, answer: Bytes, _ttl: Duration) {
+    ///         self.0.lock().unwrap().insert(name, (circuit.to_owned(), answer));
+    ///     }
+    ///     fn remove(&self, _circuit: &str, name: u128) {
+    ///         self.0.lock().unwrap().remove(&name);
+    ///     }
+    ///     fn fetch(&self, circuit: &str, sink: Weak<dyn StaleSink>) {
+    ///         let Some(sink) = sink.upgrade() else { return };
+    ///         for (name, (kept_for, answer)) in self.0.lock().unwrap().iter() {
+    ///             if kept_for == circuit {
+    ///                 sink.adopt(circuit, *name, answer, Duration::ZERO);
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
+    /// let store = Arc::new(Memory::default());
+    /// let replica = |host: ScriptedDoer| {
+    ///     Breaker::new(host)
+    ///         .consecutive_failures(1)
+    ///         .serve_stale(ServeStale::new(Duration::from_secs(60)).share(store.clone()))
+    /// };
+    /// let get = || http::Request::get("https://api.test/item").body(Body::empty()).unwrap();
+    ///
+    /// let a = replica(ScriptedDoer::new().then(Ok(response(200, "v1"))));
+    /// a.execute(get()).await.unwrap(); // A keeps "v1", and shares it
+    ///
+    /// let b = replica(ScriptedDoer::new().then_status(503));
+    /// b.execute(get()).await.unwrap(); // B's call fails: its circuit opens and fetches
+    /// let resp = b.execute(get()).await.unwrap();
+    /// assert!(resp.extensions().get::<StaleAnswer>().is_some());
+    /// assert_eq!(resp.into_body().text().await.unwrap(), "v1");
+    /// # });
+    /// ```
+    pub fn share(mut self, store: Arc<dyn StaleStore>) -> Self {
+        self.share = Some(store);
         self
     }
 }
@@ -213,20 +340,13 @@ pub enum StaleReason {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NoStale;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct StaleKey {
-    method: Method,
-    /// The URL, redacted.
-    url: String,
-    /// Hash of the credential and key headers, and of the full URL.
-    secrets: u128,
-}
-
 /// What a request needs to find, or store, its answer.
 pub(crate) struct Lookup {
     key: StaleKey,
+    /// The length of the URL, counted in an entry's size in its stead.
+    url_len: usize,
     /// The request's headers, for the stored response's `Vary`.
-    headers: HeaderMap,
+    headers: VaryDigest,
     ranged: bool,
     /// The oldest answer the request accepts, in seconds.
     max_age: u64,
@@ -246,6 +366,10 @@ struct Entry {
     vary_hash: u128,
     size: usize,
     tick: u64,
+    /// When this replica last handed the answer for its key to the fleet's store, or adopted
+    /// it from there, as a [`StaleCache::stamp`] (0: never, or the cache is not shared). A
+    /// `u32` fits where the fields before leave room: an `Entry` is moved on every store.
+    shared_at: u32,
 }
 
 impl Entry {
@@ -270,6 +394,9 @@ pub(crate) struct Pending {
     entry: Entry,
     /// The most body bytes it may have: the cache's byte bound less the rest of the entry.
     room: usize,
+    /// Its circuit, when the cache is shared.
+    circuit: Option<Box<str>>,
+    url_len: usize,
 }
 
 impl Pending {
@@ -281,17 +408,46 @@ impl Pending {
 
 pub(crate) struct StaleCache {
     config: ServeStale,
-    hashers: (RandomState, RandomState),
+    hashers: Hashers,
     lru: Mutex<Lru>,
+    /// The start of [`stamp`](Self::stamp)'s count.
+    epoch: Instant,
 }
 
 impl StaleCache {
     pub(crate) fn new(config: ServeStale) -> Self {
         StaleCache {
+            hashers: match &config.share {
+                Some(store) => {
+                    let (a, b) = StaleHasher::pair(store.naming_key());
+                    Hashers::Keyed(a, b)
+                }
+                None => Hashers::Random(RandomState::new(), RandomState::new()),
+            },
             config,
-            hashers: (RandomState::new(), RandomState::new()),
             lru: Mutex::new(Lru::default()),
+            epoch: Instant::now(),
         }
+    }
+
+    /// `now` in whole seconds since the cache was made, plus one (0 means never).
+    fn stamp(&self, now: Instant) -> u32 {
+        let secs = now.saturating_duration_since(self.epoch).as_secs();
+        u32::try_from(secs)
+            .unwrap_or(u32::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// What a circuit that opens does when `cache` is shared: fetches the fleet's answers for
+    /// it, which arrive in the background.
+    pub(crate) fn fetcher(cache: Option<&Arc<StaleCache>>) -> Option<super::events::OnOpen> {
+        let cache = cache?;
+        let store = cache.config.share.clone()?;
+        let weak = Arc::downgrade(cache);
+        Some(Arc::new(move |circuit: &str| {
+            let sink: Weak<dyn StaleSink> = weak.clone();
+            store.fetch(circuit, sink);
+        }))
     }
 
     pub(crate) fn on_failure(&self) -> bool {
@@ -311,29 +467,62 @@ impl StaleCache {
         {
             return None;
         }
-        let max_age = request_max_age(req.headers())?;
+        let headers = req.headers();
+        let max_age = request_max_age(headers)?;
         let key_headers = &self.config.key_headers;
-        let credentials = self.hash_headers(req.headers(), |name| {
-            redact::is_secret_header(name) || key_headers.contains(name)
+        let mut digest = VaryDigest::with_capacity(headers.len());
+        let mut credentials = false;
+        for (name, value) in headers {
+            credentials |= redact::is_secret_header(name) || key_headers.contains(name);
+            digest.push((name.clone(), self.hashers.low(value.as_bytes())));
+        }
+        let picked = credentials.then(|| {
+            self.picked(headers, |name| {
+                redact::is_secret_header(name) || key_headers.contains(name)
+            })
         });
-        // The URL is kept redacted (no userinfo, no secret query values); the full URL goes
-        // into the hash, so two URLs that differ only in a secret still get two entries.
-        let full_url = self.hashers.0.hash_one(req.uri().to_string());
-        let secrets = credentials ^ u128::from(full_url);
+        let uri = req.uri();
+        // Two URLs that differ only in a secret (userinfo, a token in the query) get two
+        // entries: the whole URL goes into the key, and only through the hash.
+        let pieces = [
+            method.as_str(),
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str()),
+            uri.path_and_query().map_or("", |p| p.as_str()),
+        ];
+        // One `write` of the pieces joined (each hashed `write` has a fixed cost); `0xff`
+        // never occurs in a method or a parsed URI, so the joined text is unambiguous. An
+        // origin-form URI (no scheme, no authority) joins to the same text as one with empty
+        // ones, which `http` cannot build.
+        let mut joined = [0u8; 256];
+        let mut len = 0;
+        for piece in pieces {
+            let end = len + piece.len() + 1;
+            if end > joined.len() {
+                len = usize::MAX;
+                break;
+            }
+            joined[len..end - 1].copy_from_slice(piece.as_bytes());
+            joined[end - 1] = 0xff;
+            len = end;
+        }
+        let text = joined.get(..len);
+        let (high, low) = self.hashers.key(text, &pieces, &picked);
         Some(Lookup {
-            key: StaleKey {
-                method: method.clone(),
-                url: redact::uri(req.uri()),
-                secrets,
-            },
-            headers: req.headers().clone(),
-            ranged: req.headers().contains_key(RANGE),
+            key: StaleKey(u128::from(high) << 64 | u128::from(low)),
+            url_len: uri_len(uri),
+            headers: digest,
+            ranged: headers.contains_key(RANGE),
             max_age,
         })
     }
 
-    /// A 128-bit keyed hash of the picked headers, by name then in order of appearance.
-    fn hash_headers(&self, headers: &HeaderMap, pick: impl Fn(&HeaderName) -> bool) -> u128 {
+    /// The picked headers, by name then in order of appearance.
+    fn picked<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        pick: impl Fn(&HeaderName) -> bool,
+    ) -> Vec<(&'a str, &'a [u8])> {
         let mut picked: Vec<(&str, &[u8])> = headers
             .iter()
             .filter(|(name, _)| pick(name))
@@ -341,8 +530,19 @@ impl StaleCache {
             .collect();
         // Stable: values of one header keep their order, which can matter.
         picked.sort_by(|a, b| a.0.cmp(b.0));
-        let high = self.hashers.0.hash_one(&picked);
-        let low = self.hashers.1.hash_one(&picked);
+        picked
+    }
+
+    /// A 128-bit keyed hash of the request's headers named in `vary`, by name then in order
+    /// of appearance.
+    fn vary_hash(&self, digest: &VaryDigest, vary: &[HeaderName]) -> u128 {
+        let mut picked: Vec<(&str, u64)> = digest
+            .iter()
+            .filter(|(name, _)| vary.contains(name))
+            .map(|(name, value)| (name.as_str(), *value))
+            .collect();
+        picked.sort_by(|a, b| a.0.cmp(b.0));
+        let (high, low) = self.hashers.both(&picked);
         u128::from(high) << 64 | u128::from(low)
     }
 
@@ -368,7 +568,7 @@ impl StaleCache {
         }
         if !entry.vary.is_empty() {
             let vary = &entry.vary;
-            if self.hash_headers(&lookup.headers, |name| vary.contains(name)) != entry.vary_hash {
+            if self.vary_hash(&lookup.headers, vary) != entry.vary_hash {
                 return None;
             }
         }
@@ -382,14 +582,24 @@ impl StaleCache {
         Some(resp)
     }
 
-    /// Keeps `resp`, the successful answer to the request of `lookup`, if it may be kept, and
-    /// otherwise forgets any older answer for the same key.
+    /// As [`store_in`](Self::store_in), for a circuit without a name (unit tests).
+    #[cfg(test)]
     pub(crate) fn store(&self, lookup: Lookup, resp: &Response, now: Instant) {
+        self.store_in(lookup, resp, now, "")
+    }
+
+    /// Keeps `resp`, the successful answer to the request of `lookup` through circuit
+    /// `circuit`, if it may be kept, and otherwise forgets any older answer for the same key
+    /// (and, shared, the fleet's copy, if this replica held one).
+    pub(crate) fn store_in(&self, lookup: Lookup, resp: &Response, now: Instant, circuit: &str) {
         let entry = self.head(&lookup, resp, now).and_then(|mut entry| {
             let body = resp.body().as_bytes()?;
             entry.with_body(body.clone(), self.config.max_bytes)?;
             Some(entry)
         });
+        if self.config.share.is_some() {
+            return self.store_shared(lookup, entry, now, circuit);
+        }
         let mut lru = self.lock();
         match entry {
             Some(entry) => lru.insert(
@@ -402,20 +612,137 @@ impl StaleCache {
         }
     }
 
+    /// What [`store_in`](Self::store_in) does when the cache is shared: the same, and the
+    /// fleet's copy kept or removed too. Apart, so that an unshared cache's store stays as
+    /// short as it was.
+    #[inline(never)]
+    fn store_shared(&self, lookup: Lookup, entry: Option<Entry>, now: Instant, circuit: &str) {
+        let mut lru = self.lock();
+        match entry {
+            Some(mut entry) => {
+                let shared = self.for_fleet(&lru, lookup.key, &mut entry, now, lookup.url_len);
+                lru.insert(
+                    lookup.key,
+                    entry,
+                    self.config.max_entries,
+                    self.config.max_bytes,
+                );
+                drop(lru);
+                if let Some((blob, ttl)) = shared {
+                    self.put(circuit, lookup.key, blob, ttl);
+                }
+            }
+            None => {
+                let had = lru.take(&lookup.key);
+                drop(lru);
+                if had {
+                    self.forget(circuit, lookup.key);
+                }
+            }
+        }
+    }
+
+    /// The encoded answer and its time to live, when `entry` (about to replace what `lru`
+    /// holds for `key`) is due to go to the fleet's store: not sent in the last
+    /// [`SHARE_EVERY_SECS`]. Carries the time it was last sent over to `entry`.
+    fn for_fleet(
+        &self,
+        lru: &Lru,
+        key: StaleKey,
+        entry: &mut Entry,
+        now: Instant,
+        url_len: usize,
+    ) -> Option<(Bytes, Duration)> {
+        let stamp = self.stamp(now);
+        if let Some(at) = lru.map.get(&key).map(|e| e.shared_at)
+            && at != 0
+            && stamp.saturating_sub(at) < SHARE_EVERY_SECS
+        {
+            entry.shared_at = at;
+            return None;
+        }
+        // Servable for the rest of the max age, and of its freshness lifetime when it must
+        // not be served stale past it.
+        let ttl = self
+            .config
+            .max_age
+            .saturating_sub(Duration::from_secs(entry.base_age))
+            .min(Duration::from_secs(
+                entry.lifetime.saturating_sub(entry.base_age),
+            ));
+        if ttl.is_zero() {
+            return None;
+        }
+        let blob = answer::encode(&AnswerRef {
+            status: entry.status,
+            version: entry.version,
+            headers: &entry.headers,
+            body: &entry.body,
+            base_age: entry.base_age,
+            lifetime: entry.lifetime,
+            vary: &entry.vary,
+            vary_hash: entry.vary_hash,
+            url_len,
+        })?;
+        entry.shared_at = stamp;
+        Some((Bytes::from(blob), ttl))
+    }
+
+    /// Forgets the answer kept for `key`; whether the fleet's copy must go too (shared, and
+    /// this replica held one).
+    fn unkeep(&self, lru: &mut Lru, key: &StaleKey) -> bool {
+        match self.config.share {
+            Some(_) => lru.take(key),
+            None => {
+                lru.remove(key);
+                false
+            }
+        }
+    }
+
+    fn put(&self, circuit: &str, key: StaleKey, blob: Bytes, ttl: Duration) {
+        if let Some(store) = &self.config.share {
+            store.put(circuit, key.0, blob, ttl);
+        }
+    }
+
+    fn forget(&self, circuit: &str, key: StaleKey) {
+        if let Some(store) = &self.config.share {
+            store.remove(circuit, key.0);
+        }
+    }
+
     /// Starts keeping `resp`, the successful answer to the request of `lookup`, whose body is
     /// a stream: decides from its head, now, whether it may be kept, and returns what
     /// [`finish`](Self::finish) needs once the body has ended, with the most body bytes it may
     /// have. An answer whose head forbids keeping it forgets any older answer at once, as
     /// [`store`](Self::store) does.
+    #[cfg(test)]
     pub(crate) fn begin(&self, lookup: Lookup, resp: &Response, now: Instant) -> Option<Pending> {
+        self.begin_in(lookup, resp, now, "")
+    }
+
+    /// As [`begin`](Self::begin), for an answer through circuit `circuit`.
+    pub(crate) fn begin_in(
+        &self,
+        lookup: Lookup,
+        resp: &Response,
+        now: Instant,
+        circuit: &str,
+    ) -> Option<Pending> {
         match self.head(&lookup, resp, now) {
             Some(entry) => Some(Pending {
                 room: self.config.max_bytes.saturating_sub(entry.size),
                 key: lookup.key,
                 entry,
+                circuit: self.config.share.as_ref().map(|_| circuit.into()),
+                url_len: lookup.url_len,
             }),
             None => {
-                self.lock().remove(&lookup.key);
+                let had = self.unkeep(&mut self.lock(), &lookup.key);
+                if had {
+                    self.forget(circuit, lookup.key);
+                }
                 None
             }
         }
@@ -427,7 +754,13 @@ impl StaleCache {
     /// keep. Either leaves alone an answer that was received after this one's head (two calls
     /// for one resource whose bodies end out of order).
     pub(crate) fn finish(&self, pending: Pending, body: Option<Bytes>) {
-        let Pending { key, mut entry, .. } = pending;
+        let Pending {
+            key,
+            mut entry,
+            circuit,
+            url_len,
+            ..
+        } = pending;
         let kept = body.and_then(|body| entry.with_body(body, self.config.max_bytes));
         let mut lru = self.lock();
         if lru
@@ -437,9 +770,26 @@ impl StaleCache {
         {
             return;
         }
+        let circuit = circuit.as_deref().unwrap_or("");
         match kept {
-            Some(()) => lru.insert(key, entry, self.config.max_entries, self.config.max_bytes),
-            None => lru.remove(&key),
+            Some(()) => {
+                let shared = match self.config.share {
+                    Some(_) => self.for_fleet(&lru, key, &mut entry, Instant::now(), url_len),
+                    None => None,
+                };
+                lru.insert(key, entry, self.config.max_entries, self.config.max_bytes);
+                drop(lru);
+                if let Some((blob, ttl)) = shared {
+                    self.put(circuit, key, blob, ttl);
+                }
+            }
+            None => {
+                let had = self.unkeep(&mut lru, &key);
+                drop(lru);
+                if had {
+                    self.forget(circuit, key);
+                }
+            }
         }
     }
 
@@ -472,14 +822,14 @@ impl StaleCache {
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum();
         // A rough fixed overhead per entry, so that many empty answers are still bounded.
-        let size = header_bytes + lookup.key.url.len() + 128;
+        let size = header_bytes + lookup.url_len + 128;
         if size > self.config.max_bytes {
             return None;
         }
         let vary_hash = if vary.is_empty() {
             0
         } else {
-            self.hash_headers(&lookup.headers, |name| vary.contains(name))
+            self.vary_hash(&lookup.headers, &vary)
         };
         Some(Entry {
             status,
@@ -493,6 +843,7 @@ impl StaleCache {
             vary_hash,
             size,
             tick: 0,
+            shared_at: 0,
         })
     }
 
@@ -501,6 +852,151 @@ impl StaleCache {
         let lru = self.lock();
         (lru.map.len(), lru.bytes)
     }
+}
+
+impl StaleSink for StaleCache {
+    /// Takes in an answer another replica kept, if this replica's own rules would keep and
+    /// still serve it, unless the answer kept here for the same key is as new or newer.
+    fn adopt(&self, _circuit: &str, name: u128, bytes: &[u8], age: Duration) {
+        let Some(a) = answer::decode(bytes) else {
+            tracing::warn!(
+                target: "http_doer::breaker",
+                "a shared stale answer could not be read: skipped"
+            );
+            return;
+        };
+        // This replica's own reading of the answer's `Cache-Control` and `Vary` (another may
+        // ignore `Cache-Control`, or read it otherwise).
+        let lifetime = match self.config.ignore_cache_control {
+            true => a.lifetime,
+            false => match response_lifetime(&a.headers) {
+                Some(lifetime) => lifetime.min(a.lifetime),
+                None => return,
+            },
+        };
+        if cache_control::vary(a.headers.get_all(VARY)).as_deref() != Some(&a.vary[..]) {
+            return;
+        }
+        let age_secs = a.base_age.saturating_add(age.as_secs());
+        if Duration::from_secs(a.base_age).saturating_add(age) > self.config.max_age
+            || age_secs >= lifetime
+        {
+            return;
+        }
+        let header_bytes: usize = a
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        let size = header_bytes
+            .saturating_add(a.url_len)
+            .saturating_add(128)
+            .saturating_add(a.body.len());
+        if size > self.config.max_bytes {
+            return;
+        }
+        let now = Instant::now();
+        let stored_at = now.checked_sub(age).unwrap_or(now);
+        let key = StaleKey(name);
+        let entry = Entry {
+            status: a.status,
+            version: a.version,
+            headers: a.headers,
+            body: a.body,
+            stored_at,
+            base_age: a.base_age,
+            lifetime,
+            vary: a.vary,
+            vary_hash: a.vary_hash,
+            size,
+            tick: 0,
+            shared_at: self.stamp(now),
+        };
+        let mut lru = self.lock();
+        if lru
+            .map
+            .get(&key)
+            .is_some_and(|mine| mine.stored_at >= stored_at)
+        {
+            return;
+        }
+        lru.insert(key, entry, self.config.max_entries, self.config.max_bytes);
+    }
+}
+
+/// The two hashers of a [`StaleKey`] (and of the `Vary` digests): std's per-process random
+/// SipHash-1-3, or, shared with a fleet, SipHash keyed from the store's naming key, the same
+/// on every replica. One branch per hash, so the unshared path hashes as it always has.
+enum Hashers {
+    Random(RandomState, RandomState),
+    Keyed(StaleHasher, StaleHasher),
+}
+
+impl Hashers {
+    /// Both halves of a 128-bit hash of `value`.
+    #[inline]
+    fn both<T: Hash + ?Sized>(&self, value: &T) -> (u64, u64) {
+        match self {
+            Hashers::Random(a, b) => (a.hash_one(value), b.hash_one(value)),
+            Hashers::Keyed(a, b) => (a.hash_one(value), b.hash_one(value)),
+        }
+    }
+
+    /// The low half only: a request header's value in a `Vary` digest.
+    #[inline]
+    fn low<T: Hash + ?Sized>(&self, value: &T) -> u64 {
+        match self {
+            Hashers::Random(_, b) => b.hash_one(value),
+            Hashers::Keyed(_, b) => b.hash_one(value),
+        }
+    }
+
+    /// Both halves of a [`StaleKey`]; see [`key_hash`].
+    #[inline]
+    fn key(
+        &self,
+        joined: Option<&[u8]>,
+        pieces: &[&str; 4],
+        picked: &Option<Vec<(&str, &[u8])>>,
+    ) -> (u64, u64) {
+        match self {
+            Hashers::Random(a, b) => (
+                key_hash(a, joined, pieces, picked),
+                key_hash(b, joined, pieces, picked),
+            ),
+            Hashers::Keyed(a, b) => (
+                key_hash(a, joined, pieces, picked),
+                key_hash(b, joined, pieces, picked),
+            ),
+        }
+    }
+}
+
+/// One half of a [`StaleKey`]: the method and URL `joined` (or their `pieces`, when too long
+/// to join), then the picked credentials.
+fn key_hash<S: BuildHasher>(
+    hasher: &S,
+    joined: Option<&[u8]>,
+    pieces: &[&str; 4],
+    picked: &Option<Vec<(&str, &[u8])>>,
+) -> u64 {
+    let mut h = hasher.build_hasher();
+    match joined {
+        Some(text) => h.write(text),
+        None => pieces.hash(&mut h),
+    }
+    if let Some(picked) = picked {
+        picked.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The length of `uri` as text, without formatting it.
+fn uri_len(uri: &Uri) -> usize {
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + 3);
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let path = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    scheme + authority + path
 }
 
 /// The oldest answer, in seconds, a request accepts from the cache; `None` when it takes none
@@ -555,9 +1051,9 @@ fn response_lifetime(headers: &HeaderMap) -> Option<u64> {
 /// A map bounded by entries and bytes that evicts the least recently used first.
 #[derive(Default)]
 struct Lru {
-    map: HashMap<Arc<StaleKey>, Entry>,
+    map: KeyMap<Entry>,
     /// Recency: tick of last use to key; the first is the least recently used.
-    order: BTreeMap<u64, Arc<StaleKey>>,
+    order: BTreeMap<u64, StaleKey>,
     next_tick: u64,
     bytes: usize,
 }
@@ -570,13 +1066,10 @@ impl Lru {
 
     fn get(&mut self, key: &StaleKey) -> Option<&Entry> {
         let tick = self.tick();
-        let (shared_key, entry) = self.map.get_key_value(key)?;
-        let shared_key = shared_key.clone();
-        let old = entry.tick;
-        self.order.remove(&old);
-        self.order.insert(tick, shared_key);
         let entry = self.map.get_mut(key)?;
-        entry.tick = tick;
+        let old = std::mem::replace(&mut entry.tick, tick);
+        self.order.remove(&old);
+        self.order.insert(tick, *key);
         Some(entry)
     }
 
@@ -587,21 +1080,28 @@ impl Lru {
         }
     }
 
+    /// As [`remove`](Self::remove); whether there was an entry. Only a shared cache needs to
+    /// know (to remove the fleet's copy too): the others keep `remove` as it was.
+    fn take(&mut self, key: &StaleKey) -> bool {
+        let had = self.map.contains_key(key);
+        self.remove(key);
+        had
+    }
+
     fn insert(&mut self, key: StaleKey, mut entry: Entry, max_entries: usize, max_bytes: usize) {
         self.remove(&key);
         if max_entries == 0 {
             return;
         }
-        let key = Arc::new(key);
         entry.tick = self.tick();
         self.bytes += entry.size;
-        self.order.insert(entry.tick, key.clone());
+        self.order.insert(entry.tick, key);
         self.map.insert(key, entry);
         while self.map.len() > max_entries || self.bytes > max_bytes {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
-            if let Some(gone) = self.map.remove(&*oldest) {
+            if let Some(gone) = self.map.remove(&oldest) {
                 self.bytes -= gone.size;
             }
         }
@@ -1078,5 +1578,105 @@ mod tests {
         c.store(l("huge"), &response(200, vec![0u8; 3000]), now);
         assert!(c.get(&l("huge"), now, StaleReason::Rejected).is_none());
         assert_eq!(c.usage().0, 2);
+    }
+
+    /// A fleet store in memory: the last answer put under each name, and what was removed.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        kept: Mutex<HashMap<u128, Bytes>>,
+        puts: Mutex<usize>,
+        removed: Mutex<Vec<u128>>,
+    }
+
+    impl StaleStore for Recorder {
+        fn naming_key(&self) -> [u64; 4] {
+            [7, 7, 7, 7]
+        }
+        fn put(&self, _: &str, name: u128, answer: Bytes, _: Duration) {
+            *self.puts.lock().unwrap() += 1;
+            self.kept.lock().unwrap().insert(name, answer);
+        }
+        fn remove(&self, _: &str, name: u128) {
+            self.kept.lock().unwrap().remove(&name);
+            self.removed.lock().unwrap().push(name);
+        }
+        fn fetch(&self, circuit: &str, sink: Weak<dyn StaleSink>) {
+            let sink = sink.upgrade().unwrap();
+            for (name, answer) in self.kept.lock().unwrap().iter() {
+                sink.adopt(circuit, *name, answer, Duration::from_secs(2));
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_cache_uploads_once_a_second_removes_what_it_held_and_adopts_by_its_rules() {
+        let store = Arc::new(Recorder::default());
+        let shared = || cache(ServeStale::new(Duration::from_secs(60)).share(store.clone()));
+        let (a, b) = (Arc::new(shared()), Arc::new(shared()));
+        let url = "http://h.test/a";
+        let l = |c: &StaleCache| c.lookup(&get(url)).unwrap();
+        let t0 = Instant::now();
+        a.store_in(l(&a), &ok("v1"), t0, "h");
+        a.store_in(l(&a), &ok("v2"), t0 + Duration::from_millis(100), "h");
+        assert_eq!(*store.puts.lock().unwrap(), 1, "once in the same second");
+        a.store_in(l(&a), &ok("v3"), t0 + Duration::from_millis(1100), "h");
+        assert_eq!(*store.puts.lock().unwrap(), 2);
+
+        // Names agree across replicas: B adopts A's answer and serves it, aged.
+        store.fetch("h", Arc::downgrade(&b) as Weak<dyn StaleSink>);
+        let resp = b
+            .get(&l(&b), Instant::now(), StaleReason::Rejected)
+            .unwrap();
+        assert_eq!(resp.headers()[AGE], "2");
+        assert_eq!(resp.into_body().text().await.unwrap(), "v3");
+        // By its own max age: 2 s old is too old for a replica that serves 1 s.
+        let young = Arc::new(cache(
+            ServeStale::new(Duration::from_secs(1)).share(store.clone()),
+        ));
+        store.fetch("h", Arc::downgrade(&young) as Weak<dyn StaleSink>);
+        assert_eq!(young.usage().0, 0, "older than its max age");
+        // Nor what cannot be read.
+        young.adopt("h", 1, b"not an answer", Duration::ZERO);
+        assert_eq!(young.usage().0, 0);
+        // A newer answer of its own is not replaced by an older one from the fleet.
+        b.store_in(l(&b), &ok("mine"), Instant::now(), "h");
+        store.fetch("h", Arc::downgrade(&b) as Weak<dyn StaleSink>);
+        let resp = b
+            .get(&l(&b), Instant::now(), StaleReason::Rejected)
+            .unwrap();
+        assert_eq!(resp.into_body().text().await.unwrap(), "mine");
+
+        // An answer that may not be kept removes the fleet's copy where one was held...
+        a.store_in(l(&a), &response(404, ""), Instant::now(), "h");
+        assert_eq!(store.removed.lock().unwrap().len(), 1);
+        // ...and costs the store nothing where none was.
+        let c = shared();
+        c.store_in(l(&c), &response(404, ""), Instant::now(), "h");
+        assert_eq!(store.removed.lock().unwrap().len(), 1);
+
+        // By its own reading of `Cache-Control`: `no-store`, kept by a replica that ignores it.
+        let lax = cache(
+            ServeStale::new(Duration::from_secs(60))
+                .ignore_cache_control(true)
+                .share(store.clone()),
+        );
+        let mut private = ok("p");
+        private
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        lax.store_in(
+            l(&lax),
+            &private,
+            Instant::now() + Duration::from_secs(5),
+            "h",
+        );
+        assert_eq!(
+            store.kept.lock().unwrap().len(),
+            1,
+            "the lax replica shared it"
+        );
+        let strict = Arc::new(shared());
+        store.fetch("h", Arc::downgrade(&strict) as Weak<dyn StaleSink>);
+        assert_eq!(strict.usage().0, 0, "no-store, by its own reading");
     }
 }

@@ -169,6 +169,8 @@ struct Core {
     probe_successes: u32,
     next_probe: u64,
     counts: Counts,
+    /// Set while a change the fleet decided is applied, so it is not told back to the fleet.
+    remote: bool,
 }
 
 impl Core {
@@ -214,6 +216,7 @@ impl Circuit {
                 probe_successes: 0,
                 next_probe: 0,
                 counts: Counts::default(),
+                remote: false,
             })),
         }
     }
@@ -515,12 +518,13 @@ impl Circuit {
         core.generation += 1;
         core.state = to;
         core.probe_successes = 0;
+        let mut open_for = None;
         match to {
             State::Open => {
                 if from == State::HalfOpen {
                     core.reopens = core.reopens.saturating_add(1);
                 }
-                let open_for = policy.open_duration(core.reopens);
+                let open_for = *open_for.insert(policy.open_duration(core.reopens));
                 // Far enough to mean "until further notice" if the sum overflows.
                 core.open_until = deadline(now, open_for)
                     .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
@@ -542,7 +546,60 @@ impl Circuit {
             from,
             to,
             generation: core.generation,
+            remote: core.remote,
+            open_for,
         });
+    }
+
+    /// The fleet opened this circuit for `remaining` (see [`crate::fleet`]): a closed or
+    /// half-open circuit opens until then; an open one stays open at least that long.
+    pub(crate) fn force_open(
+        &self,
+        remaining: Duration,
+        now: Instant,
+        policy: &Policy,
+        events: &Events,
+    ) {
+        let mut core = self.lock();
+        self.refresh(&mut core, now, policy, events);
+        let opened = core.state != State::Open;
+        if opened {
+            core.remote = true;
+            self.set_state(&mut core, State::Open, now, policy, events);
+            core.remote = false;
+        }
+        // The fleet's open period, not this replica's, so every replica probes together.
+        if let Some(until) = deadline(now, remaining)
+            && (opened || until > core.open_until)
+        {
+            core.open_until = until;
+            self.hot
+                .open_until
+                .store(self.nanos(until), Ordering::Release);
+        }
+        drop(core);
+        events.deliver();
+    }
+
+    /// The fleet closed this circuit: its probes succeeded on another replica.
+    pub(crate) fn force_close(&self, now: Instant, policy: &Policy, events: &Events) {
+        let mut core = self.lock();
+        if core.state != State::Closed {
+            core.remote = true;
+            self.set_state(&mut core, State::Closed, now, policy, events);
+            core.remote = false;
+        }
+        drop(core);
+        events.deliver();
+    }
+
+    /// Takes back a probe the fleet does not allow (another replica holds the probe lease):
+    /// its slot is freed and the call counts as rejected.
+    pub(crate) fn unadmit(&self, ticket: Ticket) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        if let Some(id) = ticket.probe {
+            self.lock().remove_probe(id);
+        }
     }
 }
 
@@ -562,7 +619,7 @@ mod tests {
 
     /// Runs `outcomes` through closed-state calls at `at`.
     fn run(c: &Circuit, policy: &Policy, at: Instant, outcomes: &[Verdict]) {
-        let events = Events::new(None);
+        let events = Events::new(None, None);
         for &outcome in outcomes {
             let Admission::Admitted(ticket) = c.admit(policy, &events) else {
                 panic!("refused");

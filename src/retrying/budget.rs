@@ -2,8 +2,8 @@
 //! multiplied.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
 
@@ -62,6 +62,14 @@ struct Inner {
     /// `ratio` in thousandths, so the arithmetic stays in integers.
     ratio_milli: u64,
     min_per_sec: u64,
+    /// Counts of the windows rolled so far, so a fleet exchange can tell what happened since
+    /// its last look (see `totals`).
+    rolled_firsts: AtomicU64,
+    rolled_retries: AtomicU64,
+    /// The other replicas' counts over the last second, when the budget is shared
+    /// ([`share_budget`](crate::fleet::share_budget)); 0 otherwise.
+    fleet_firsts: AtomicU64,
+    fleet_retries: AtomicU64,
 }
 
 impl RetryBudget {
@@ -83,6 +91,10 @@ impl RetryBudget {
                 retries: AtomicU64::new(0),
                 ratio_milli: (ratio * 1000.0).round() as u64,
                 min_per_sec: u64::from(min_per_sec),
+                rolled_firsts: AtomicU64::new(0),
+                rolled_retries: AtomicU64::new(0),
+                fleet_firsts: AtomicU64::new(0),
+                fleet_retries: AtomicU64::new(0),
             }),
         }
     }
@@ -96,7 +108,10 @@ impl RetryBudget {
     pub fn try_withdraw(&self) -> bool {
         self.roll();
         let inner = &*self.inner;
-        let allowed = inner.allowed();
+        // Shared by a fleet: the others' retries take their part of the allowance too.
+        let allowed = inner
+            .allowed()
+            .saturating_sub(inner.fleet_retries.load(Relaxed));
         let granted = inner
             .retries
             .fetch_update(Relaxed, Relaxed, |r| (r < allowed).then_some(r + 1))
@@ -111,7 +126,33 @@ impl RetryBudget {
     pub fn remaining(&self) -> u64 {
         self.roll();
         let inner = &*self.inner;
-        inner.allowed().saturating_sub(inner.retries.load(Relaxed))
+        inner
+            .allowed()
+            .saturating_sub(inner.fleet_retries.load(Relaxed))
+            .saturating_sub(inner.retries.load(Relaxed))
+    }
+
+    /// First attempts and retries since the budget was made (the exchange of a shared budget
+    /// sends the difference between two looks). A look that lags a window roll reads less
+    /// than the truth, never more, and the next look catches up.
+    pub(crate) fn totals(&self) -> crate::fleet::BudgetCounts {
+        let inner = &*self.inner;
+        crate::fleet::BudgetCounts {
+            firsts: inner.rolled_firsts.load(Relaxed) + inner.firsts.load(Relaxed),
+            retries: inner.rolled_retries.load(Relaxed) + inner.retries.load(Relaxed),
+        }
+    }
+
+    /// The other replicas' counts over the last second, or `None` to count this one alone.
+    pub(crate) fn set_fleet(&self, others: Option<crate::fleet::BudgetCounts>) {
+        let others = others.unwrap_or_default();
+        self.inner.fleet_firsts.store(others.firsts, Relaxed);
+        self.inner.fleet_retries.store(others.retries, Relaxed);
+    }
+
+    /// A handle that does not keep the budget alive (the fleet exchange stops with it).
+    pub(crate) fn downgrade(&self) -> WeakBudget {
+        WeakBudget(Arc::downgrade(&self.inner))
     }
 
     /// Starts a new window when the current one is over.
@@ -129,16 +170,32 @@ impl RetryBudget {
             .compare_exchange(start, now_ms, Relaxed, Relaxed)
             .is_ok()
         {
-            inner.firsts.store(0, Relaxed);
-            inner.retries.store(0, Relaxed);
+            let firsts = inner.firsts.swap(0, Relaxed);
+            let retries = inner.retries.swap(0, Relaxed);
+            inner.rolled_firsts.fetch_add(firsts, Relaxed);
+            inner.rolled_retries.fetch_add(retries, Relaxed);
         }
     }
 }
 
 impl Inner {
+    /// Retries allowed in the window: the ratio of every first attempt (this replica's and,
+    /// when shared, the fleet's), and the floor once for the whole fleet.
     fn allowed(&self) -> u64 {
-        let by_ratio = self.firsts.load(Relaxed).saturating_mul(self.ratio_milli) / 1000;
+        let firsts = self.firsts.load(Relaxed) + self.fleet_firsts.load(Relaxed);
+        let by_ratio = firsts.saturating_mul(self.ratio_milli) / 1000;
         by_ratio.max(self.min_per_sec)
+    }
+}
+
+/// A [`RetryBudget`] that may be gone.
+pub(crate) struct WeakBudget(Weak<Inner>);
+
+impl WeakBudget {
+    pub(crate) fn upgrade(&self) -> Option<RetryBudget> {
+        Some(RetryBudget {
+            inner: self.0.upgrade()?,
+        })
     }
 }
 

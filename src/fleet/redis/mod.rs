@@ -1,0 +1,955 @@
+//! [`RedisFleet`]: the fleet's circuits, stale answers and retry budgets in Redis.
+//!
+//! One task sends every command, in order, each bounded by a timeout; another listens on the
+//! fleet's pub/sub channel and pings it every second. Callers only ever push onto a bounded
+//! queue (a full queue drops the news, counted in [`RedisStats::dropped`]), and read what
+//! these tasks left in memory.
+//!
+//! Keys, under a prefix ([`DEFAULT_PREFIX`]):
+//!
+//! | key | what |
+//! |---|---|
+//! | `{prefix}:circuits` | the pub/sub channel: `o <replica> <breaker> <ms> <circuit>` (opened for ms), `c ...` (closed) |
+//! | `{prefix}:state:<circuit>` | `open`, expiring when the open period ends: read by a replica that starts, or comes back |
+//! | `{prefix}:lease:<circuit>` | the probe lease: the holder's id, expiring after one open period |
+//! | `{prefix}:fails:<circuit>` | the fleet's failures in a row, expiring after the breaker's window |
+//! | `{prefix}:stale:<h>:<name>` | a sealed answer, expiring at its max age; `<h>`, `<name>`: keyed hashes |
+//! | `{prefix}:stale-idx:<h>` | the answers of one circuit |
+//! | `{prefix}:stale-lru`, `-size`, `-bytes`, `-seq` | the fleet-wide bound on answers and bytes |
+//! | `{prefix}:budget:<name>` | each replica's retry-budget counts over the last second |
+
+mod key;
+mod scripts;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_core::Stream as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+
+pub use key::FleetKey;
+
+use super::{
+    BudgetCounts, BudgetStore, CircuitSink, CircuitStore, ProbeLease, StaleHasher, StaleSink,
+    StaleStore, Trip,
+};
+use crate::{Error, ErrorKind};
+
+/// The prefix of every key and channel, unless set otherwise: `http-doer`.
+pub const DEFAULT_PREFIX: &str = "http-doer";
+
+/// How long a Redis command may take before the fleet counts Redis as out of reach and every
+/// breaker behaves as if alone: 250 ms. No call waits on it; only sharing does.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// News queued for Redis before the oldest is dropped: 4096.
+const QUEUE: usize = 4096;
+
+/// How often the listener pings Redis, to find a dead or silent link.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a replica waits for the answer to its lease request before asking again.
+const LEASE_ASK: Duration = Duration::from_millis(50);
+
+/// The fleet-wide bound on stale answers kept in Redis; past it, the least recently stored
+/// go first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleBound {
+    /// The most answers kept: 10 000 by default.
+    pub max_entries: usize,
+    /// The most bytes kept (sealed answers): 256 MiB by default.
+    pub max_bytes: usize,
+}
+
+impl Default for StaleBound {
+    fn default() -> Self {
+        StaleBound {
+            max_entries: 10_000,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What a [`RedisFleet`] has done so far; see [`RedisFleet::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Commands (or scripts) that succeeded.
+    pub ok: u64,
+    /// Commands that failed or timed out.
+    pub failed: u64,
+    /// News dropped because the queue to Redis was full.
+    pub dropped: u64,
+    /// Messages received from other replicas (and other breakers of this one).
+    pub received: u64,
+}
+
+/// Breaker circuits, serve-stale answers and retry budgets shared by the replicas of a
+/// fleet through Redis (feature `redis`). It implements [`CircuitStore`], [`StaleStore`] and
+/// [`BudgetStore`]; clones share one connection and one pair of tasks.
+///
+/// Nothing a call does waits on Redis: a breaker pushes news onto a queue and reads what the
+/// fleet said from memory. If Redis is down, slow, restarted or cut off, each breaker behaves
+/// as it would alone, and sharing resumes by itself when Redis answers again.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use http_doer::{Breaker, Retrying, breaker::ServeStale, retrying::RetryBudget};
+/// use http_doer::fleet::{FleetKey, RedisFleet, share_budget};
+/// use http_doer::testing::ScriptedDoer;
+///
+/// # async fn run() -> Result<(), http_doer::Error> {
+/// // The same secret on every replica (64 hex digits or base64: `openssl rand -hex 32`).
+/// let key = FleetKey::parse(&std::env::var("FLEET_KEY").unwrap_or_default())?;
+/// let fleet = RedisFleet::builder("redis://127.0.0.1:6379")
+///     .prefix("orders")
+///     .key(key)
+///     .connect()?;
+/// let budget = RetryBudget::default();
+/// share_budget(&budget, Arc::new(fleet.clone()), "payments-api");
+/// let stale = ServeStale::new(Duration::from_secs(300)).share(Arc::new(fleet.clone()));
+/// let breaker = Breaker::new(ScriptedDoer::new()).serve_stale(stale).fleet(Arc::new(fleet));
+/// let stack = Retrying::new(breaker).budget(budget);
+/// # let _ = stack; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisFleet {
+    inner: Arc<Inner>,
+}
+
+/// Settings of a [`RedisFleet`]; see [`RedisFleet::builder`].
+#[derive(Debug)]
+pub struct RedisFleetBuilder {
+    url: String,
+    prefix: String,
+    key: Option<FleetKey>,
+    bound: StaleBound,
+    timeout: Duration,
+}
+
+impl RedisFleetBuilder {
+    /// The prefix of every key and channel (default [`DEFAULT_PREFIX`]); fleets that must not
+    /// share, on one Redis, need different prefixes.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The key that seals stale answers. Without one, answers are not shared (a store that
+    /// leaves the process never holds them in clear).
+    pub fn key(mut self, key: FleetKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// The fleet-wide bound on stale answers (default [`StaleBound::default`]).
+    pub fn stale_bound(mut self, bound: StaleBound) -> Self {
+        self.bound = bound;
+        self
+    }
+
+    /// How long a Redis command may take (default [`DEFAULT_REDIS_TIMEOUT`]; `None`: that
+    /// default).
+    pub fn timeout(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.timeout = d.into().unwrap_or(DEFAULT_REDIS_TIMEOUT);
+        self
+    }
+
+    /// Starts the fleet's tasks. It does not wait for Redis: a replica whose Redis is down
+    /// starts, behaves as if alone, and joins the fleet when Redis answers.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidRequest`] when the URL is not a Redis URL. Must be called within a
+    /// tokio runtime, which runs the tasks.
+    pub fn connect(self) -> Result<RedisFleet, Error> {
+        let bad = |e: redis::RedisError| {
+            Error::from(ErrorKind::InvalidRequest)
+                .with_message(format!("Redis URL refused: {}", e.category()))
+        };
+        let client = Client::open(self.url.as_str()).map_err(bad)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(bad)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let naming = self.key.as_ref().map(FleetKey::naming_key);
+        let inner = Arc::new(Inner {
+            prefix: self.prefix,
+            replica: rand::random::<u64>() | 1,
+            key: self.key,
+            naming: StaleHasher::pair(naming.unwrap_or_else(rand::random)).0,
+            bound: self.bound,
+            timeout: self.timeout,
+            conn,
+            tx,
+            up: AtomicBool::new(false),
+            sinks: Mutex::new(Vec::new()),
+            next_sink: AtomicU64::new(1),
+            leases: Mutex::new(HashMap::new()),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        });
+        tokio::spawn(work(Arc::downgrade(&inner), inner.conn.clone(), rx));
+        tokio::spawn(listen(Arc::downgrade(&inner), client));
+        Ok(RedisFleet { inner })
+    }
+}
+
+impl RedisFleet {
+    /// The settings for a fleet on the Redis at `url` (`redis://[user:pass@]host:port[/db]`).
+    pub fn builder(url: impl Into<String>) -> RedisFleetBuilder {
+        RedisFleetBuilder {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            key: None,
+            bound: StaleBound::default(),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+        }
+    }
+
+    /// A fleet on the Redis at `url` with the defaults, sharing circuits and retry budgets
+    /// (stale answers need a [key](RedisFleetBuilder::key)).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisFleetBuilder::connect`].
+    pub fn connect(url: impl Into<String>) -> Result<RedisFleet, Error> {
+        RedisFleet::builder(url).connect()
+    }
+
+    /// Whether Redis answered the last command in time.
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(Relaxed)
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> RedisStats {
+        let i = &*self.inner;
+        RedisStats {
+            ok: i.ok.load(Relaxed),
+            failed: i.failed.load(Relaxed),
+            dropped: i.dropped.load(Relaxed),
+            received: i.received.load(Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for RedisFleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisFleet")
+            .field("prefix", &self.inner.prefix)
+            .field("up", &self.is_up())
+            .field("shares_stale", &self.inner.key.is_some())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    prefix: String,
+    replica: u64,
+    key: Option<FleetKey>,
+    /// Hashes circuit keys into the names of their stale indexes.
+    naming: StaleHasher,
+    bound: StaleBound,
+    timeout: Duration,
+    conn: ConnectionManager,
+    tx: mpsc::Sender<Job>,
+    up: AtomicBool,
+    sinks: Mutex<Vec<(u64, Weak<dyn CircuitSink>)>>,
+    next_sink: AtomicU64,
+    leases: Mutex<HashMap<String, Lease>>,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    received: AtomicU64,
+}
+
+/// What this replica knows of an open circuit's probing.
+struct Lease {
+    /// The end of the fleet's open period.
+    open_until: Instant,
+    /// How long a lease lasts: one open period.
+    ttl: Duration,
+    holder: Holder,
+    /// When a lease request was last sent.
+    asked: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+enum Holder {
+    Unknown,
+    Mine(Instant),
+    Theirs(Instant),
+}
+
+enum Job {
+    Opened {
+        from: u64,
+        key: String,
+        open_for: Duration,
+    },
+    Closed {
+        from: u64,
+        key: String,
+    },
+    Failed {
+        key: String,
+        trip: Trip,
+    },
+    Recovered {
+        key: String,
+    },
+    Acquire {
+        key: String,
+        ttl: Duration,
+    },
+    Put {
+        circuit: String,
+        name: u128,
+        answer: Bytes,
+        ttl: Duration,
+    },
+    Remove {
+        circuit: String,
+        name: u128,
+    },
+    Fetch {
+        circuit: String,
+        sink: Weak<dyn StaleSink>,
+    },
+    Resync,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    fn send(&self, job: Job) {
+        if self.tx.try_send(job).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn key(&self, what: &str, circuit: &str) -> String {
+        format!("{}:{what}:{circuit}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:circuits", self.prefix)
+    }
+
+    /// Marks the link up or down; a link that comes back resyncs.
+    fn mark(&self, ok: bool) {
+        if ok {
+            self.ok.fetch_add(1, Relaxed);
+        } else {
+            self.failed.fetch_add(1, Relaxed);
+        }
+        let was = self.up.swap(ok, Relaxed);
+        if ok && !was {
+            self.send(Job::Resync);
+        }
+        if !ok && was {
+            tracing::warn!(
+                target: "http_doer::fleet",
+                "Redis out of reach: breakers act alone until it answers"
+            );
+        }
+    }
+
+    fn sinks(&self) -> Vec<(u64, Arc<dyn CircuitSink>)> {
+        let mut sinks = lock(&self.sinks);
+        sinks.retain(|(_, s)| s.strong_count() > 0);
+        sinks
+            .iter()
+            .filter_map(|(id, s)| Some((*id, s.upgrade()?)))
+            .collect()
+    }
+
+    /// A circuit is open fleet-wide until `remaining` from now: ask for the probe lease then.
+    fn note_open(self: &Arc<Self>, key: &str, remaining: Duration) {
+        let now = Instant::now();
+        let open_until = now + remaining;
+        {
+            let mut leases = lock(&self.leases);
+            if let Some(l) = leases.get(key)
+                && l.open_until >= open_until
+            {
+                return;
+            }
+            leases.insert(
+                key.to_owned(),
+                Lease {
+                    open_until,
+                    ttl: remaining.max(LEASE_ASK),
+                    holder: Holder::Unknown,
+                    asked: Some(open_until),
+                },
+            );
+        }
+        let weak = Arc::downgrade(self);
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(open_until).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let ttl = match lock(&inner.leases).get(&key) {
+                Some(l) if l.open_until == open_until => l.ttl,
+                _ => return,
+            };
+            inner.send(Job::Acquire { key, ttl });
+        });
+    }
+
+    fn deliver(&self, skip: u64, f: impl Fn(&dyn CircuitSink)) {
+        for (id, sink) in self.sinks() {
+            if id != skip {
+                f(&*sink);
+            }
+        }
+    }
+
+    fn on_message(self: &Arc<Self>, payload: &str) {
+        let mut parts = payload.splitn(5, ' ');
+        let (Some(kind), Some(replica), Some(from), Some(ms), Some(key)) = (
+            parts.next(),
+            parts.next().and_then(|r| r.parse::<u64>().ok()),
+            parts.next().and_then(|b| b.parse::<u64>().ok()),
+            parts.next().and_then(|m| m.parse::<u64>().ok()),
+            parts.next(),
+        ) else {
+            return;
+        };
+        self.received.fetch_add(1, Relaxed);
+        let skip = if replica == self.replica { from } else { 0 };
+        match kind {
+            "o" => {
+                let remaining = Duration::from_millis(ms);
+                self.note_open(key, remaining);
+                self.deliver(skip, |s| s.opened(key, remaining));
+            }
+            "c" => {
+                lock(&self.leases).remove(key);
+                self.deliver(skip, |s| s.closed(key));
+            }
+            _ => {}
+        }
+    }
+
+    fn stale_names(&self, circuit: &str, name: u128) -> (String, String) {
+        let h = self.naming.hash_one(circuit);
+        (
+            format!("{}:stale:{h:016x}:{name:032x}", self.prefix),
+            format!("{}:stale-idx:{h:016x}", self.prefix),
+        )
+    }
+}
+
+impl CircuitStore for RedisFleet {
+    fn attach(&self, sink: Weak<dyn CircuitSink>) -> u64 {
+        let id = self.inner.next_sink.fetch_add(1, Relaxed);
+        lock(&self.inner.sinks).push((id, sink));
+        // A breaker made while circuits are open learns of them.
+        self.inner.send(Job::Resync);
+        id
+    }
+
+    fn opened(&self, from: u64, key: &str, open_for: Duration) {
+        self.inner.note_open(key, open_for);
+        self.inner.send(Job::Opened {
+            from,
+            key: key.to_owned(),
+            open_for,
+        });
+    }
+
+    fn closed(&self, from: u64, key: &str) {
+        lock(&self.inner.leases).remove(key);
+        self.inner.send(Job::Closed {
+            from,
+            key: key.to_owned(),
+        });
+    }
+
+    fn failed(&self, _from: u64, key: &str, trip: Trip) {
+        if trip.threshold > 0 {
+            self.inner.send(Job::Failed {
+                key: key.to_owned(),
+                trip,
+            });
+        }
+    }
+
+    fn recovered(&self, _from: u64, key: &str) {
+        self.inner.send(Job::Recovered {
+            key: key.to_owned(),
+        });
+    }
+
+    fn probe(&self, key: &str) -> ProbeLease {
+        let inner = &*self.inner;
+        if !inner.up.load(Relaxed) {
+            return ProbeLease::Local;
+        }
+        let now = Instant::now();
+        let mut leases = lock(&inner.leases);
+        let Some(lease) = leases.get_mut(key) else {
+            return ProbeLease::Local;
+        };
+        if now < lease.open_until {
+            return ProbeLease::Elsewhere(lease.open_until - now);
+        }
+        match lease.holder {
+            Holder::Mine(until) if now < until => return ProbeLease::Held,
+            Holder::Theirs(until) if now < until => return ProbeLease::Elsewhere(until - now),
+            _ => {}
+        }
+        if lease.asked.is_none_or(|at| now >= at + LEASE_ASK) {
+            lease.asked = Some(now);
+            let ttl = lease.ttl;
+            drop(leases);
+            inner.send(Job::Acquire {
+                key: key.to_owned(),
+                ttl,
+            });
+        }
+        ProbeLease::Elsewhere(LEASE_ASK)
+    }
+}
+
+impl StaleStore for RedisFleet {
+    fn naming_key(&self) -> [u64; 4] {
+        match &self.inner.key {
+            Some(key) => key.naming_key(),
+            None => rand::random(),
+        }
+    }
+
+    fn put(&self, circuit: &str, name: u128, answer: Bytes, ttl: Duration) {
+        if self.inner.key.is_some() {
+            self.inner.send(Job::Put {
+                circuit: circuit.to_owned(),
+                name,
+                answer,
+                ttl,
+            });
+        }
+    }
+
+    fn remove(&self, circuit: &str, name: u128) {
+        if self.inner.key.is_some() {
+            self.inner.send(Job::Remove {
+                circuit: circuit.to_owned(),
+                name,
+            });
+        }
+    }
+
+    fn fetch(&self, circuit: &str, sink: Weak<dyn StaleSink>) {
+        if self.inner.key.is_some() {
+            self.inner.send(Job::Fetch {
+                circuit: circuit.to_owned(),
+                sink,
+            });
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BudgetStore for RedisFleet {
+    async fn exchange(&self, name: &str, mine: BudgetCounts) -> Option<BudgetCounts> {
+        let inner = &*self.inner;
+        let key = inner.key("budget", name);
+        let now_ms = unix_ms();
+        let mut conn = inner.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.hset(
+            &key,
+            inner.replica,
+            format!("{} {} {now_ms}", mine.firsts, mine.retries),
+        )
+        .ignore()
+        .pexpire(&key, 5000)
+        .ignore()
+        .hgetall(&key);
+        let result: Result<(HashMap<u64, String>,), _> =
+            match timeout(inner.timeout, pipe.query_async(&mut conn)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    inner.mark(false);
+                    return None;
+                }
+            };
+        let Ok((all,)) = result else {
+            inner.mark(false);
+            return None;
+        };
+        inner.mark(true);
+        let mut others = BudgetCounts::default();
+        for (replica, value) in all {
+            let mut f = value.split(' ').map(|v| v.parse::<u64>().ok());
+            let (Some(Some(firsts)), Some(Some(retries)), Some(Some(at))) =
+                (f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            // A replica that stopped reporting (gone, or cut off) no longer counts.
+            if replica == inner.replica || now_ms.abs_diff(at) > 2000 {
+                continue;
+            }
+            others.firsts += firsts;
+            others.retries += retries;
+        }
+        Some(others)
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Sends every queued job to Redis, in order.
+async fn work(weak: Weak<Inner>, mut conn: ConnectionManager, mut rx: mpsc::Receiver<Job>) {
+    let failed = Script::new(scripts::FAILED);
+    let put = Script::new(scripts::STALE_PUT);
+    let remove = Script::new(scripts::STALE_REMOVE);
+    let fetch = Script::new(scripts::STALE_FETCH);
+    let acquire = Script::new(
+        r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, tonumber(ARGV[2])} end
+local left = redis.call('PTTL', KEYS[1])
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {1, left} end
+return {0, left}
+",
+    );
+    while let Some(job) = rx.recv().await {
+        let Some(inner) = weak.upgrade() else { return };
+        let i = &*inner;
+        let limit = i.timeout;
+        let ok = match job {
+            Job::Opened {
+                from,
+                key,
+                open_for,
+            } => {
+                let msg = format!("o {} {from} {} {key}", i.replica, ms(open_for));
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .pset_ex(i.key("state", &key), "open", ms(open_for))
+                    .ignore()
+                    .del(i.key("fails", &key))
+                    .ignore()
+                    .publish(i.channel(), msg)
+                    .ignore();
+                run(limit, pipe.query_async::<()>(&mut conn))
+                    .await
+                    .is_some()
+            }
+            Job::Closed { from, key } => {
+                let msg = format!("c {} {from} 0 {key}", i.replica);
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .del(&[
+                        i.key("state", &key),
+                        i.key("lease", &key),
+                        i.key("fails", &key),
+                    ])
+                    .ignore()
+                    .publish(i.channel(), msg)
+                    .ignore();
+                run(limit, pipe.query_async::<()>(&mut conn))
+                    .await
+                    .is_some()
+            }
+            Job::Failed { key, trip } => {
+                // When the fleet's count reaches the threshold, the script opens the circuit
+                // everywhere, this replica's breakers included (breaker id 0 is nobody's), in
+                // the same round trip: a second one would let more calls reach the host.
+                let open_for = ms(trip.open_for);
+                let msg = format!("o {} 0 {open_for} {key}", i.replica);
+                let n: Option<u64> = run(
+                    limit,
+                    failed
+                        .key(i.key("fails", &key))
+                        .key(i.key("state", &key))
+                        .arg(ms(trip.window))
+                        .arg(trip.threshold)
+                        .arg(open_for)
+                        .arg(i.channel())
+                        .arg(msg)
+                        .invoke_async(&mut conn),
+                )
+                .await;
+                if n == Some(u64::from(trip.threshold)) {
+                    tracing::warn!(
+                        target: "http_doer::fleet",
+                        key,
+                        failures = trip.threshold,
+                        "fleet failures in a row reached the threshold: opened everywhere"
+                    );
+                }
+                n.is_some()
+            }
+            Job::Recovered { key } => run(
+                limit,
+                redis::cmd("DEL")
+                    .arg(i.key("fails", &key))
+                    .query_async::<()>(&mut conn),
+            )
+            .await
+            .is_some(),
+            Job::Acquire { key, ttl } => {
+                let got: Option<(u8, i64)> = run(
+                    limit,
+                    acquire
+                        .key(i.key("lease", &key))
+                        .arg(i.replica)
+                        .arg(ms(ttl))
+                        .invoke_async(&mut conn),
+                )
+                .await;
+                if let Some((mine, left)) = got {
+                    let until = Instant::now() + Duration::from_millis(left.max(1) as u64);
+                    if let Some(lease) = lock(&i.leases).get_mut(&key) {
+                        lease.holder = match mine {
+                            1 => Holder::Mine(until),
+                            _ => Holder::Theirs(until),
+                        };
+                        lease.asked = None;
+                    }
+                }
+                got.is_some()
+            }
+            Job::Put {
+                circuit,
+                name,
+                answer,
+                ttl,
+            } => {
+                let (slot, idx) = i.stale_names(&circuit, name);
+                let ttl_ms = ms(ttl);
+                let mut plain = Vec::with_capacity(8 + answer.len());
+                plain.extend_from_slice(&ttl_ms.to_le_bytes());
+                plain.extend_from_slice(&answer);
+                let Some(blob) = i.key.as_ref().and_then(|k| k.seal(slot.as_bytes(), &plain))
+                else {
+                    continue;
+                };
+                let p = &i.prefix;
+                run(
+                    limit,
+                    put.key(&slot)
+                        .key(idx)
+                        .key(format!("{p}:stale-lru"))
+                        .key(format!("{p}:stale-size"))
+                        .key(format!("{p}:stale-bytes"))
+                        .key(format!("{p}:stale-seq"))
+                        .arg(blob)
+                        .arg(ttl_ms)
+                        .arg(i.bound.max_entries)
+                        .arg(i.bound.max_bytes)
+                        .invoke_async::<u64>(&mut conn),
+                )
+                .await
+                .is_some()
+            }
+            Job::Remove { circuit, name } => {
+                let (slot, _) = i.stale_names(&circuit, name);
+                let p = &i.prefix;
+                run(
+                    limit,
+                    remove
+                        .key(&slot)
+                        .key(format!("{p}:stale-lru"))
+                        .key(format!("{p}:stale-size"))
+                        .key(format!("{p}:stale-bytes"))
+                        .invoke_async::<u64>(&mut conn),
+                )
+                .await
+                .is_some()
+            }
+            Job::Fetch { circuit, sink } => {
+                let (_, idx) = i.stale_names(&circuit, 0);
+                let got: Option<Vec<(String, Vec<u8>, i64)>> =
+                    run(limit, fetch.key(idx).invoke_async(&mut conn)).await;
+                if let (Some(entries), Some(sink), Some(key)) = (&got, sink.upgrade(), &i.key) {
+                    for (slot, blob, left) in entries {
+                        let Some(plain) = key.open(slot.as_bytes(), blob) else {
+                            tracing::warn!(
+                                target: "http_doer::fleet",
+                                "a stale answer in Redis did not open (altered, or another key): skipped"
+                            );
+                            continue;
+                        };
+                        let Some((ttl, answer)) = plain.split_first_chunk::<8>() else {
+                            continue;
+                        };
+                        // The slot ends with the answer's name, which its seal is bound to.
+                        let Some(name) = slot
+                            .rsplit(':')
+                            .next()
+                            .and_then(|n| u128::from_str_radix(n, 16).ok())
+                        else {
+                            continue;
+                        };
+                        let held = u64::from_le_bytes(*ttl).saturating_sub((*left).max(0) as u64);
+                        sink.adopt(&circuit, name, answer, Duration::from_millis(held));
+                    }
+                }
+                got.is_some()
+            }
+            Job::Resync => resync(&inner, &mut conn).await,
+        };
+        inner.mark(ok);
+    }
+}
+
+/// Reads every circuit the fleet holds open, for a replica that starts or comes back.
+async fn resync(inner: &Arc<Inner>, conn: &mut ConnectionManager) -> bool {
+    let pattern = format!("{}:state:*", inner.prefix);
+    let strip = format!("{}:state:", inner.prefix);
+    let mut cursor = 0u64;
+    // Bounded: a fleet with more open circuits than this reads the rest at the next resync.
+    for _ in 0..100 {
+        let page: Option<(u64, Vec<String>)> = run(
+            inner.timeout,
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(200)
+                .query_async(conn),
+        )
+        .await;
+        let Some((next, keys)) = page else {
+            return false;
+        };
+        for state in keys {
+            let left: Option<i64> = run(
+                inner.timeout,
+                redis::cmd("PTTL").arg(&state).query_async(conn),
+            )
+            .await;
+            let (Some(left), Some(key)) = (left, state.strip_prefix(&strip)) else {
+                continue;
+            };
+            if left > 0 {
+                let remaining = Duration::from_millis(left as u64);
+                inner.note_open(key, remaining);
+                inner.deliver(0, |s| s.opened(key, remaining));
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    true
+}
+
+async fn run<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Option<T> {
+    match timeout(limit, f).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::debug!(target: "http_doer::fleet", error = %e, "Redis command failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+enum Event {
+    Message(Option<redis::Msg>),
+    Ping,
+}
+
+/// Listens to the fleet's channel, and reconnects when the link fails or falls silent.
+async fn listen(weak: Weak<Inner>, client: Client) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let (limit, channel) = (inner.timeout, inner.channel());
+        drop(inner);
+        let connected = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match timeout(limit, connected).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                if let Some(inner) = weak.upgrade() {
+                    inner.mark(false);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let Some(inner) = weak.upgrade() else { return };
+        inner.mark(true);
+        // Whatever was said while this replica was not listening is in the stored states.
+        inner.send(Job::Resync);
+        drop(inner);
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        loop {
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(msg) = Pin::new(&mut stream).poll_next(cx) {
+                    return Poll::Ready(Event::Message(msg));
+                }
+                ping.poll_tick(cx).map(|_| Event::Ping)
+            })
+            .await;
+            let Some(inner) = weak.upgrade() else { return };
+            match event {
+                Event::Message(Some(msg)) => {
+                    if let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) {
+                        inner.on_message(text);
+                    }
+                }
+                Event::Message(None) => break,
+                Event::Ping => {
+                    let alive = timeout(limit, sink.ping::<String>()).await;
+                    let ok = matches!(alive, Ok(Ok(_)));
+                    inner.mark(ok);
+                    if !ok {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(inner) = weak.upgrade() {
+            inner.mark(false);
+        }
+    }
+}

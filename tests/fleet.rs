@@ -1,0 +1,615 @@
+//! Breaker circuits and retry budgets shared by replicas through a real Redis (feature
+//! `redis`). Each "replica" is a `RedisFleet` and a `Breaker` of its own, as in separate
+//! processes; they meet only through Redis. Real time, because Redis's pub/sub is real: every
+//! wait is a bounded poll, and the one latency bound asserted (50 ms for an open circuit to
+//! reach every replica) is the issue's own, taken as the best of three tries.
+#![cfg(feature = "redis")]
+
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http_doer::breaker::{ServeStale, StaleAnswer, State};
+use http_doer::fleet::{BudgetStore, FleetKey, RedisFleet, share_budget};
+use http_doer::retrying::RetryBudget;
+use http_doer::testing::{FnDoer, doer_fn, response};
+use http_doer::{Body, Breaker, Doer, Error, ErrorKind, Response};
+use redis_support::{Mode, Proxy, RedisServer, prefix, shared_url};
+
+const HOST: &str = "https://api.test";
+
+/// A host shared by every replica: up or down, and how many calls reached it.
+#[derive(Clone, Default)]
+struct Host {
+    down: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+}
+
+type HostDoer = FnDoer<
+    Box<dyn Fn(http_doer::Request) -> std::future::Ready<Result<Response, Error>> + Send + Sync>,
+>;
+
+impl Host {
+    fn doer(&self) -> HostDoer {
+        let host = self.clone();
+        doer_fn(Box::new(move |_req| {
+            host.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(match host.down.load(Ordering::SeqCst) {
+                true => Ok(response(503, "down")),
+                false => Ok(response(200, "ok")),
+            })
+        }))
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn replica(
+    url: &str,
+    prefix: &str,
+    host: &Host,
+    threshold: u32,
+    open: Duration,
+) -> (RedisFleet, Breaker<HostDoer>) {
+    let fleet = RedisFleet::builder(url).prefix(prefix).connect().unwrap();
+    let breaker = Breaker::new(host.doer())
+        .consecutive_failures(threshold)
+        .failure_rate(0.0, 0)
+        .open_duration(open)
+        .fleet(Arc::new(fleet.clone()));
+    (fleet, breaker)
+}
+
+async fn call(b: &Breaker<HostDoer>) -> Result<Response, Error> {
+    let req = http::Request::get(format!("{HOST}/x"))
+        .body(Body::empty())
+        .unwrap();
+    b.execute(req).await
+}
+
+/// Polls `f` every millisecond until it holds, for at most `limit`; the time it took.
+async fn until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+async fn all_up(fleets: &[&RedisFleet]) {
+    let up = until(Duration::from_secs(10), || fleets.iter().all(|f| f.is_up())).await;
+    assert!(up.is_some(), "the fleets did not reach Redis");
+    // The listeners subscribe right after the first ping; give them the same bound.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_circuit_reaches_every_replica_within_50_ms() {
+    let (url, _redis) = shared_url();
+    let mut took = Vec::new();
+    for attempt in 0..3 {
+        let p = prefix(&format!("open{attempt}"));
+        let host = Host::default();
+        let (fa, a) = replica(&url, &p, &host, 2, Duration::from_secs(30));
+        let (fb, b) = replica(&url, &p, &host, 2, Duration::from_secs(30));
+        let (fc, c) = replica(&url, &p, &host, 2, Duration::from_secs(30));
+        all_up(&[&fa, &fb, &fc]).await;
+        host.down.store(true, Ordering::SeqCst);
+        call(&a).await.unwrap();
+        call(&a).await.unwrap();
+        assert_eq!(a.state(HOST), State::Open, "replica A trips on its own");
+        let t = until(Duration::from_secs(5), || {
+            b.state(HOST) == State::Open && c.state(HOST) == State::Open
+        })
+        .await
+        .expect("the other replicas opened");
+        took.push(t);
+        let refused = call(&b).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::BreakerOpen);
+        assert_eq!(host.calls(), 2, "B and C never called the down host");
+    }
+    eprintln!("open propagated to every replica in {took:?}");
+    assert!(
+        took.iter().min().unwrap() <= &Duration::from_millis(50),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_during_an_outage_opens_at_once() {
+    let (url, _redis) = shared_url();
+    let p = prefix("late");
+    let host = Host::default();
+    let (fa, a) = replica(&url, &p, &host, 1, Duration::from_secs(30));
+    all_up(&[&fa]).await;
+    host.down.store(true, Ordering::SeqCst);
+    call(&a).await.unwrap();
+    assert_eq!(a.state(HOST), State::Open);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_fl, late) = replica(&url, &p, &host, 1, Duration::from_secs(30));
+    until(Duration::from_secs(5), || late.state(HOST) == State::Open)
+        .await
+        .expect("the late replica read the stored state");
+    assert_eq!(
+        call(&late).await.unwrap_err().kind(),
+        ErrorKind::BreakerOpen
+    );
+    assert_eq!(host.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_in_a_row_are_counted_fleet_wide() {
+    let (url, _redis) = shared_url();
+    let p = prefix("count");
+    let host = Host::default();
+    let replicas: Vec<_> = (0..4)
+        .map(|_| replica(&url, &p, &host, 4, Duration::from_secs(30)))
+        .collect();
+    all_up(&replicas.iter().map(|r| &r.0).collect::<Vec<_>>()).await;
+    host.down.store(true, Ordering::SeqCst);
+    for (_, b) in &replicas {
+        call(b).await.unwrap(); // one failure each: none trips alone
+    }
+    until(Duration::from_secs(5), || {
+        replicas.iter().all(|(_, b)| b.state(HOST) == State::Open)
+    })
+    .await
+    .expect("four failures across the fleet opened every replica");
+    assert_eq!(host.calls(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_and_closing_are_fleet_wide() {
+    let (url, _redis) = shared_url();
+    let p = prefix("probe");
+    let host = Host::default();
+    let open = Duration::from_millis(400);
+    let replicas: Vec<_> = (0..3).map(|_| replica(&url, &p, &host, 1, open)).collect();
+    all_up(&replicas.iter().map(|r| &r.0).collect::<Vec<_>>()).await;
+    host.down.store(true, Ordering::SeqCst);
+    call(&replicas[0].1).await.unwrap();
+    until(Duration::from_secs(5), || {
+        replicas.iter().all(|(_, b)| b.state(HOST) == State::Open)
+    })
+    .await
+    .expect("open everywhere");
+    let before = host.calls();
+    // Every replica keeps calling through the open period and past it (the host still down):
+    // only the lease holder's probe may reach it in each interval.
+    let start = Instant::now();
+    while start.elapsed() < open + Duration::from_millis(200) {
+        for (_, b) in &replicas {
+            let _ = call(b).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let probes = host.calls() - before;
+    assert!(
+        probes <= 1,
+        "{probes} probes reached the host in one interval"
+    );
+    // The host is back: the next probe (one replica) closes the circuit everywhere.
+    host.down.store(false, Ordering::SeqCst);
+    let start = Instant::now();
+    let mut closed = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        for (_, b) in &replicas {
+            let _ = call(b).await;
+        }
+        if replicas.iter().all(|(_, b)| b.state(HOST) == State::Closed) {
+            closed = Some(start.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        closed.is_some(),
+        "every replica closed after one replica's probe"
+    );
+}
+
+/// Calls `b` `n` times against a host that answers at once: the slowest call.
+async fn slowest_call(b: &Breaker<HostDoer>, n: usize) -> Duration {
+    let mut worst = Duration::ZERO;
+    for _ in 0..n {
+        let t = Instant::now();
+        let _ = call(b).await;
+        worst = worst.max(t.elapsed());
+    }
+    worst
+}
+
+/// A replica whose Redis misbehaves: its calls keep the local breaker's behaviour and speed.
+async fn acts_alone(b: &Breaker<HostDoer>, host: &Host) {
+    host.down.store(false, Ordering::SeqCst);
+    let worst = slowest_call(b, 50).await;
+    assert!(
+        worst < Duration::from_millis(5),
+        "a healthy call took {worst:?}"
+    );
+    host.down.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        call(b).await.unwrap();
+    }
+    assert_eq!(
+        b.state(HOST),
+        State::Open,
+        "the local breaker trips by itself"
+    );
+    let t = Instant::now();
+    assert_eq!(call(b).await.unwrap_err().kind(), ErrorKind::BreakerOpen);
+    assert!(t.elapsed() < Duration::from_millis(5));
+    host.down.store(false, Ordering::SeqCst);
+}
+
+/// Sharing works again: A trips, B opens.
+async fn shares_again(url: &str, p: &str) {
+    let host = Host::default();
+    let (fa, a) = replica(url, p, &host, 1, Duration::from_secs(30));
+    let (fb, b) = replica(url, p, &host, 1, Duration::from_secs(30));
+    all_up(&[&fa, &fb]).await;
+    host.down.store(true, Ordering::SeqCst);
+    call(&a).await.unwrap();
+    until(Duration::from_secs(5), || b.state(HOST) == State::Open)
+        .await
+        .expect("sharing resumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_then_started() {
+    let port = redis_support::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let p = prefix("down");
+    let host = Host::default();
+    let (fleet, b) = replica(&url, &p, &host, 2, Duration::from_secs(30));
+    acts_alone(&b, &host).await;
+    assert!(!fleet.is_up());
+    let _server = RedisServer::on(port);
+    until(Duration::from_secs(10), || fleet.is_up())
+        .await
+        .expect("the fleet found Redis once it started");
+    shares_again(&url, &prefix("down2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let p = prefix("restart");
+    let host = Host::default();
+    let (fa, a) = replica(&url, &p, &host, 2, Duration::from_secs(30));
+    let (fb, b) = replica(&url, &p, &host, 2, Duration::from_secs(30));
+    all_up(&[&fa, &fb]).await;
+    server.stop();
+    acts_alone(&a, &host).await;
+    server.restart();
+    until(Duration::from_secs(10), || fa.is_up() && fb.is_up())
+        .await
+        .expect("both replicas reconnected");
+    // The same two replicas share again, with nothing done to them.
+    let host2 = Host::default();
+    drop(b);
+    let b = Breaker::new(host2.doer()).fleet(Arc::new(fb.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, a2) = (
+        fa.clone(),
+        Breaker::new(host2.doer())
+            .consecutive_failures(1)
+            .fleet(Arc::new(fa.clone())),
+    );
+    host2.down.store(true, Ordering::SeqCst);
+    call(&a2).await.unwrap();
+    until(Duration::from_secs(5), || b.state(HOST) == State::Open)
+        .await
+        .expect("sharing resumed after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slow_then_partitioned_then_healed() {
+    let server = RedisServer::start();
+    let proxy = Proxy::to(server.port()).await;
+    let url = proxy.url();
+    let host = Host::default();
+    let p = prefix("slow");
+    let (fa, a) = replica(&url, &p, &host, 2, Duration::from_secs(30));
+    all_up(&[&fa]).await;
+
+    proxy.set(Mode::Slow);
+    acts_alone(&a, &host).await;
+    // A fresh breaker on the same (slow) fleet: still local behaviour, still fast.
+    let b = Breaker::new(host.doer())
+        .consecutive_failures(2)
+        .fleet(Arc::new(fa.clone()));
+    acts_alone(&b, &host).await;
+
+    proxy.set(Mode::Blackhole);
+    let c = Breaker::new(host.doer())
+        .consecutive_failures(2)
+        .fleet(Arc::new(fa.clone()));
+    acts_alone(&c, &host).await;
+    until(Duration::from_secs(10), || !fa.is_up())
+        .await
+        .expect("the fleet noticed the partition");
+
+    proxy.set(Mode::Pass);
+    until(Duration::from_secs(15), || fa.is_up())
+        .await
+        .expect("the fleet found Redis again");
+    shares_again(&url, &prefix("slow2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_is_the_fleets() {
+    let (url, _redis) = shared_url();
+    let p = prefix("budget");
+    let fa = RedisFleet::builder(&url).prefix(&p).connect().unwrap();
+    let fb = RedisFleet::builder(&url).prefix(&p).connect().unwrap();
+    let (a, b) = (RetryBudget::new(0.2, 0), RetryBudget::new(0.2, 0));
+    share_budget(&a, Arc::new(fa.clone()) as Arc<dyn BudgetStore>, "api");
+    share_budget(&b, Arc::new(fb.clone()) as Arc<dyn BudgetStore>, "api");
+    for _ in 0..100 {
+        a.deposit(); // A's first attempts allow the fleet 20 retries
+    }
+    until(Duration::from_secs(5), || b.remaining() == 20)
+        .await
+        .expect("B sees A's first attempts");
+    let granted = (0..30).filter(|_| a.try_withdraw()).count();
+    assert_eq!(granted, 20);
+    until(Duration::from_secs(5), || b.remaining() == 0)
+        .await
+        .expect("A's retries spent B's share too");
+    assert!(
+        !b.try_withdraw(),
+        "the fleet's retries stay within 20 % of its first attempts"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared stale answers (point 3).
+
+/// The fleet's key in these tests.
+const KEY: [u8; 32] = [0x5a; 32];
+/// Planted in the body, the URL and the `Authorization` header: none may reach Redis in clear.
+const PLAIN_BODY: &str = "BODY-PLAINTEXT-4c1d: alice's balance is 1234";
+const URL_TOKEN: &str = "TOKEN-IN-URL-9f3a";
+const AUTH_VALUE: &str = "Bearer AUTH-VALUE-77e1";
+
+impl Host {
+    /// Answers `PLAIN_BODY` and the path, or 503 while down.
+    fn page_doer(&self) -> HostDoer {
+        let host = self.clone();
+        doer_fn(Box::new(move |req: http_doer::Request| {
+            host.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(match host.down.load(Ordering::SeqCst) {
+                true => Ok(response(503, "down")),
+                false => Ok(response(
+                    200,
+                    format!("{PLAIN_BODY} at {}", req.uri().path()),
+                )),
+            })
+        }))
+    }
+}
+
+/// A replica that shares circuits and stale answers, sealed with [`KEY`].
+fn stale_replica(url: &str, prefix: &str, host: &Host) -> (RedisFleet, Breaker<HostDoer>) {
+    let fleet = RedisFleet::builder(url)
+        .prefix(prefix)
+        .key(FleetKey::from_bytes(KEY))
+        .connect()
+        .unwrap();
+    let stale = ServeStale::new(Duration::from_secs(300)).share(Arc::new(fleet.clone()));
+    let breaker = Breaker::new(host.page_doer())
+        .consecutive_failures(1)
+        .failure_rate(0.0, 0)
+        .open_duration(Duration::from_secs(30))
+        .serve_stale(stale)
+        .fleet(Arc::new(fleet.clone()));
+    (fleet, breaker)
+}
+
+fn page(path: &str, auth: &str) -> http_doer::Request {
+    http::Request::get(format!("{HOST}{path}?access_token={URL_TOKEN}"))
+        .header("authorization", auth)
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until `n` answers are kept in Redis under `prefix`.
+async fn stored(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, n: usize) {
+    let start = Instant::now();
+    while keys(conn, &format!("{prefix}:stale:*")).await.len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{n} answers stored in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Calls `b` with `req()` until it answers stale (bounded); the answer's body.
+async fn until_stale(b: &Breaker<HostDoer>, req: impl Fn() -> http_doer::Request) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(resp) = b.execute(req()).await
+            && resp.extensions().get::<StaleAnswer>().is_some()
+        {
+            return resp.into_body().text().await.unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "served stale in time"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every key under `prefix`, with everything it holds (names, members, values), raw.
+async fn dump(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for key in keys(conn, &format!("{prefix}*")).await {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap();
+        let held: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET").arg(&key).query_async(conn).await.unwrap()],
+            "set" => redis::cmd("SMEMBERS")
+                .arg(&key)
+                .query_async(conn)
+                .await
+                .unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(conn)
+                .await
+                .unwrap(),
+            "hash" => redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(conn)
+                .await
+                .unwrap(),
+            other => panic!("{key}: unexpected type {other}"),
+        };
+        out.push(key.into_bytes());
+        out.extend(held);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_during_an_outage_serves_what_another_stored_and_redis_holds_no_plaintext()
+ {
+    let (url, _redis) = shared_url();
+    let p = prefix("stale");
+    let host = Host::default();
+    let (fa, a) = stale_replica(&url, &p, &host);
+    all_up(&[&fa]).await;
+    let mine = || page("/account", AUTH_VALUE);
+    let fresh = a.execute(mine()).await.unwrap();
+    assert_eq!(
+        fresh.into_body().text().await.unwrap(),
+        format!("{PLAIN_BODY} at /account")
+    );
+    let mut conn = redis_conn(&url).await;
+    stored(&mut conn, &p, 1).await;
+
+    host.down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        a.execute(page("/other", AUTH_VALUE))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(a.state(HOST), State::Open);
+    let calls = host.calls();
+
+    // A replica that starts now has never seen the page: it opens from the stored state,
+    // fetches the circuit's answers, and serves A's.
+    let (_fl, late) = stale_replica(&url, &p, &host);
+    until(Duration::from_secs(5), || late.state(HOST) == State::Open)
+        .await
+        .expect("the late replica read the stored state");
+    let body = until_stale(&late, mine).await;
+    assert_eq!(body, format!("{PLAIN_BODY} at /account"));
+    assert_eq!(late.state(HOST), State::Open);
+    // Same keys as in one process: another user's request is not answered with it.
+    let theirs = late.execute(page("/account", "Bearer someone-else")).await;
+    assert_eq!(theirs.unwrap_err().kind(), ErrorKind::BreakerOpen);
+    assert_eq!(
+        host.calls(),
+        calls,
+        "the late replica never called the down host"
+    );
+
+    // A dump of Redis shows no body, no URL token and no credential.
+    let dumped = dump(&mut conn, &p).await;
+    assert!(dumped.len() > 3, "the dump holds the fleet's keys");
+    for plant in [
+        "BODY-PLAINTEXT",
+        "alice",
+        URL_TOKEN,
+        "AUTH-VALUE",
+        "/account",
+    ] {
+        for held in &dumped {
+            assert!(
+                !held.windows(plant.len()).any(|w| w == plant.as_bytes()),
+                "{plant:?} in Redis: {}",
+                String::from_utf8_lossy(held)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_answer_in_redis_is_refused_not_served() {
+    let (url, _redis) = shared_url();
+    let p = prefix("tamper");
+    let host = Host::default();
+    let (fa, a) = stale_replica(&url, &p, &host);
+    all_up(&[&fa]).await;
+    let mut conn = redis_conn(&url).await;
+    a.execute(page("/bad", AUTH_VALUE)).await.unwrap();
+    stored(&mut conn, &p, 1).await;
+    // Flip one byte of the only answer stored so far: /bad's.
+    let slot = keys(&mut conn, &format!("{p}:stale:*")).await.remove(0);
+    let mut blob: Vec<u8> = redis::cmd("GET")
+        .arg(&slot)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let last = blob.len() - 1;
+    blob[last] ^= 0x01;
+    let _: () = redis::cmd("SET")
+        .arg(&slot)
+        .arg(blob)
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    a.execute(page("/good", AUTH_VALUE)).await.unwrap();
+    stored(&mut conn, &p, 2).await;
+
+    host.down.store(true, Ordering::SeqCst);
+    a.execute(page("/x", AUTH_VALUE)).await.unwrap();
+    assert_eq!(a.state(HOST), State::Open);
+    let (_fl, late) = stale_replica(&url, &p, &host);
+    until(Duration::from_secs(5), || late.state(HOST) == State::Open)
+        .await
+        .expect("the late replica read the stored state");
+    // Both answers come in one fetch: once /good is served, /bad was read, and refused.
+    let good = until_stale(&late, || page("/good", AUTH_VALUE)).await;
+    assert_eq!(good, format!("{PLAIN_BODY} at /good"));
+    let bad = late.execute(page("/bad", AUTH_VALUE)).await;
+    assert_eq!(bad.unwrap_err().kind(), ErrorKind::BreakerOpen);
+    assert_eq!(
+        late.stale_usage().0,
+        1,
+        "only the intact answer was adopted"
+    );
+}
