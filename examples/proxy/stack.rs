@@ -141,16 +141,20 @@ fn backend_doer(config: &Config) -> ReqwestDoer {
     // http-doer builds reqwest without a crypto provider of its own (ring is shared with ureq),
     // so an application that builds its own reqwest client installs one, once per process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let built = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(config.backend_timeout)
-        .build()
-        .unwrap_or_default();
-    ReqwestDoer::with_client(client)
+        // The client's own timeout, not one set on each request: in reqwest a request's own
+        // timeout costs three allocations a call.
+        .timeout(config.backend_timeout)
+        .build();
+    // Should that client fail to build, the default one has no timeout: set it per request.
+    let per_request = built.is_err().then_some(config.backend_timeout);
+    ReqwestDoer::with_client(built.unwrap_or_default())
         // Answers stream through the proxy rather than being held whole.
         .response_mode(ResponseMode::Streamed)
         .max_redirects(0)
-        .timeout(Some(config.backend_timeout))
+        .timeout(per_request)
         .max_body_size(config.backend_max_body)
 }
