@@ -70,6 +70,13 @@ impl<S: Subscriber> Layer<S> for Capture {
 /// thread can race another's (about 1 run in 10 lost an event). Serializing them costs little.
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
+    // A global dispatcher that takes every callsite, so that no callsite's interest is ever
+    // cached as "never" by a thread that registered it while no scoped subscriber was alive
+    // (the race that serializing alone did not close: about 1 run in 10 lost an event).
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(registry());
+    });
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
