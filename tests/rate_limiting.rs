@@ -193,7 +193,7 @@ async fn a_dropped_waiting_call_takes_no_place() {
     let doer = backend.rate_limiting(Rate::per_second(1));
     doer.execute(get("https://api.test/0")).await.unwrap();
     for _ in 0..5 {
-        // Each waits for the place at 1 s, and is dropped at 100 ms.
+        // Each waits for the place at 1 s, and is dropped 20 ms after it began.
         let waiting = doer.execute(get("https://api.test/dropped"));
         assert!(
             tokio::time::timeout(Duration::from_millis(20), waiting)

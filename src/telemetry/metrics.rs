@@ -68,6 +68,8 @@ mod enabled {
     struct Origin {
         scheme: Option<String>,
         authority: Option<String>,
+        /// Whether a later URI may reuse these labels (false: `authority` was not kept).
+        reusable: bool,
         labels: Vec<Label>,
     }
 
@@ -80,16 +82,22 @@ mod enabled {
             if let Some(port) = server_port(uri) {
                 labels.push(port_label(port));
             }
+            // An authority with userinfo (a credential) is not kept: this origin lives on in
+            // a thread-local, so a URI with a credential makes its labels anew each time.
+            let authority = uri.authority().map(|a| a.as_str());
+            let reusable = !authority.is_some_and(|a| a.contains('@'));
             Origin {
                 scheme: uri.scheme_str().map(str::to_owned),
-                authority: uri.authority().map(|a| a.as_str().to_owned()),
+                authority: authority.filter(|_| reusable).map(str::to_owned),
+                reusable,
                 labels,
             }
         }
 
         /// Whether `uri` makes the same labels: the same scheme and authority, as text.
         fn is_of(&self, uri: &Uri) -> bool {
-            self.scheme.as_deref() == uri.scheme_str()
+            self.reusable
+                && self.scheme.as_deref() == uri.scheme_str()
                 && self.authority.as_deref() == uri.authority().map(|a| a.as_str())
         }
     }
@@ -294,6 +302,22 @@ mod enabled {
             event(event_name);
             ::metrics::histogram!(LIMIT_WAIT_DURATION, EVENT_NAME => event_name)
                 .record(waited.as_secs_f64());
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_origin_with_a_credential_is_neither_kept_nor_reused() {
+            let uri: Uri = "https://u:s3cr3t@api.test/".parse().unwrap();
+            let origin = Origin::new(&uri);
+            assert!(origin.authority.is_none(), "the credential was kept");
+            assert!(!origin.is_of(&uri));
+            let plain: Uri = "https://api.test/".parse().unwrap();
+            assert!(Origin::new(&plain).is_of(&plain));
+            assert!(!origin.is_of(&plain));
         }
     }
 }

@@ -85,6 +85,29 @@ pub(crate) fn server_port(uri: &Uri) -> Option<u16> {
     })
 }
 
+/// An INFO span of this module called `$name`, with the fields given first, then the HTTP
+/// attributes the call and exchange spans share (of `$req`, its `$method` name and `$uri`).
+/// Field values are evaluated only when a subscriber wants the span.
+macro_rules! http_span {
+    ($name:literal, $req:ident, $method:ident, $uri:ident, $($own:tt)*) => {
+        tracing::info_span!(
+            target: TARGET,
+            $name,
+            $($own)*
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            http.request.method = $method,
+            http.request.method_original = ($method == "_OTHER").then(|| $req.method().as_str()),
+            server.address = server_address($uri),
+            server.port = server_port($uri).map(i64::from),
+            url.full = %redact::uri($uri),
+            http.request.resend_count = Empty,
+            http.response.status_code = Empty,
+            "error.type" = Empty,
+        )
+    };
+}
+
 /// The span of one exchange: an OpenTelemetry client span (`otel.kind = "client"`).
 pub(crate) fn exchange(req: &Request) -> Span {
     if !super::is_enabled() {
@@ -92,21 +115,13 @@ pub(crate) fn exchange(req: &Request) -> Span {
     }
     let method = method_name(req.method());
     let uri = req.uri();
-    let span = tracing::info_span!(
-        target: TARGET,
+    let span = http_span!(
         "http.client.request",
+        req,
+        method,
+        uri,
         otel.name = span_name(method),
         otel.kind = "client",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        http.request.method = method,
-        http.request.method_original = (method == "_OTHER").then(|| req.method().as_str()),
-        server.address = server_address(uri),
-        server.port = server_port(uri).map(i64::from),
-        url.full = %redact::uri(uri),
-        http.request.resend_count = Empty,
-        http.response.status_code = Empty,
-        "error.type" = Empty,
     );
     if !span.is_disabled() {
         let n = take_send(req);
@@ -135,21 +150,7 @@ pub(crate) fn call(req: &mut Request) -> CallSpan {
     }
     let method = method_name(req.method());
     let uri = req.uri();
-    let span = tracing::info_span!(
-        target: TARGET,
-        "http_doer.call",
-        otel.kind = "internal",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        http.request.method = method,
-        http.request.method_original = (method == "_OTHER").then(|| req.method().as_str()),
-        server.address = server_address(uri),
-        server.port = server_port(uri).map(i64::from),
-        url.full = %redact::uri(uri),
-        http.request.resend_count = Empty,
-        http.response.status_code = Empty,
-        "error.type" = Empty,
-    );
+    let span = http_span!("http_doer.call", req, method, uri, otel.kind = "internal",);
     let sends = (!span.is_disabled()).then(|| {
         let sends = req.extensions().get::<Sends>().cloned().unwrap_or_default();
         req.extensions_mut().insert(sends.clone());
