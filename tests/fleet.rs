@@ -289,6 +289,9 @@ async fn redis_restarted() {
     all_up(&[&fa, &fb]).await;
     server.stop();
     acts_alone(&a, &host).await;
+    until(Duration::from_secs(10), || !fa.is_up() && !fb.is_up())
+        .await
+        .expect("both replicas noticed Redis had stopped");
     server.restart();
     until(Duration::from_secs(10), || fa.is_up() && fb.is_up())
         .await
@@ -323,6 +326,10 @@ async fn redis_slow_then_partitioned_then_healed() {
 
     proxy.set(Mode::Slow);
     acts_alone(&a, &host).await;
+    // Replies 500 ms late are past the 250 ms timeout: the fleet counts Redis as out of reach.
+    until(Duration::from_secs(10), || !fa.is_up())
+        .await
+        .expect("the fleet found Redis too slow");
     // A fresh breaker on the same (slow) fleet: still local behaviour, still fast.
     let b = Breaker::new(host.doer())
         .consecutive_failures(2)

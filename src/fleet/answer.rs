@@ -256,4 +256,91 @@ mod tests {
             assert!(decode(&bytes).is_none(), "{status}");
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = HeaderName> {
+            "[a-z][a-z0-9-]{0,15}"
+                .prop_filter("no Set-Cookie", |n| n != "set-cookie")
+                .prop_map(|n| HeaderName::from_bytes(n.as_bytes()).unwrap())
+        }
+
+        fn value() -> impl Strategy<Value = HeaderValue> {
+            proptest::collection::vec(prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff], 0..24)
+                .prop_map(|v| HeaderValue::from_bytes(&v).unwrap())
+        }
+
+        fn version() -> impl Strategy<Value = Version> {
+            prop_oneof![
+                Just(Version::HTTP_09),
+                Just(Version::HTTP_10),
+                Just(Version::HTTP_11),
+                Just(Version::HTTP_2),
+                Just(Version::HTTP_3),
+            ]
+        }
+
+        proptest! {
+            /// Whatever Redis hands back (garbage, or a valid answer altered anywhere): no panic.
+            #[test]
+            fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = decode(&bytes);
+            }
+
+            #[test]
+            fn decode_never_panics_on_an_altered_answer(
+                at in any::<prop::sample::Index>(),
+                with in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let mut bytes = sample(&HeaderMap::new());
+                let i = at.index(bytes.len());
+                bytes[i] = with;
+                bytes.truncate(cut.index(bytes.len() + 1));
+                let _ = decode(&bytes);
+            }
+
+            /// Every answer a cache keeps reads back as it was written.
+            #[test]
+            fn every_answer_survives_the_trip(
+                status in 200u16..300,
+                version in version(),
+                headers in proptest::collection::vec((name(), value()), 0..8),
+                body in proptest::collection::vec(any::<u8>(), 0..256),
+                base_age in any::<u64>(),
+                lifetime in any::<u64>(),
+                vary in proptest::collection::vec(name(), 0..4),
+                vary_hash in any::<u128>(),
+                url_len in any::<u32>(),
+            ) {
+                prop_assume!(status != 206);
+                let status = StatusCode::from_u16(status).unwrap();
+                let mut map = HeaderMap::new();
+                for (n, v) in headers {
+                    map.append(n, v);
+                }
+                let bytes = encode(&AnswerRef {
+                    status,
+                    version,
+                    headers: &map,
+                    body: &body,
+                    base_age,
+                    lifetime,
+                    vary: &vary,
+                    vary_hash,
+                    url_len: url_len as usize,
+                })
+                .unwrap();
+                let a = decode(&bytes).unwrap();
+                prop_assert_eq!((a.status, a.version), (status, version));
+                prop_assert_eq!(&a.headers, &map);
+                prop_assert_eq!(&a.body[..], &body[..]);
+                prop_assert_eq!((a.base_age, a.lifetime), (base_age, lifetime));
+                prop_assert_eq!(&a.vary, &vary);
+                prop_assert_eq!((a.vary_hash, a.url_len), (vary_hash, url_len as usize));
+            }
+        }
+    }
 }

@@ -195,4 +195,43 @@ mod tests {
             FleetKey::parse(&base64::engine::general_purpose::STANDARD.encode([1; 31])).is_err()
         );
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// What Redis hands back is opened without a panic, and never opens unless sealed.
+            #[test]
+            fn open_never_panics(blob in proptest::collection::vec(any::<u8>(), 0..128)) {
+                prop_assert!(FleetKey::from_bytes([7; 32]).open(b"slot", &blob).is_none());
+            }
+
+            #[test]
+            fn what_is_sealed_opens(plain in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let key = FleetKey::from_bytes([7; 32]);
+                let blob = key.seal(b"slot", &plain).unwrap();
+                prop_assert_eq!(key.open(b"slot", &blob), Some(plain));
+            }
+
+            /// An operator's text: any of it is read or refused, without a panic.
+            #[test]
+            fn parse_never_panics(text in any::<String>()) {
+                let _ = FleetKey::parse(&text);
+            }
+
+            #[test]
+            fn hex_and_base64_read_back(secret in any::<[u8; 32]>()) {
+                use std::fmt::Write as _;
+                let hex = secret.iter().fold(String::new(), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                });
+                let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+                let want = FleetKey::from_bytes(secret).naming_key();
+                prop_assert_eq!(FleetKey::parse(&hex).unwrap().naming_key(), want);
+                prop_assert_eq!(FleetKey::parse(&b64).unwrap().naming_key(), want);
+            }
+        }
+    }
 }

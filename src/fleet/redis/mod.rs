@@ -1,7 +1,7 @@
 //! [`RedisFleet`]: the fleet's circuits, stale answers and retry budgets in Redis.
 //!
-//! One task sends every command, in order, each bounded by a timeout; another listens on the
-//! fleet's pub/sub channel and pings it every second. Callers only ever push onto a bounded
+//! One task ([`worker`]) sends every command, in order, each bounded by a timeout; another
+//! ([`listener`]) listens on the fleet's pub/sub channel and pings it every second. Callers only ever push onto a bounded
 //! queue (a full queue drops the news, counted in [`RedisStats::dropped`]), and read what
 //! these tasks left in memory.
 //!
@@ -19,21 +19,20 @@
 //! | `{prefix}:budget:<name>` | each replica's retry-budget counts over the last second |
 
 mod key;
+mod listener;
 mod scripts;
+mod worker;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_core::Stream as _;
+use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
@@ -55,11 +54,12 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 /// News queued for Redis before the oldest is dropped: 4096.
 const QUEUE: usize = 4096;
 
-/// How often the listener pings Redis, to find a dead or silent link.
-const PING_EVERY: Duration = Duration::from_secs(1);
-
 /// How long a replica waits for the answer to its lease request before asking again.
 const LEASE_ASK: Duration = Duration::from_millis(50);
+
+/// The longest period this replica believes a lease or an open period from Redis: what a
+/// message or a key says can be any number, and an `Instant` past its range panics.
+const LONGEST: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 /// The fleet-wide bound on stale answers kept in Redis; past it, the least recently stored
 /// go first.
@@ -129,13 +129,25 @@ pub struct RedisFleet {
 }
 
 /// Settings of a [`RedisFleet`]; see [`RedisFleet::builder`].
-#[derive(Debug)]
 pub struct RedisFleetBuilder {
     url: String,
     prefix: String,
     key: Option<FleetKey>,
     bound: StaleBound,
     timeout: Duration,
+}
+
+// By hand: the URL may carry the Redis password, and the key is a secret.
+impl fmt::Debug for RedisFleetBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisFleetBuilder")
+            .field("url", &"..")
+            .field("prefix", &self.prefix)
+            .field("key", &self.key)
+            .field("bound", &self.bound)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl RedisFleetBuilder {
@@ -205,8 +217,8 @@ impl RedisFleetBuilder {
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
         });
-        tokio::spawn(work(Arc::downgrade(&inner), inner.conn.clone(), rx));
-        tokio::spawn(listen(Arc::downgrade(&inner), client));
+        tokio::spawn(worker::work(Arc::downgrade(&inner), inner.conn.clone(), rx));
+        tokio::spawn(listener::listen(Arc::downgrade(&inner), client));
         Ok(RedisFleet { inner })
     }
 }
@@ -386,8 +398,8 @@ impl Inner {
 
     /// A circuit is open fleet-wide until `remaining` from now: ask for the probe lease then.
     fn note_open(self: &Arc<Self>, key: &str, remaining: Duration) {
-        let now = Instant::now();
-        let open_until = now + remaining;
+        let remaining = remaining.min(LONGEST);
+        let open_until = Instant::now() + remaining;
         {
             let mut leases = lock(&self.leases);
             if let Some(l) = leases.get(key)
@@ -423,33 +435,6 @@ impl Inner {
             if id != skip {
                 f(&*sink);
             }
-        }
-    }
-
-    fn on_message(self: &Arc<Self>, payload: &str) {
-        let mut parts = payload.splitn(5, ' ');
-        let (Some(kind), Some(replica), Some(from), Some(ms), Some(key)) = (
-            parts.next(),
-            parts.next().and_then(|r| r.parse::<u64>().ok()),
-            parts.next().and_then(|b| b.parse::<u64>().ok()),
-            parts.next().and_then(|m| m.parse::<u64>().ok()),
-            parts.next(),
-        ) else {
-            return;
-        };
-        self.received.fetch_add(1, Relaxed);
-        let skip = if replica == self.replica { from } else { 0 };
-        match kind {
-            "o" => {
-                let remaining = Duration::from_millis(ms);
-                self.note_open(key, remaining);
-                self.deliver(skip, |s| s.opened(key, remaining));
-            }
-            "c" => {
-                lock(&self.leases).remove(key);
-                self.deliver(skip, |s| s.closed(key));
-            }
-            _ => {}
         }
     }
 
@@ -614,8 +599,9 @@ impl BudgetStore for RedisFleet {
             if replica == inner.replica || now_ms.abs_diff(at) > 2000 {
                 continue;
             }
-            others.firsts += firsts;
-            others.retries += retries;
+            // Saturating: whoever can write to Redis can write any number here.
+            others.firsts = others.firsts.saturating_add(firsts);
+            others.retries = others.retries.saturating_add(retries);
         }
         Some(others)
     }
@@ -625,331 +611,4 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// Sends every queued job to Redis, in order.
-async fn work(weak: Weak<Inner>, mut conn: ConnectionManager, mut rx: mpsc::Receiver<Job>) {
-    let failed = Script::new(scripts::FAILED);
-    let put = Script::new(scripts::STALE_PUT);
-    let remove = Script::new(scripts::STALE_REMOVE);
-    let fetch = Script::new(scripts::STALE_FETCH);
-    let acquire = Script::new(
-        r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, tonumber(ARGV[2])} end
-local left = redis.call('PTTL', KEYS[1])
-if redis.call('GET', KEYS[1]) == ARGV[1] then return {1, left} end
-return {0, left}
-",
-    );
-    while let Some(job) = rx.recv().await {
-        let Some(inner) = weak.upgrade() else { return };
-        let i = &*inner;
-        let limit = i.timeout;
-        let ok = match job {
-            Job::Opened {
-                from,
-                key,
-                open_for,
-            } => {
-                let msg = format!("o {} {from} {} {key}", i.replica, ms(open_for));
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .pset_ex(i.key("state", &key), "open", ms(open_for))
-                    .ignore()
-                    .del(i.key("fails", &key))
-                    .ignore()
-                    .publish(i.channel(), msg)
-                    .ignore();
-                run(limit, pipe.query_async::<()>(&mut conn))
-                    .await
-                    .is_some()
-            }
-            Job::Closed { from, key } => {
-                let msg = format!("c {} {from} 0 {key}", i.replica);
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .del(&[
-                        i.key("state", &key),
-                        i.key("lease", &key),
-                        i.key("fails", &key),
-                    ])
-                    .ignore()
-                    .publish(i.channel(), msg)
-                    .ignore();
-                run(limit, pipe.query_async::<()>(&mut conn))
-                    .await
-                    .is_some()
-            }
-            Job::Failed { key, trip } => {
-                // When the fleet's count reaches the threshold, the script opens the circuit
-                // everywhere, this replica's breakers included (breaker id 0 is nobody's), in
-                // the same round trip: a second one would let more calls reach the host.
-                let open_for = ms(trip.open_for);
-                let msg = format!("o {} 0 {open_for} {key}", i.replica);
-                let n: Option<u64> = run(
-                    limit,
-                    failed
-                        .key(i.key("fails", &key))
-                        .key(i.key("state", &key))
-                        .arg(ms(trip.window))
-                        .arg(trip.threshold)
-                        .arg(open_for)
-                        .arg(i.channel())
-                        .arg(msg)
-                        .invoke_async(&mut conn),
-                )
-                .await;
-                if n == Some(u64::from(trip.threshold)) {
-                    tracing::warn!(
-                        target: "http_doer::fleet",
-                        key,
-                        failures = trip.threshold,
-                        "fleet failures in a row reached the threshold: opened everywhere"
-                    );
-                }
-                n.is_some()
-            }
-            Job::Recovered { key } => run(
-                limit,
-                redis::cmd("DEL")
-                    .arg(i.key("fails", &key))
-                    .query_async::<()>(&mut conn),
-            )
-            .await
-            .is_some(),
-            Job::Acquire { key, ttl } => {
-                let got: Option<(u8, i64)> = run(
-                    limit,
-                    acquire
-                        .key(i.key("lease", &key))
-                        .arg(i.replica)
-                        .arg(ms(ttl))
-                        .invoke_async(&mut conn),
-                )
-                .await;
-                if let Some((mine, left)) = got {
-                    let until = Instant::now() + Duration::from_millis(left.max(1) as u64);
-                    if let Some(lease) = lock(&i.leases).get_mut(&key) {
-                        lease.holder = match mine {
-                            1 => Holder::Mine(until),
-                            _ => Holder::Theirs(until),
-                        };
-                        lease.asked = None;
-                    }
-                }
-                got.is_some()
-            }
-            Job::Put {
-                circuit,
-                name,
-                answer,
-                ttl,
-            } => {
-                let (slot, idx) = i.stale_names(&circuit, name);
-                let ttl_ms = ms(ttl);
-                let mut plain = Vec::with_capacity(8 + answer.len());
-                plain.extend_from_slice(&ttl_ms.to_le_bytes());
-                plain.extend_from_slice(&answer);
-                let Some(blob) = i.key.as_ref().and_then(|k| k.seal(slot.as_bytes(), &plain))
-                else {
-                    continue;
-                };
-                let p = &i.prefix;
-                run(
-                    limit,
-                    put.key(&slot)
-                        .key(idx)
-                        .key(format!("{p}:stale-lru"))
-                        .key(format!("{p}:stale-size"))
-                        .key(format!("{p}:stale-bytes"))
-                        .key(format!("{p}:stale-seq"))
-                        .arg(blob)
-                        .arg(ttl_ms)
-                        .arg(i.bound.max_entries)
-                        .arg(i.bound.max_bytes)
-                        .invoke_async::<u64>(&mut conn),
-                )
-                .await
-                .is_some()
-            }
-            Job::Remove { circuit, name } => {
-                let (slot, _) = i.stale_names(&circuit, name);
-                let p = &i.prefix;
-                run(
-                    limit,
-                    remove
-                        .key(&slot)
-                        .key(format!("{p}:stale-lru"))
-                        .key(format!("{p}:stale-size"))
-                        .key(format!("{p}:stale-bytes"))
-                        .invoke_async::<u64>(&mut conn),
-                )
-                .await
-                .is_some()
-            }
-            Job::Fetch { circuit, sink } => {
-                let (_, idx) = i.stale_names(&circuit, 0);
-                let got: Option<Vec<(String, Vec<u8>, i64)>> =
-                    run(limit, fetch.key(idx).invoke_async(&mut conn)).await;
-                if let (Some(entries), Some(sink), Some(key)) = (&got, sink.upgrade(), &i.key) {
-                    for (slot, blob, left) in entries {
-                        let Some(plain) = key.open(slot.as_bytes(), blob) else {
-                            tracing::warn!(
-                                target: "http_doer::fleet",
-                                "a stale answer in Redis did not open (altered, or another key): skipped"
-                            );
-                            continue;
-                        };
-                        let Some((ttl, answer)) = plain.split_first_chunk::<8>() else {
-                            continue;
-                        };
-                        // The slot ends with the answer's name, which its seal is bound to.
-                        let Some(name) = slot
-                            .rsplit(':')
-                            .next()
-                            .and_then(|n| u128::from_str_radix(n, 16).ok())
-                        else {
-                            continue;
-                        };
-                        let held = u64::from_le_bytes(*ttl).saturating_sub((*left).max(0) as u64);
-                        sink.adopt(&circuit, name, answer, Duration::from_millis(held));
-                    }
-                }
-                got.is_some()
-            }
-            Job::Resync => resync(&inner, &mut conn).await,
-        };
-        inner.mark(ok);
-    }
-}
-
-/// Reads every circuit the fleet holds open, for a replica that starts or comes back.
-async fn resync(inner: &Arc<Inner>, conn: &mut ConnectionManager) -> bool {
-    let pattern = format!("{}:state:*", inner.prefix);
-    let strip = format!("{}:state:", inner.prefix);
-    let mut cursor = 0u64;
-    // Bounded: a fleet with more open circuits than this reads the rest at the next resync.
-    for _ in 0..100 {
-        let page: Option<(u64, Vec<String>)> = run(
-            inner.timeout,
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(200)
-                .query_async(conn),
-        )
-        .await;
-        let Some((next, keys)) = page else {
-            return false;
-        };
-        for state in keys {
-            let left: Option<i64> = run(
-                inner.timeout,
-                redis::cmd("PTTL").arg(&state).query_async(conn),
-            )
-            .await;
-            let (Some(left), Some(key)) = (left, state.strip_prefix(&strip)) else {
-                continue;
-            };
-            if left > 0 {
-                let remaining = Duration::from_millis(left as u64);
-                inner.note_open(key, remaining);
-                inner.deliver(0, |s| s.opened(key, remaining));
-            }
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    true
-}
-
-async fn run<T>(
-    limit: Duration,
-    f: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Option<T> {
-    match timeout(limit, f).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::debug!(target: "http_doer::fleet", error = %e, "Redis command failed");
-            None
-        }
-        Err(_) => None,
-    }
-}
-
-enum Event {
-    Message(Option<redis::Msg>),
-    Ping,
-}
-
-/// Listens to the fleet's channel, and reconnects when the link fails or falls silent.
-async fn listen(weak: Weak<Inner>, client: Client) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let (limit, channel) = (inner.timeout, inner.channel());
-        drop(inner);
-        let connected = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = match timeout(limit, connected).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                if let Some(inner) = weak.upgrade() {
-                    inner.mark(false);
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        let Some(inner) = weak.upgrade() else { return };
-        inner.mark(true);
-        // Whatever was said while this replica was not listening is in the stored states.
-        inner.send(Job::Resync);
-        drop(inner);
-        let (mut sink, mut stream) = pubsub.split();
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.reset();
-        loop {
-            let event = std::future::poll_fn(|cx| {
-                if let Poll::Ready(msg) = Pin::new(&mut stream).poll_next(cx) {
-                    return Poll::Ready(Event::Message(msg));
-                }
-                ping.poll_tick(cx).map(|_| Event::Ping)
-            })
-            .await;
-            let Some(inner) = weak.upgrade() else { return };
-            match event {
-                Event::Message(Some(msg)) => {
-                    if let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) {
-                        inner.on_message(text);
-                    }
-                }
-                Event::Message(None) => break,
-                Event::Ping => {
-                    let alive = timeout(limit, sink.ping::<String>()).await;
-                    let ok = matches!(alive, Ok(Ok(_)));
-                    inner.mark(ok);
-                    if !ok {
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(inner) = weak.upgrade() {
-            inner.mark(false);
-        }
-    }
 }

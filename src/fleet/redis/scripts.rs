@@ -75,3 +75,13 @@ for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 ";
+
+/// Asks for a circuit's probe lease (KEYS[1]) for replica ARGV[1], for ARGV[2] ms: a lock
+/// with an expiry, so a crashed holder cannot keep it. Returns `{1, ms left}` when this
+/// replica holds it (just taken, or already its own), `{0, ms left}` when another does.
+pub(super) const ACQUIRE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, tonumber(ARGV[2])} end
+local left = redis.call('PTTL', KEYS[1])
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {1, left} end
+return {0, left}
+";

@@ -1,0 +1,187 @@
+//! The task that listens on the fleet's pub/sub channel, pings it, and reconnects when the
+//! link fails or falls silent; and what a message on that channel means.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_core::Stream as _;
+use redis::Client;
+use tokio::time::timeout;
+
+use super::{Inner, Job, lock};
+
+/// How often the listener pings Redis, to find a dead or silent link.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// A message on the fleet's channel: `o <replica> <breaker> <ms> <circuit>` (opened for
+/// `ms`) or `c <replica> <breaker> 0 <circuit>` (closed). Anyone who can publish on the channel
+/// writes these, so [`Message::parse`] refuses anything else, and never panics.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Message<'a> {
+    pub(super) opened: bool,
+    pub(super) replica: u64,
+    pub(super) from: u64,
+    pub(super) ms: u64,
+    pub(super) key: &'a str,
+}
+
+impl<'a> Message<'a> {
+    pub(super) fn parse(payload: &'a str) -> Option<Message<'a>> {
+        let mut parts = payload.splitn(5, ' ');
+        let opened = match parts.next()? {
+            "o" => true,
+            "c" => false,
+            _ => return None,
+        };
+        let mut number = || parts.next()?.parse::<u64>().ok();
+        let (replica, from, ms) = (number()?, number()?, number()?);
+        Some(Message {
+            opened,
+            replica,
+            from,
+            ms,
+            key: parts.next()?,
+        })
+    }
+}
+
+impl Inner {
+    pub(super) fn on_message(self: &Arc<Self>, payload: &str) {
+        let Some(msg) = Message::parse(payload) else {
+            return;
+        };
+        self.received.fetch_add(1, Relaxed);
+        let skip = if msg.replica == self.replica {
+            msg.from
+        } else {
+            0
+        };
+        let key = msg.key;
+        if msg.opened {
+            let remaining = Duration::from_millis(msg.ms);
+            self.note_open(key, remaining);
+            self.deliver(skip, |s| s.opened(key, remaining));
+        } else {
+            lock(&self.leases).remove(key);
+            self.deliver(skip, |s| s.closed(key));
+        }
+    }
+}
+
+enum Event {
+    Message(Option<redis::Msg>),
+    Ping,
+}
+
+/// Listens to the fleet's channel, and reconnects when the link fails or falls silent.
+pub(super) async fn listen(weak: Weak<Inner>, client: Client) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let (limit, channel) = (inner.timeout, inner.channel());
+        drop(inner);
+        let connected = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match timeout(limit, connected).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                if let Some(inner) = weak.upgrade() {
+                    inner.mark(false);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let Some(inner) = weak.upgrade() else { return };
+        inner.mark(true);
+        // Whatever was said while this replica was not listening is in the stored states.
+        inner.send(Job::Resync);
+        drop(inner);
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        loop {
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(msg) = Pin::new(&mut stream).poll_next(cx) {
+                    return Poll::Ready(Event::Message(msg));
+                }
+                ping.poll_tick(cx).map(|_| Event::Ping)
+            })
+            .await;
+            let Some(inner) = weak.upgrade() else { return };
+            match event {
+                Event::Message(Some(msg)) => {
+                    if let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) {
+                        inner.on_message(text);
+                    }
+                }
+                Event::Message(None) => break,
+                Event::Ping => {
+                    let alive = timeout(limit, sink.ping::<String>()).await;
+                    let ok = matches!(alive, Ok(Ok(_)));
+                    inner.mark(ok);
+                    if !ok {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(inner) = weak.upgrade() {
+            inner.mark(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::RedisFleet;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(payload in any::<String>()) {
+            let _ = Message::parse(&payload);
+        }
+
+        #[test]
+        fn what_a_replica_publishes_reads_back(
+            opened in any::<bool>(),
+            replica in any::<u64>(),
+            from in any::<u64>(),
+            ms in any::<u64>(),
+            key in ".*",
+        ) {
+            let payload = format!("{} {replica} {from} {ms} {key}", if opened { "o" } else { "c" });
+            let want = Message { opened, replica, from, ms, key: &key };
+            prop_assert_eq!(Message::parse(&payload), Some(want));
+        }
+    }
+
+    #[test]
+    fn other_messages_are_refused() {
+        for payload in ["", "o", "o 1 2 3", "x 1 2 3 k", "o -1 2 3 k", "o 1 2 3.5 k"] {
+            assert_eq!(Message::parse(payload), None, "{payload:?}");
+        }
+    }
+
+    /// Anyone who can publish on the channel can name any period: the longest opens the
+    /// circuit, and panics nothing.
+    #[tokio::test]
+    async fn a_message_with_an_endless_period_does_not_panic() {
+        let fleet = RedisFleet::connect("redis://127.0.0.1:1").unwrap();
+        fleet
+            .inner
+            .on_message(&format!("o 3 1 {} some-host", u64::MAX));
+        assert!(lock(&fleet.inner.leases).contains_key("some-host"));
+        assert_eq!(fleet.stats().received, 1);
+    }
+}

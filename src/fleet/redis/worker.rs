@@ -1,0 +1,267 @@
+//! The task that sends every queued job to Redis, in order, each bounded by a timeout.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+
+use super::{Holder, Inner, Job, lock, scripts};
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Sends every queued job to Redis, in order.
+pub(super) async fn work(
+    weak: Weak<Inner>,
+    mut conn: ConnectionManager,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    let failed = Script::new(scripts::FAILED);
+    let put = Script::new(scripts::STALE_PUT);
+    let remove = Script::new(scripts::STALE_REMOVE);
+    let fetch = Script::new(scripts::STALE_FETCH);
+    let acquire = Script::new(scripts::ACQUIRE);
+    while let Some(job) = rx.recv().await {
+        let Some(inner) = weak.upgrade() else { return };
+        let i = &*inner;
+        let limit = i.timeout;
+        let ok = match job {
+            Job::Opened {
+                from,
+                key,
+                open_for,
+            } => {
+                let msg = format!("o {} {from} {} {key}", i.replica, ms(open_for));
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .pset_ex(i.key("state", &key), "open", ms(open_for))
+                    .ignore()
+                    .del(i.key("fails", &key))
+                    .ignore()
+                    .publish(i.channel(), msg)
+                    .ignore();
+                run(limit, pipe.query_async::<()>(&mut conn))
+                    .await
+                    .is_some()
+            }
+            Job::Closed { from, key } => {
+                let msg = format!("c {} {from} 0 {key}", i.replica);
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .del(&[
+                        i.key("state", &key),
+                        i.key("lease", &key),
+                        i.key("fails", &key),
+                    ])
+                    .ignore()
+                    .publish(i.channel(), msg)
+                    .ignore();
+                run(limit, pipe.query_async::<()>(&mut conn))
+                    .await
+                    .is_some()
+            }
+            Job::Failed { key, trip } => {
+                // When the fleet's count reaches the threshold, the script opens the circuit
+                // everywhere, this replica's breakers included (breaker id 0 is nobody's), in
+                // the same round trip: a second one would let more calls reach the host.
+                let open_for = ms(trip.open_for);
+                let msg = format!("o {} 0 {open_for} {key}", i.replica);
+                let n: Option<u64> = run(
+                    limit,
+                    failed
+                        .key(i.key("fails", &key))
+                        .key(i.key("state", &key))
+                        .arg(ms(trip.window))
+                        .arg(trip.threshold)
+                        .arg(open_for)
+                        .arg(i.channel())
+                        .arg(msg)
+                        .invoke_async(&mut conn),
+                )
+                .await;
+                if n == Some(u64::from(trip.threshold)) {
+                    tracing::warn!(
+                        target: "http_doer::fleet",
+                        key,
+                        failures = trip.threshold,
+                        "fleet failures in a row reached the threshold: opened everywhere"
+                    );
+                }
+                n.is_some()
+            }
+            Job::Recovered { key } => run(
+                limit,
+                redis::cmd("DEL")
+                    .arg(i.key("fails", &key))
+                    .query_async::<()>(&mut conn),
+            )
+            .await
+            .is_some(),
+            Job::Acquire { key, ttl } => {
+                let got: Option<(u8, i64)> = run(
+                    limit,
+                    acquire
+                        .key(i.key("lease", &key))
+                        .arg(i.replica)
+                        .arg(ms(ttl))
+                        .invoke_async(&mut conn),
+                )
+                .await;
+                if let Some((mine, left)) = got {
+                    let left = Duration::from_millis(left.max(1) as u64).min(super::LONGEST);
+                    let until = Instant::now() + left;
+                    if let Some(lease) = lock(&i.leases).get_mut(&key) {
+                        lease.holder = match mine {
+                            1 => Holder::Mine(until),
+                            _ => Holder::Theirs(until),
+                        };
+                        lease.asked = None;
+                    }
+                }
+                got.is_some()
+            }
+            Job::Put {
+                circuit,
+                name,
+                answer,
+                ttl,
+            } => {
+                let (slot, idx) = i.stale_names(&circuit, name);
+                let ttl_ms = ms(ttl);
+                let mut plain = Vec::with_capacity(8 + answer.len());
+                plain.extend_from_slice(&ttl_ms.to_le_bytes());
+                plain.extend_from_slice(&answer);
+                let Some(blob) = i.key.as_ref().and_then(|k| k.seal(slot.as_bytes(), &plain))
+                else {
+                    continue;
+                };
+                let p = &i.prefix;
+                run(
+                    limit,
+                    put.key(&slot)
+                        .key(idx)
+                        .key(format!("{p}:stale-lru"))
+                        .key(format!("{p}:stale-size"))
+                        .key(format!("{p}:stale-bytes"))
+                        .key(format!("{p}:stale-seq"))
+                        .arg(blob)
+                        .arg(ttl_ms)
+                        .arg(i.bound.max_entries)
+                        .arg(i.bound.max_bytes)
+                        .invoke_async::<u64>(&mut conn),
+                )
+                .await
+                .is_some()
+            }
+            Job::Remove { circuit, name } => {
+                let (slot, _) = i.stale_names(&circuit, name);
+                let p = &i.prefix;
+                run(
+                    limit,
+                    remove
+                        .key(&slot)
+                        .key(format!("{p}:stale-lru"))
+                        .key(format!("{p}:stale-size"))
+                        .key(format!("{p}:stale-bytes"))
+                        .invoke_async::<u64>(&mut conn),
+                )
+                .await
+                .is_some()
+            }
+            Job::Fetch { circuit, sink } => {
+                let (_, idx) = i.stale_names(&circuit, 0);
+                let got: Option<Vec<(String, Vec<u8>, i64)>> =
+                    run(limit, fetch.key(idx).invoke_async(&mut conn)).await;
+                if let (Some(entries), Some(sink), Some(key)) = (&got, sink.upgrade(), &i.key) {
+                    for (slot, blob, left) in entries {
+                        let Some(plain) = key.open(slot.as_bytes(), blob) else {
+                            tracing::warn!(
+                                target: "http_doer::fleet",
+                                "a stale answer in Redis did not open (altered, or another key): skipped"
+                            );
+                            continue;
+                        };
+                        let Some((ttl, answer)) = plain.split_first_chunk::<8>() else {
+                            continue;
+                        };
+                        // The slot ends with the answer's name, which its seal is bound to.
+                        let Some(name) = slot
+                            .rsplit(':')
+                            .next()
+                            .and_then(|n| u128::from_str_radix(n, 16).ok())
+                        else {
+                            continue;
+                        };
+                        let held = u64::from_le_bytes(*ttl).saturating_sub((*left).max(0) as u64);
+                        sink.adopt(&circuit, name, answer, Duration::from_millis(held));
+                    }
+                }
+                got.is_some()
+            }
+            Job::Resync => resync(&inner, &mut conn).await,
+        };
+        inner.mark(ok);
+    }
+}
+
+/// Reads every circuit the fleet holds open, for a replica that starts or comes back.
+async fn resync(inner: &Arc<Inner>, conn: &mut ConnectionManager) -> bool {
+    let pattern = format!("{}:state:*", inner.prefix);
+    let strip = format!("{}:state:", inner.prefix);
+    let mut cursor = 0u64;
+    // Bounded: a fleet with more open circuits than this reads the rest at the next resync.
+    for _ in 0..100 {
+        let page: Option<(u64, Vec<String>)> = run(
+            inner.timeout,
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(200)
+                .query_async(conn),
+        )
+        .await;
+        let Some((next, keys)) = page else {
+            return false;
+        };
+        for state in keys {
+            let left: Option<i64> = run(
+                inner.timeout,
+                redis::cmd("PTTL").arg(&state).query_async(conn),
+            )
+            .await;
+            let (Some(left), Some(key)) = (left, state.strip_prefix(&strip)) else {
+                continue;
+            };
+            if left > 0 {
+                let remaining = Duration::from_millis(left as u64);
+                inner.note_open(key, remaining);
+                inner.deliver(0, |s| s.opened(key, remaining));
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    true
+}
+
+async fn run<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Option<T> {
+    match timeout(limit, f).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::debug!(target: "http_doer::fleet", error = %e, "Redis command failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
