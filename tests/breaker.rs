@@ -23,6 +23,12 @@ fn get(path: &str) -> Request {
         .unwrap()
 }
 
+fn post(path: &str) -> Request {
+    http::Request::post(format!("{HOST}{path}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn get_as(path: &str, header: &'static str, value: &'static str) -> Request {
     let mut req = get(path);
     req.headers_mut()
@@ -114,6 +120,11 @@ async fn fail_once(doer: &impl Doer, host: &Host) -> u16 {
     let code = status(doer, get("/")).await;
     host.set_down(false);
     code
+}
+
+/// Whether the breaker refused `req` itself; an answer fails the test.
+async fn refused(doer: &impl Doer, req: Request) -> bool {
+    doer.execute(req).await.unwrap_err().is_breaker_open()
 }
 
 async fn status(doer: &impl Doer, req: Request) -> u16 {
@@ -410,13 +421,7 @@ async fn failure_rate_trips_on_a_success_once_old_successes_leave_the_window() {
     sleep(Duration::from_secs(11)).await; // the calls of 0 s have left: with this one, 3 of 5
     assert_eq!(status(&breaker, get("/")).await, 200);
     assert_eq!(breaker.state(HOST), State::Open);
-    assert!(
-        breaker
-            .execute(get("/"))
-            .await
-            .unwrap_err()
-            .is_breaker_open()
-    );
+    assert!(refused(&breaker, get("/")).await);
     assert_eq!(host.calls(), 9);
 }
 
@@ -474,13 +479,7 @@ async fn a_probe_that_never_returns_frees_its_slot_after_the_probe_timeout() {
     // This probe hangs for an hour.
     let hung = start(&breaker, get("/?delay=3600000")).await;
     sleep(Duration::from_millis(4_999)).await;
-    assert!(
-        breaker
-            .execute(get("/"))
-            .await
-            .unwrap_err()
-            .is_breaker_open()
-    );
+    assert!(refused(&breaker, get("/")).await);
 
     sleep(Duration::from_millis(1)).await;
     host.set_down(false);
@@ -507,13 +506,7 @@ async fn a_probe_from_an_earlier_half_open_period_keeps_its_slot_but_not_its_vot
     // Next half-open period: A still holds a slot, so only one more probe (C) goes out.
     sleep(Duration::from_secs(10)).await;
     let c = start(&breaker, get("/?delay=1000")).await;
-    assert!(
-        breaker
-            .execute(get("/"))
-            .await
-            .unwrap_err()
-            .is_breaker_open()
-    );
+    assert!(refused(&breaker, get("/")).await);
     assert_eq!(breaker.snapshot(HOST).unwrap().probes_in_flight, 2);
     assert_eq!(host.probes.load(Ordering::SeqCst), 3);
 
@@ -792,10 +785,7 @@ async fn failures_are_not_hidden_unless_on_failure_is_set() {
 async fn trip(breaker: &impl Doer, host: &Host) {
     host.set_down(true);
     for _ in 0..5 {
-        let req = http::Request::post(format!("{HOST}/trip"))
-            .body(Body::empty())
-            .unwrap();
-        let _ = breaker.execute(req).await;
+        let _ = breaker.execute(post("/trip")).await;
     }
 }
 
@@ -897,10 +887,7 @@ async fn answers_with_unreadable_cache_control_or_vary_are_never_served_stale() 
         assert_eq!(status(&breaker, english(path)).await, 200);
     }
     assert_eq!(breaker.stale_usage().0, 1);
-    let post = http::Request::post(format!("{HOST}/trip"))
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(status(&breaker, post).await, 503);
+    assert_eq!(status(&breaker, post("/trip")).await, 503);
     assert_eq!(breaker.state(HOST), State::Open);
 
     for req in [
@@ -939,13 +926,7 @@ async fn stale_answers_respect_max_age_method_and_opt_out() {
     trip(&breaker, &host).await;
     sleep(Duration::from_secs(11)).await;
     // Expired.
-    assert!(
-        breaker
-            .execute(get("/old"))
-            .await
-            .unwrap_err()
-            .is_breaker_open()
-    );
+    assert!(refused(&breaker, get("/old")).await);
     // Young enough; the GET and the HEAD each get their own.
     let resp = breaker.execute(get("/new")).await.unwrap();
     assert_eq!(resp.headers()["age"], "11");
@@ -955,21 +936,12 @@ async fn stale_answers_respect_max_age_method_and_opt_out() {
         .unwrap();
     assert!(breaker.execute(head).await.is_ok());
     // Never for other methods, nor when the request opts out.
-    let post = http::Request::post(format!("{HOST}/new"))
-        .body(Body::empty())
-        .unwrap();
-    assert!(breaker.execute(post).await.unwrap_err().is_breaker_open());
+    assert!(refused(&breaker, post("/new")).await);
     let mut opted_out = get("/new");
     opted_out
         .extensions_mut()
         .insert(http_doer::breaker::NoStale);
-    assert!(
-        breaker
-            .execute(opted_out)
-            .await
-            .unwrap_err()
-            .is_breaker_open()
-    );
+    assert!(refused(&breaker, opted_out).await);
 }
 
 #[tokio::test]
@@ -1005,13 +977,7 @@ async fn builder_calls_keep_the_state_until_the_breaker_is_cloned() {
     assert_eq!(other.state(HOST), State::Closed);
     host.set_down(false);
     assert_eq!(status(&other, get("/")).await, 200);
-    assert!(
-        breaker
-            .execute(get("/"))
-            .await
-            .unwrap_err()
-            .is_breaker_open()
-    );
+    assert!(refused(&breaker, get("/")).await);
     assert!(format!("{other:?}").contains("consecutive_failures: 3"));
     assert!(format!("{handle:?}").contains("consecutive_failures: 1"));
 }

@@ -1,100 +1,23 @@
 //! Logging: one `tracing` event per exchange, its fields, levels and target, the kept log, the
 //! sink, and redaction, over test doubles and over a real loopback server.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use http_doer::logging::{KeepLog, Outcome};
 use http_doer::testing::{ScriptedDoer, doer_fn, response};
 use http_doer::{Attempts, Body, Doer, DoerExt, Error, ErrorKind, Logging, Request, ReqwestDoer};
-use tracing::field::{Field, Visit};
-use tracing::{Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing::Level;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, registry};
 
+#[path = "support/capture.rs"]
+mod capture;
 #[path = "support/log_buffer.rs"]
 mod log_buffer;
+use capture::{Capture, Scoped, capture};
 use log_buffer::Buffer;
-
-/// One event as a subscriber saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    level: Level,
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-impl Seen {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-/// A layer that keeps every event with its fields as text.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Seen>>>);
-
-impl Capture {
-    fn events(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(Seen {
-            level: *event.metadata().level(),
-            target: event.metadata().target().to_owned(),
-            fields,
-        });
-    }
-}
-
-/// One test with a subscriber of its own at a time. tracing caches each callsite's interest and
-/// the max level for all threads at once, so a scoped subscriber set or dropped on one test's
-/// thread can race another's (about 1 run in 10 lost an event). Serializing them costs little.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    // A global dispatcher that takes every callsite, so that no callsite's interest is ever
-    // cached as "never" by a thread that registered it while no scoped subscriber was alive
-    // (the race that serializing alone did not close: about 1 run in 10 lost an event).
-    static GLOBAL: std::sync::Once = std::sync::Once::new();
-    GLOBAL.call_once(|| {
-        let _ = tracing::subscriber::set_global_default(registry());
-    });
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A scoped subscriber, dropped before the serial lock is released (fields drop in order).
-struct Scoped(
-    #[allow(dead_code)] tracing::subscriber::DefaultGuard,
-    #[allow(dead_code)] MutexGuard<'static, ()>,
-);
-
-/// Installs a capturing subscriber on this thread (tests run on a current-thread runtime).
-fn capture() -> (Capture, Scoped) {
-    let serial = serial();
-    let cap = Capture::default();
-    let guard = tracing::subscriber::set_default(registry().with(cap.clone()));
-    (cap, Scoped(guard, serial))
-}
 
 fn get(url: &str) -> Request {
     http::Request::get(url).body(Body::empty()).unwrap()
@@ -185,8 +108,7 @@ async fn levels_and_target_are_configurable_and_filterable() {
     let subscriber = registry()
         .with(EnvFilter::new("my_app::http=info"))
         .with(cap.clone());
-    let serial = serial();
-    let _g = Scoped(tracing::subscriber::set_default(subscriber), serial);
+    let _g = Scoped::new(subscriber);
 
     let custom = ScriptedDoer::new()
         .then_status(200)
@@ -456,8 +378,7 @@ async fn clones_share_the_kept_log_and_outcomes_pass_through_unchanged() {
 #[tokio::test]
 async fn without_any_listener_logging_only_passes_the_call_on() {
     let no_subscriber = tracing::Dispatch::none();
-    let serial = serial();
-    let _g = Scoped(tracing::dispatcher::set_default(&no_subscriber), serial);
+    let _g = Scoped::new(no_subscriber);
     let doer = ScriptedDoer::new().then_status(200).logging();
     assert_eq!(
         doer.execute(get("http://a.test/")).await.unwrap().status(),
@@ -541,8 +462,7 @@ async fn no_secret_reaches_any_output_over_a_failing_loopback_server() {
         .with(EnvFilter::new("http_doer=trace"))
         .with(cap.clone())
         .with(fmt);
-    let serial = serial();
-    let _g = Scoped(tracing::subscriber::set_default(subscriber), serial);
+    let _g = Scoped::new(subscriber);
 
     let log = KeepLog::new(16);
     let records = Arc::new(Mutex::new(Vec::new()));

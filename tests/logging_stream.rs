@@ -2,117 +2,38 @@
 //! streamed response logged at its head and again at its end with a redacted preview of its
 //! first bytes, never holding a chunk back; over test doubles and over real loopback servers.
 
-use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context as TaskContext, Poll};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_core::Stream;
 use http::HeaderValue;
 use http_doer::logging::{KeepLog, StreamedBody};
 use http_doer::testing::doer_fn;
 use http_doer::{Body, Doer, DoerExt, Error, ErrorKind, Request, ReqwestDoer, ResponseMode};
 use http_doer::{Response, UreqDoer};
 use tokio::sync::mpsc;
-use tracing::field::{Field, Visit};
-use tracing::{Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing::Level;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, registry};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-#[derive(Debug, Clone)]
-struct Seen {
-    level: Level,
-    fields: BTreeMap<String, String>,
-}
+#[path = "support/capture.rs"]
+mod capture;
+use capture::{Capture, Scoped};
 
-impl Seen {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Seen>>>);
-
-impl Capture {
-    fn events(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        // Only Logging's events, not those of the HTTP libraries under it.
-        if event.metadata().target() != http_doer::logging::DEFAULT_TARGET {
-            return;
-        }
-        let mut fields = BTreeMap::new();
-        event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(Seen {
-            level: *event.metadata().level(),
-            fields,
-        });
-    }
-}
-
-/// One test with a subscriber of its own at a time: tracing caches callsite interest and the
-/// max level for all threads, so scoped subscribers on parallel test threads can race.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    // A global dispatcher that takes every callsite, so that no callsite's interest is ever
-    // cached as "never" by a thread that registered it while no scoped subscriber was alive
-    // (the race that serializing alone did not close: about 1 run in 10 lost an event).
-    static GLOBAL: std::sync::Once = std::sync::Once::new();
-    GLOBAL.call_once(|| {
-        let _ = tracing::subscriber::set_global_default(registry());
-    });
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A scoped subscriber, dropped before the serial lock is released (fields drop in order).
-struct Scoped(
-    #[allow(dead_code)] tracing::subscriber::DefaultGuard,
-    #[allow(dead_code)] MutexGuard<'static, ()>,
-);
-
+/// Installs a subscriber on this thread that keeps only Logging's events, not those of the HTTP
+/// libraries under it.
 fn capture() -> (Capture, Scoped) {
-    let serial = serial();
-    let cap = Capture::default();
-    let guard = tracing::subscriber::set_default(registry().with(cap.clone()));
-    (cap, Scoped(guard, serial))
+    capture::scoped(Capture::of(http_doer::logging::DEFAULT_TARGET))
 }
 
-/// A one-shot stream fed by the test, chunk by chunk.
-struct Chan(mpsc::UnboundedReceiver<Result<Bytes, Error>>);
-
-impl Stream for Chan {
-    type Item = Result<Bytes, Error>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
-    }
-}
-
+/// Feeds a one-shot stream, chunk by chunk.
 type Feed = mpsc::UnboundedSender<Result<Bytes, Error>>;
 
 fn channel() -> (Feed, Body) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (tx, Body::from_stream(Chan(rx)))
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    (tx, Body::from_stream(chunks))
 }
 
 /// A Doer that answers every request with 200 and the next streamed body of `bodies`, with
@@ -270,10 +191,9 @@ async fn a_failed_body_is_a_warn_event_and_a_dropped_one_is_reported() {
 
 #[tokio::test]
 async fn with_only_failures_listened_to_a_streamed_body_that_fails_is_still_logged() {
-    let cap = Capture::default();
+    let cap = Capture::of(http_doer::logging::DEFAULT_TARGET);
     let subscriber = registry().with(EnvFilter::new("warn")).with(cap.clone());
-    let serial = serial();
-    let _g = Scoped(tracing::subscriber::set_default(subscriber), serial);
+    let _g = Scoped::new(subscriber);
     let (feed, body) = channel();
     let doer = streaming(vec![body], "text/plain").logging();
     let mut body = doer
@@ -314,7 +234,7 @@ async fn request_sizes_are_logged_when_known_and_absent_when_not_and_streams_are
     std::fs::write(&file, b"0123456789").unwrap();
     let one_shot = || {
         let part = Ok::<_, std::io::Error>(Bytes::from_static(b"password=hunter2"));
-        Body::from_stream(Once(Some(part)))
+        Body::from_stream(futures_util::stream::iter([part]))
     };
     let requests = [
         // A one-shot stream of unknown length.
@@ -332,7 +252,7 @@ async fn request_sizes_are_logged_when_known_and_absent_when_not_and_streams_are
             .unwrap(),
         http::Request::put("http://a.test/4")
             .body(Body::replayable(|| {
-                Once(Some(Ok::<_, std::io::Error>(Bytes::from_static(b"abc"))))
+                futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"abc"))])
             }))
             .unwrap(),
         // A buffered empty body is known to be empty: 0.
@@ -422,16 +342,6 @@ async fn secrets_in_a_streamed_preview_are_redacted_as_in_a_buffered_one() {
         ]
     );
     assert!(!format!("{:?}", cap.events()).contains("hunter2"));
-}
-
-/// A stream of at most one item.
-struct Once<T>(Option<T>);
-
-impl<T: Unpin> Stream for Once<T> {
-    type Item = T;
-    fn poll_next(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<T>> {
-        Poll::Ready(self.0.take())
-    }
 }
 
 #[tokio::test]

@@ -37,18 +37,21 @@ struct Series {
     value: DebugValue,
 }
 
-/// Runs the scripted calls under a local `DebuggingRecorder` and returns every series.
-fn record_run() -> BTreeMap<(String, Labels), Series> {
+/// Every recorded series, by name and sorted attributes.
+type Recorded = BTreeMap<(String, Labels), Series>;
+
+/// Runs `run` on a paused current-thread runtime under a local `DebuggingRecorder`; returns
+/// every series it recorded.
+fn record(run: impl Future<Output = ()>) -> Recorded {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        telemetry::describe_metrics();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
             .unwrap()
-            .block_on(scripted_run());
+            .block_on(run);
     });
     snapshotter
         .snapshot()
@@ -126,7 +129,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     v
 }
 
-fn counter(series: &BTreeMap<(String, Labels), Series>, name: &str, l: &[(&str, &str)]) -> u64 {
+fn counter(series: &Recorded, name: &str, l: &[(&str, &str)]) -> u64 {
     match series.get(&(name.to_owned(), labels(l))).map(|s| &s.value) {
         Some(DebugValue::Counter(n)) => *n,
         None => 0,
@@ -136,7 +139,10 @@ fn counter(series: &BTreeMap<(String, Labels), Series>, name: &str, l: &[(&str, 
 
 #[test]
 fn a_scripted_run_records_durations_and_resilience_events() {
-    let series = record_run();
+    let series = record(async {
+        telemetry::describe_metrics();
+        scripted_run().await;
+    });
 
     // Resilience events, one counter by `event.name`.
     let event = |name: &str| {
@@ -244,39 +250,17 @@ fn a_scripted_run_records_durations_and_resilience_events() {
 
 #[test]
 fn server_attributes_can_be_turned_off() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(async {
-                let doer = ScriptedDoer::new()
-                    .then_error(ErrorKind::Timeout)
-                    .telemetry()
-                    .server_attributes(false);
-                assert!(doer.execute(get("/x")).await.unwrap_err().is_timeout());
-            });
+    let series = record(async {
+        let doer = ScriptedDoer::new()
+            .then_error(ErrorKind::Timeout)
+            .telemetry()
+            .server_attributes(false);
+        assert!(doer.execute(get("/x")).await.unwrap_err().is_timeout());
     });
-    let keys: Vec<Labels> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, ..)| {
-            let mut l: Labels = key
-                .key()
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            l.sort();
-            l
-        })
-        .collect();
+    let keys: Vec<&Labels> = series.keys().map(|(_name, l)| l).collect();
     assert_eq!(
         keys,
-        vec![labels(&[
+        vec![&labels(&[
             (names::HTTP_REQUEST_METHOD, "GET"),
             (names::ERROR_TYPE, "timeout")
         ])]
@@ -287,54 +271,34 @@ fn server_attributes_can_be_turned_off() {
 fn limiters_count_their_waits_and_refusals() {
     use http_doer::limit::Rate;
 
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(async {
-                // One call a second, no wait longer than 500 ms.
-                let paced = ScriptedDoer::new()
-                    .then_status(200)
-                    .then_status(200)
-                    .rate_limiting(Rate::per_second(1).burst(1))
-                    .max_wait(ms(500));
-                paced.execute(get("/a")).await.unwrap();
-                let refused = paced.execute(get("/a")).await.unwrap_err();
-                assert_eq!(refused.kind(), ErrorKind::RateLimited);
-                tokio::time::sleep(ms(600)).await;
-                paced.execute(get("/a")).await.unwrap();
+    let series = record(async {
+        // One call a second, no wait longer than 500 ms.
+        let paced = ScriptedDoer::new()
+            .then_status(200)
+            .then_status(200)
+            .rate_limiting(Rate::per_second(1).burst(1))
+            .max_wait(ms(500));
+        paced.execute(get("/a")).await.unwrap();
+        let refused = paced.execute(get("/a")).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::RateLimited);
+        tokio::time::sleep(ms(600)).await;
+        paced.execute(get("/a")).await.unwrap();
 
-                // One slot, one place in the queue: of three calls at once, one runs, one
-                // queues, one is refused.
-                let backend = ScriptedDoer::new()
-                    .then_after(ms(100), Ok(response(200, "")))
-                    .then_after(ms(100), Ok(response(200, "")));
-                let bulkhead = backend.concurrency_limit(1).max_queue(1);
-                let call = || async { bulkhead.execute(get("/b")).await.map(|r| r.status()) };
-                let (a, b, c) = tokio::join!(call(), call(), call());
-                let refused = [a, b, c].into_iter().filter(|r| r.is_err()).count();
-                assert_eq!(refused, 1);
-            });
+        // One slot, one place in the queue: of three calls at once, one runs, one
+        // queues, one is refused.
+        let backend = ScriptedDoer::new()
+            .then_after(ms(100), Ok(response(200, "")))
+            .then_after(ms(100), Ok(response(200, "")));
+        let bulkhead = backend.concurrency_limit(1).max_queue(1);
+        let call = || async { bulkhead.execute(get("/b")).await.map(|r| r.status()) };
+        let (a, b, c) = tokio::join!(call(), call(), call());
+        let refused = [a, b, c].into_iter().filter(|r| r.is_err()).count();
+        assert_eq!(refused, 1);
     });
-    let series: BTreeMap<(String, Labels), DebugValue> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let (_, key) = key.into_parts();
-            let l: Labels = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            ((key.name().to_owned(), l), value)
-        })
-        .collect();
     let get = |name: &str, event: &str| {
-        series.get(&(name.to_owned(), labels(&[(names::EVENT_NAME, event)])))
+        series
+            .get(&(name.to_owned(), labels(&[(names::EVENT_NAME, event)])))
+            .map(|s| &s.value)
     };
     for (event, waited) in [
         (names::EVENT_RATE_LIMIT_WAIT, 0.4),
@@ -362,5 +326,34 @@ fn limiters_count_their_waits_and_refusals() {
             Some(&DebugValue::Counter(1)),
             "{event}"
         );
+    }
+}
+
+#[test]
+fn a_breaker_counts_every_state_it_enters() {
+    let series = record(async {
+        let breaker = ScriptedDoer::new()
+            .then_status(503)
+            .then_status(200)
+            .telemetry()
+            .breaker()
+            .consecutive_failures(1)
+            .half_open_probes(1);
+        assert_eq!(breaker.execute(get("/a")).await.unwrap().status(), 503);
+        tokio::time::sleep(http_doer::breaker::DEFAULT_OPEN_DURATION).await;
+        // The probe: half-open on its way out, closed by its answer.
+        assert_eq!(breaker.execute(get("/a")).await.unwrap().status(), 200);
+    });
+    for event in [
+        names::EVENT_BREAKER_OPENED,
+        names::EVENT_BREAKER_HALF_OPENED,
+        names::EVENT_BREAKER_CLOSED,
+    ] {
+        let n = counter(
+            &series,
+            names::RESILIENCE_EVENTS,
+            &[(names::EVENT_NAME, event)],
+        );
+        assert_eq!(n, 1, "{event}");
     }
 }

@@ -3,6 +3,7 @@
 //! attempt and hedge copy that reached the network is its own client span under it, named and
 //! attributed by the HTTP client semantic conventions; no secret is in any attribute.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use http_doer::hedging::HedgeBudget;
@@ -13,6 +14,9 @@ use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
 use opentelemetry::{Key, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "support/capture.rs"]
+mod capture;
 
 const SECRET_QUERY: &str = "s3cr3t-query";
 const SECRET_HEADER: &str = "sekrit-bearer";
@@ -47,12 +51,8 @@ fn export(f: impl FnOnce()) -> Vec<SpanData> {
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    // One test with a subscriber of its own at a time: tracing caches callsite interest for
-    // all threads, so scoped subscribers on parallel test threads can race.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // One test with a subscriber of its own at a time (see `capture::serial`).
+    let serial = capture::serial();
     tracing::subscriber::with_default(subscriber, f);
     drop(serial);
     provider.force_flush().unwrap();
@@ -144,8 +144,7 @@ fn each_attempt_and_hedge_copy_is_a_client_span_under_the_call_span() {
             Some("https://api.test:8443/v1/items?token=REDACTED")
         );
     }
-    let mut ids: Vec<_> = exchanges.iter().map(|s| s.span_context.span_id()).collect();
-    ids.dedup();
+    let ids: HashSet<_> = exchanges.iter().map(|s| s.span_context.span_id()).collect();
     assert_eq!(ids.len(), 4, "each exchange its own span id");
 
     // Outcomes: two 503s (errors by the conventions), the winner's 200, and the original of

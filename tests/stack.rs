@@ -13,6 +13,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+#[path = "support/capture.rs"]
+mod capture;
 #[path = "support/log_buffer.rs"]
 mod log_buffer;
 use log_buffer::Buffer;
@@ -69,7 +71,9 @@ async fn no_secret_reaches_a_log_an_error_or_a_debug_print() {
             .with_ansi(false)
             .with_filter_level(),
     );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Serialized with the global dispatcher of `capture::serial`, so that no other test's
+    // thread caches one of Logging's callsites as "never" while this subscriber is being set.
+    let _guard = capture::Scoped::new(subscriber);
 
     let (outer, inner) = (KeepLog::new(100), KeepLog::new(100));
     let bearer = stack(

@@ -16,6 +16,9 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt;
 
+#[path = "support/capture.rs"]
+mod capture;
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -44,6 +47,8 @@ fn every_attempt_and_hedge_copy_carries_its_own_span_id() {
         .then_after(ms(10), Ok(response(503, "busy")))
         .then_after(ms(1000), Ok(response(200, "slow")))
         .then_after(ms(5), Ok(response(200, "fast")));
+    // One test with a subscriber of its own at a time (see `capture::serial`).
+    let serial = capture::serial();
     let app_trace = tracing::subscriber::with_default(subscriber, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -74,6 +79,7 @@ fn every_attempt_and_hedge_copy_carries_its_own_span_id() {
                 trace_id
             })
     });
+    drop(serial);
     provider.force_flush().unwrap();
     let spans = exporter.get_finished_spans().unwrap();
 
@@ -102,22 +108,31 @@ fn every_attempt_and_hedge_copy_carries_its_own_span_id() {
 
 #[test]
 fn no_span_no_header_and_the_callers_header_is_kept() {
+    // Never alongside the other test, whose subscriber must not miss a callsite this one
+    // registers first.
+    let _serial = capture::serial();
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
         .block_on(async {
-            let backend = ScriptedDoer::new().then_status(200);
+            let backend = ScriptedDoer::new().then_status(200).then_status(200);
             let stack = backend
                 .clone()
                 .propagate_context()
                 .propagator(TraceContextPropagator::new())
                 .telemetry();
+            let bare = http::Request::get("https://api.test/")
+                .body(Body::empty())
+                .unwrap();
+            stack.execute(bare).await.unwrap();
+            assert_eq!(backend.requests()[0].headers().get("traceparent"), None);
+            assert_eq!(backend.requests()[0].headers().get("tracestate"), None);
             let theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
             let req = http::Request::get("https://api.test/")
                 .header("traceparent", theirs)
                 .body(Body::empty())
                 .unwrap();
             stack.execute(req).await.unwrap();
-            assert_eq!(backend.requests()[0].headers()["traceparent"], theirs);
+            assert_eq!(backend.requests()[1].headers()["traceparent"], theirs);
         });
 }
