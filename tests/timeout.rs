@@ -1,5 +1,5 @@
-//! `Timeout`: a deadline for one call, with paused time (and one loopback server for the rule
-//! on streamed bodies).
+//! `Timeout`: a deadline for one call, with paused time (and loopback servers, over both
+//! backends, for a stalled head and the rule on streamed bodies).
 
 #[allow(dead_code)]
 mod support;
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_doer::retrying::Backoff;
 use http_doer::testing::{ScriptedDoer, doer_fn, response};
 use http_doer::{
-    Body, Doer, DoerExt, ErrorKind, Request, ReqwestDoer, ResponseMode, Retrying, Timeout,
+    Body, Doer, DoerExt, ErrorKind, Request, ReqwestDoer, ResponseMode, Retrying, Timeout, UreqDoer,
 };
 use support::faults::{self, Fault};
 use tokio::time::Instant;
@@ -178,24 +178,39 @@ async fn a_streamed_body_is_read_past_the_deadline() {
     assert_eq!(start.elapsed(), Duration::from_secs(5));
 }
 
+/// Both backends, each with `timeout` as its own timeout and `mode` as its response mode.
+fn backends(timeout: Duration, mode: ResponseMode) -> [(&'static str, Arc<dyn Doer>); 2] {
+    [
+        (
+            "ReqwestDoer",
+            Arc::new(ReqwestDoer::new().timeout(timeout).response_mode(mode)),
+        ),
+        (
+            "UreqDoer",
+            Arc::new(UreqDoer::new().timeout(timeout).response_mode(mode)),
+        ),
+    ]
+}
+
 /// Over a real backend: a head that never comes is cut at the deadline, and the connection is
 /// dropped with the call.
 #[tokio::test]
 async fn loopback_a_stalled_head_is_cut_at_the_deadline() {
     let server = faults::start(Fault::Stall).await;
-    let backend = ReqwestDoer::new().timeout(Duration::from_secs(30));
-    let doer = Timeout::new(backend, Duration::from_millis(200));
-    let start = std::time::Instant::now();
-    let err = doer.execute(get(&server.url("/"))).await.unwrap_err();
-    let took = start.elapsed();
-    assert!(
-        err.is_timeout() && err.to_string().contains("call timeout"),
-        "{err}"
-    );
-    assert!(
-        took >= Duration::from_millis(200) && took < Duration::from_secs(10),
-        "{took:?}"
-    );
+    for (name, backend) in backends(Duration::from_secs(30), ResponseMode::Buffered) {
+        let doer = Timeout::new(backend, Duration::from_millis(200));
+        let start = std::time::Instant::now();
+        let err = doer.execute(get(&server.url("/"))).await.unwrap_err();
+        let took = start.elapsed();
+        assert!(
+            err.is_timeout() && err.to_string().contains("call timeout"),
+            "{name}: {err}"
+        );
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(10),
+            "{name}: {took:?}"
+        );
+    }
 }
 
 /// Over a real backend, streamed: the head comes at once, so the call is within its deadline;
@@ -203,17 +218,16 @@ async fn loopback_a_stalled_head_is_cut_at_the_deadline() {
 #[tokio::test]
 async fn loopback_a_body_stall_is_left_to_the_backend_timeout() {
     let server = faults::start(Fault::StallMidBody).await;
-    let backend = ReqwestDoer::new()
-        .response_mode(ResponseMode::Streamed)
-        .timeout(Duration::from_millis(600));
-    let doer = Timeout::new(backend, Duration::from_millis(100));
-    let resp = doer.execute(get(&server.url("/"))).await.unwrap();
-    let err = resp.into_body().bytes().await.unwrap_err();
-    assert!(err.is_timeout(), "{err}");
-    assert!(
-        !err.to_string().contains("call timeout"),
-        "the backend's: {err}"
-    );
+    for (name, backend) in backends(Duration::from_millis(600), ResponseMode::Streamed) {
+        let doer = Timeout::new(backend, Duration::from_millis(100));
+        let resp = doer.execute(get(&server.url("/"))).await.unwrap();
+        let err = resp.into_body().bytes().await.unwrap_err();
+        assert!(err.is_timeout(), "{name}: {err}");
+        assert!(
+            !err.to_string().contains("call timeout"),
+            "{name}: the backend's: {err}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,10 +6,11 @@
 //! as any timeout is set (and `UreqDoer` always has one by default): one thread per call, even
 //! for `127.0.0.1`, which tripled the cost of a loopback call. Here an IP literal needs no
 //! lookup at all (std parses it), and a name is looked up on a thread that is kept for the next
-//! lookup, so the timeout still bounds the wait.
+//! lookup, so the timeout still bounds the wait. At most [`MAX_LIVE`] such threads live at once,
+//! however long the system resolver hangs.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -28,8 +29,16 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// The most lookup threads kept waiting; more run only while more lookups run at once.
 const MAX_IDLE: usize = 4;
 
+/// The most lookup threads alive at once. A lookup that outlives its caller's timeout keeps
+/// its thread until the system resolver answers, so a resolver that hangs would otherwise cost
+/// a new thread on every call; past this many, a call fails at once as a failed lookup.
+const MAX_LIVE: usize = 64;
+
 /// Lookup threads started since the process began, for tests that prove they are reused.
 static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// Lookup threads alive now, busy or waiting; at most [`MAX_LIVE`].
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// The lookup threads waiting for a name, newest last.
 static IDLE: Mutex<Vec<Idle>> = Mutex::new(Vec::new());
@@ -109,11 +118,7 @@ fn lookup(addr: String, timeout: Duration) -> Result<Vec<SocketAddr>, Failed> {
     // Bounded: every turn takes one thread off the list, and nothing else is added to it here.
     loop {
         let Some(worker) = idle().pop() else {
-            let id = STARTED.fetch_add(1, Ordering::Relaxed);
-            thread::Builder::new()
-                .name("http-doer-dns".into())
-                .spawn(move || work(id, job))
-                .map_err(Failed::Io)?;
+            spawn(job)?;
             break;
         };
         match worker.jobs.send(job) {
@@ -129,6 +134,38 @@ fn lookup(addr: String, timeout: Duration) -> Result<Vec<SocketAddr>, Failed> {
             "the name lookup thread ended without an answer",
         ))),
     }
+}
+
+/// Starts a lookup thread for `job`, unless [`MAX_LIVE`] are alive already.
+fn spawn(job: Job) -> Result<(), Failed> {
+    let taken = LIVE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+        (live < MAX_LIVE).then_some(live + 1)
+    });
+    if taken.is_err() {
+        // Worded as std words a failed lookup, so the call is a connect error: nothing was sent.
+        return Err(Failed::Io(io::Error::other(format!(
+            "failed to lookup address information: {MAX_LIVE} name lookups are already under way"
+        ))));
+    }
+    let id = STARTED.fetch_add(1, Ordering::Relaxed);
+    let started = thread::Builder::new()
+        .name("http-doer-dns".into())
+        .spawn(move || {
+            // Counted out however the thread ends, a panic included.
+            struct Live;
+            impl Drop for Live {
+                fn drop(&mut self) {
+                    LIVE.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            let _live = Live;
+            work(id, job)
+        });
+    if let Err(e) = started {
+        LIVE.fetch_sub(1, Ordering::AcqRel);
+        return Err(Failed::Io(e));
+    }
+    Ok(())
 }
 
 /// A lookup thread: answers `job`, then waits up to [`KEEP_ALIVE`] for the next one.

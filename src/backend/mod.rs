@@ -228,22 +228,34 @@ pub(crate) fn is_tls_failure(uri: &http::Uri, err: &(dyn StdError + 'static)) ->
 /// library reports a failed body stream as its own error, with ours inside.
 #[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
 pub(crate) fn body_error_kind(err: &(dyn StdError + 'static)) -> Option<ErrorKind> {
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        if let Some(ours) = e.downcast_ref::<Error>() {
-            return Some(ours.kind());
-        }
+    std::iter::successors(err.source(), |&e| e.source()).find_map(our_kind)
+}
+
+/// The kind of `link` when it is one of our errors, bare or wrapped in an `io::Error`.
+pub(crate) fn our_kind(link: &(dyn StdError + 'static)) -> Option<ErrorKind> {
+    link.downcast_ref::<Error>().map(Error::kind).or_else(|| {
         // `io::Error::source` skips the error it wraps, so that one is looked at here.
-        if let Some(ours) = e
-            .downcast_ref::<std::io::Error>()
+        link.downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
             .and_then(|inner| inner.downcast_ref::<Error>())
-        {
-            return Some(ours.kind());
-        }
-        cur = e.source();
+            .map(Error::kind)
+    })
+}
+
+/// What an `io::Error`'s kind says on its own: [`ErrorKind::Connect`] for the kinds of a
+/// connection that could not be made (meant only while connecting), [`ErrorKind::Timeout`]
+/// for a socket timeout (`WouldBlock` is what a read timeout gives on some systems).
+pub(crate) fn io_error_kind(io: &std::io::Error) -> Option<ErrorKind> {
+    use std::io::ErrorKind as Io;
+    match io.kind() {
+        Io::ConnectionRefused
+        | Io::AddrNotAvailable
+        | Io::NetworkUnreachable
+        | Io::HostUnreachable
+        | Io::NetworkDown => Some(ErrorKind::Connect),
+        Io::TimedOut | Io::WouldBlock => Some(ErrorKind::Timeout),
+        _ => None,
     }
-    None
 }
 
 /// The error for a body over `limit`.

@@ -503,16 +503,9 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
         // std's words for a failed `getaddrinfo`: the name could not be resolved, so nothing
         // was sent (reqwest reports the same as a connect error).
         U::Io(io) if stage == Stage::Send && is_lookup_failure(io) => ErrorKind::Connect,
-        U::Io(io) => match io.kind() {
-            io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::AddrNotAvailable
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-                if stage == Stage::Send =>
-            {
-                ErrorKind::Connect
-            }
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+        U::Io(io) => match super::io_error_kind(io) {
+            Some(ErrorKind::Connect) if stage == Stage::Send => ErrorKind::Connect,
+            Some(ErrorKind::Timeout) => ErrorKind::Timeout,
             _ => after_connect,
         },
         U::BodyExceedsLimit(_) => ErrorKind::TooLarge,

@@ -44,7 +44,9 @@
 //! that points to the async [`Doer`]. Calls from `tokio::task::spawn_blocking` work (each one,
 //! and each read of a streamed body, then drives the client's runtime from a short-lived thread
 //! of its own, since tokio cannot say whether the caller may block), and so does making and
-//! dropping a client anywhere.
+//! dropping a client anywhere. One case cannot be told apart from `spawn_blocking`: a call
+//! inside `tokio::task::unconstrained(...)` on a runtime worker. It is not refused; it blocks
+//! that worker until the call ends, as any blocking code there would.
 //!
 //! ## Responses
 //!

@@ -8,7 +8,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use crate::backend::is_tls_failure;
+use crate::backend::{io_error_kind, is_tls_failure, our_kind};
 use crate::body::BoxError;
 use crate::{Error, ErrorKind};
 
@@ -60,15 +60,7 @@ pub(crate) fn from_body(e: BoxError, uri: &http::Uri) -> Error {
 /// The kind of one of our errors deeper in the chain: a Doer's error that a tower layer
 /// wrapped, or our request body's own error that hyper reports as its own.
 fn ours_inside(e: &(dyn StdError + 'static)) -> Option<ErrorKind> {
-    chain(e).find_map(|e| {
-        e.downcast_ref::<Error>().map(Error::kind).or_else(|| {
-            // `io::Error::source` skips the error it wraps, so that one is looked at here.
-            e.downcast_ref::<io::Error>()
-                .and_then(io::Error::get_ref)
-                .and_then(|inner| inner.downcast_ref::<Error>())
-                .map(Error::kind)
-        })
-    })
+    chain(e).find_map(our_kind)
 }
 
 /// The kind for a foreign error, from the most telling link of its chain: a failed connection
@@ -87,15 +79,7 @@ fn classify(e: &(dyn StdError + 'static)) -> ErrorKind {
 
 fn link_kind(e: &(dyn StdError + 'static)) -> ErrorKind {
     if let Some(io) = e.downcast_ref::<io::Error>() {
-        return match io.kind() {
-            io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::AddrNotAvailable
-            | io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkDown => ErrorKind::Connect,
-            io::ErrorKind::TimedOut => ErrorKind::Timeout,
-            _ => ErrorKind::Transport,
-        };
+        return io_error_kind(io).unwrap_or(ErrorKind::Transport);
     }
     if e.is::<tokio::time::error::Elapsed>() {
         return ErrorKind::Timeout;

@@ -37,7 +37,7 @@ use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 /// | the service's error | kind |
 /// |---|---|
 /// | hyper-util's `Connect` error, an `io::Error` of kind `ConnectionRefused`, `AddrNotAvailable`, `NetworkUnreachable`, `HostUnreachable`, `NetworkDown` | [`ErrorKind::Connect`] (even when a connect timeout is below it: the request never left) |
-/// | tower's `Elapsed` (its `Timeout` layer), tokio's `Elapsed`, an `io::Error` of kind `TimedOut` | [`ErrorKind::Timeout`] |
+/// | tower's `Elapsed` (its `Timeout` layer), tokio's `Elapsed`, an `io::Error` of kind `TimedOut` or `WouldBlock` (a socket read timeout) | [`ErrorKind::Timeout`] |
 /// | hyper-util's errors for an unsupported method or version, or a URI that is not absolute | [`ErrorKind::InvalidRequest`] |
 /// | hyper-util's other errors (the connection failed under the request), any other `io::Error` | [`ErrorKind::Transport`] |
 /// | a failed TLS handshake under `Connect` or `Transport`, on an `https` URL | [`ErrorKind::Tls`] |
