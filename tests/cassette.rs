@@ -572,9 +572,12 @@ fn the_environment_chooses_the_mode() {
         );
     };
     run(None, "Other"); // replay only by default: the file does not exist
-    run(Some("bogus"), "Other");
     run(Some("NEW"), "recorded");
     assert_eq!(Cassette::read(&path).unwrap().len(), 1);
     run(Some(""), "replayed"); // empty is unset
     run(Some("none"), "replayed");
+    // With the file there, only the variable can make these fail or record.
+    run(Some("bogus"), "Other");
+    run(Some("All"), "recorded");
+    assert_eq!(Cassette::read(&path).unwrap().len(), 1);
 }

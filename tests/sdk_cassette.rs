@@ -2,7 +2,8 @@
 //! network: how an SDK author tests against a real server's answers without the server.
 //!
 //! The cassette, `tests/data/cassettes/todo_sdk.json`, was recorded from a to-do API on
-//! loopback (below). To record it again, after the SDK or the API changed:
+//! loopback (`examples/sdk/server.rs`, the one `cargo run --example sdk` runs). To record it
+//! again, after the SDK or the API changed:
 //!
 //! ```text
 //! HTTP_DOER_RECORD=all cargo test --test sdk_cassette -- the_sdk_workflow
@@ -15,8 +16,8 @@
 #[path = "../examples/sdk/todo.rs"]
 mod todo;
 
-#[allow(dead_code)]
-mod support;
+#[path = "../examples/sdk/server.rs"]
+mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,17 +35,21 @@ const CASSETTE: &str = concat!(
 /// the loopback API instead, so the cassette holds this stable URL rather than a random port.
 const BASE: &str = "http://todo.test/v1";
 
-/// The Doer a cassette records from: the to-do API, started on loopback at the first request
-/// (so a replay starts nothing), reached with `ReqwestDoer`. Counts the requests it sends.
+/// The Doer a cassette records from: the example's to-do API (`examples/sdk/server.rs`),
+/// started on loopback at the first request (so a replay starts nothing), reached with
+/// `ReqwestDoer`. Counts the requests it sends.
 fn to_loopback(sent: Arc<AtomicUsize>) -> impl Doer + Clone {
-    let server = Arc::new(tokio::sync::OnceCell::new());
+    let started = Arc::new(tokio::sync::OnceCell::new());
     doer_fn(move |mut req: Request| {
-        let (server, sent) = (server.clone(), sent.clone());
+        let (started, sent) = (started.clone(), sent.clone());
         async move {
             sent.fetch_add(1, Ordering::SeqCst);
-            let server: &support::Loopback = server.get_or_init(api::start).await;
-            let path = req.uri().path().trim_start_matches("/v1").to_owned();
-            *req.uri_mut() = server.url(&path).parse().map_err(http::Error::from)?;
+            let base: &String = started
+                .get_or_try_init(server::start)
+                .await
+                .map_err(|e| http_doer::Error::new(ErrorKind::Connect, e))?;
+            let path = req.uri().path().trim_start_matches("/v1");
+            *req.uri_mut() = format!("{base}{path}").parse().map_err(http::Error::from)?;
             ReqwestDoer::new().execute(req).await
         }
     })
@@ -108,115 +113,5 @@ async fn a_call_the_cassette_never_saw_names_the_nearest_recorded_one() {
             );
         }
         other => panic!("expected a no-match error, got {other:?}"),
-    }
-}
-
-/// A small in-memory to-do API over hyper, as `examples/sdk.rs` runs it: the server the
-/// cassette was recorded from.
-mod api {
-    use std::collections::BTreeMap;
-    use std::convert::Infallible;
-    use std::sync::{Arc, Mutex};
-
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::{Bytes, Incoming};
-    use hyper::{Method, Request, Response, StatusCode};
-    use hyper_util::rt::TokioIo;
-    use serde_json::{Value, json};
-
-    use super::support::Loopback;
-    use super::todo::Todo;
-
-    #[derive(Default)]
-    struct Store {
-        next_id: u64,
-        todos: BTreeMap<u64, Todo>,
-    }
-
-    pub async fn start() -> Loopback {
-        let store = Arc::new(Mutex::new(Store::default()));
-        Loopback::serve(move |stream| {
-            let store = store.clone();
-            async move {
-                let service = hyper::service::service_fn(move |req| serve(store.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            }
-        })
-        .await
-    }
-
-    async fn serve(
-        store: Arc<Mutex<Store>>,
-        req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let (parts, body) = req.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (status, value) = {
-            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-            route(&mut store, &parts.method, parts.uri.path(), &sent)
-        };
-        let body = match value {
-            Value::Null => Bytes::new(),
-            value => Bytes::from(value.to_string()),
-        };
-        let mut resp = Response::new(Full::new(body));
-        *resp.status_mut() = status;
-        let json = hyper::header::HeaderValue::from_static("application/json");
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, json);
-        Ok(resp)
-    }
-
-    fn route(store: &mut Store, method: &Method, path: &str, sent: &Value) -> (StatusCode, Value) {
-        let error = |status, message: &str| (status, json!({ "error": message }));
-        if path == "/todos" {
-            return match (method, sent["title"].as_str()) {
-                (&Method::GET, _) => (
-                    StatusCode::OK,
-                    json!(store.todos.values().collect::<Vec<_>>()),
-                ),
-                (&Method::POST, Some(title)) if !title.is_empty() => {
-                    store.next_id += 1;
-                    let todo = Todo {
-                        id: store.next_id,
-                        title: title.to_owned(),
-                        done: false,
-                    };
-                    store.todos.insert(todo.id, todo.clone());
-                    (StatusCode::CREATED, json!(todo))
-                }
-                (&Method::POST, _) => {
-                    error(StatusCode::UNPROCESSABLE_ENTITY, "title must not be empty")
-                }
-                _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-            };
-        }
-        let id = path
-            .strip_prefix("/todos/")
-            .and_then(|id| id.parse::<u64>().ok());
-        let Some(todo) = id.and_then(|id| store.todos.get_mut(&id)) else {
-            return error(StatusCode::NOT_FOUND, "no such to-do");
-        };
-        match *method {
-            Method::GET => (StatusCode::OK, json!(todo)),
-            Method::PATCH => {
-                if let Some(done) = sent["done"].as_bool() {
-                    todo.done = done;
-                }
-                (StatusCode::OK, json!(todo))
-            }
-            Method::DELETE => {
-                let id = todo.id;
-                store.todos.remove(&id);
-                (StatusCode::NO_CONTENT, Value::Null)
-            }
-            _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        }
     }
 }

@@ -333,4 +333,126 @@ mod tests {
             assert!(err.contains(want), "{text}: {err}");
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A JSON value of any shape, cassette keys and field names likelier than chance, so
+        /// that generated documents get past the version check and into the fields.
+        fn json() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                Just(VERSION_KEY.to_owned()),
+                "interactions|request|response|method|url|status|headers|body|body_base64"
+                    .prop_map(|s| s.to_owned()),
+                "\\PC{0,6}",
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                Just(Value::from(1)),
+                "\\PC{0,12}|[a-z-]{1,8}(;base64)?: ?\\PC{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec((key.clone(), inner), 0..6)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A cassette whose every field is one of the generated values.
+        fn cassette() -> impl Strategy<Value = Value> {
+            let side = || {
+                (json(), json(), json(), json(), json()).prop_map(|(a, b, c, d, e)| {
+                    serde_json::json!({"method": a, "url": b, "status": c, "headers": d, "body": e})
+                })
+            };
+            prop::collection::vec((side(), side()), 0..4).prop_map(|its| {
+                let its: Vec<Value> = its
+                    .into_iter()
+                    .map(|(request, response)| serde_json::json!({"request": request, "response": response}))
+                    .collect();
+                serde_json::json!({ VERSION_KEY: 1, "interactions": its })
+            })
+        }
+
+        fn header_map() -> impl Strategy<Value = HeaderMap> {
+            let value = prop::collection::vec(any::<u8>(), 0..12)
+                .prop_filter_map("a header value", |b| HeaderValue::from_bytes(&b).ok());
+            prop::collection::vec(("[a-z][a-z0-9-]{0,10}", value), 0..5).prop_map(|pairs| {
+                let mut map = HeaderMap::new();
+                for (name, value) in pairs {
+                    map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value);
+                }
+                map
+            })
+        }
+
+        fn interaction() -> impl Strategy<Value = Interaction> {
+            let method = "[A-Z]{1,8}".prop_map(|m| Method::from_bytes(m.as_bytes()).unwrap());
+            let body = prop_oneof![
+                "\\PC{0,24}".prop_map(Bytes::from),
+                prop::collection::vec(any::<u8>(), 0..24).prop_map(Bytes::from),
+            ];
+            (
+                method,
+                "\\PC{0,30}",
+                header_map(),
+                body.clone(),
+                100u16..1000,
+                header_map(),
+                body,
+            )
+                .prop_map(|(method, url, rh, rb, status, sh, sb)| {
+                    let mut request = RecordedRequest::new(method, url);
+                    request.headers = rh;
+                    request.body = rb;
+                    let mut response = RecordedResponse::new(StatusCode::from_u16(status).unwrap());
+                    response.headers = sh;
+                    response.body = sb;
+                    Interaction::new(request, response)
+                })
+        }
+
+        proptest! {
+            // A cassette file is text anyone can edit: reading it never panics.
+            #[test]
+            fn read_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = read(&bytes);
+            }
+
+            #[test]
+            fn read_never_panics_on_json(doc in json()) {
+                let _ = read(doc.to_string().as_bytes());
+            }
+
+            #[test]
+            fn read_never_panics_on_cassette_shaped_json(doc in cassette()) {
+                let _ = read(doc.to_string().as_bytes());
+            }
+
+            #[test]
+            fn read_never_panics_on_a_cut_or_edited_cassette(
+                its in prop::collection::vec(interaction(), 1..3),
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+            ) {
+                let mut text = write(&its).into_bytes();
+                let i = at.index(text.len());
+                let _ = read(&text[..i]);
+                text[i] = byte;
+                let _ = read(&text);
+            }
+
+            // Whatever is recorded comes back byte for byte.
+            #[test]
+            fn write_then_read_round_trips(its in prop::collection::vec(interaction(), 0..3)) {
+                prop_assert_eq!(read(write(&its).as_bytes()).unwrap(), its);
+            }
+        }
+    }
 }

@@ -71,15 +71,39 @@ impl Rules {
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        // Pair by pair, so that a kept name (`code`) escapes Logging's rules.
+        let hide = |piece: &str| {
+            piece
+                .split_once('=')
+                .filter(|(name, _)| self.secret_param(&decoded(name)))
+                .map(|(name, _)| format!("{name}={REDACTED}"))
+        };
+        // Pair by pair, so that a kept name (`code`) escapes Logging's rules; inside a pair
+        // whose name is not secret, `;` and `#` start a pair too, as in `redact::query`, so
+        // neither `code=1;token=x` nor `a=1;acct=x` keeps `x`.
         let out: Vec<Cow<'_, str>> = q
             .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if self.secret_param(&decoded(name)) => {
-                    Cow::Owned(format!("{name}={REDACTED}"))
+            .map(|pair| {
+                if let Some(hidden) = hide(pair) {
+                    return Cow::Owned(hidden);
                 }
-                Some((name, _)) if redact::is_secret_param(&decoded(name)) => Cow::Borrowed(pair),
-                _ => redact::query(pair),
+                let mut out = String::new();
+                let mut changed = false;
+                for piece in pair.split_inclusive([';', '#']) {
+                    let inner = piece.strip_suffix([';', '#']).unwrap_or(piece);
+                    match hide(inner) {
+                        Some(hidden) => {
+                            changed = true;
+                            out.push_str(&hidden);
+                        }
+                        None => out.push_str(inner),
+                    }
+                    out.push_str(&piece[inner.len()..]);
+                }
+                if changed {
+                    Cow::Owned(out)
+                } else {
+                    Cow::Borrowed(pair)
+                }
             })
             .collect();
         if out.iter().all(|p| matches!(p, Cow::Borrowed(_))) {
@@ -256,6 +280,14 @@ mod tests {
         assert_eq!(
             rules().url(&uri),
             "https://api.test:8443/p?token=REDACTED&acct=REDACTED&code=E1&q=x"
+        );
+        // A kept or plain pair does not shelter a secret after `;` or `#`.
+        let semi: http::Uri = "http://api.test/p?code=E1;token=t2&a=1;acct=a3#sig=s4"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            rules().url(&semi),
+            "http://api.test/p?code=E1;token=REDACTED&a=1;acct=REDACTED"
         );
         let plain: http::Uri = "http://api.test/p?q=1".parse().unwrap();
         assert_eq!(rules().url(&plain), "http://api.test/p?q=1");
