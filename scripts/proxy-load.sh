@@ -6,12 +6,18 @@
 # An upstream nginx serves a 1 KiB file on loopback, twice: on one port every request succeeds,
 # on the other half the answers are 503 (split_clients on $request_id). In front of each:
 #
-#   proxy            examples/proxy (release build), its log at WARN, the example's defaults
-#   nginx-cache      nginx as a stale-serving cache proxy: keep-alive upstream, the answer kept
-#                    1 s (`proxy_cache_valid 200 1s`), `proxy_cache_use_stale error timeout
-#                    http_500 http_502 http_503 http_504`
-#   nginx-forward    nginx as a plain keep-alive reverse proxy, no cache: what forwarding
-#                    alone costs nginx, since nginx-cache answers most requests from its cache
+#   proxy             examples/proxy (release build), its log at WARN, the example's defaults
+#   nginx-retter      nginx doing retter's job, which is the proxy's: every request forwarded
+#                     (keep-alive upstream), every good answer kept (`proxy_cache_bypass 1`
+#                     skips reading the cache, not writing it; the cache is on tmpfs, nginx's
+#                     fastest store), and the kept answer served when the upstream fails
+#                     (`error_page 5xx` to a location with `proxy_cache_use_stale error timeout
+#                     http_500 http_502 http_503 http_504`)
+#   nginx-microcache  nginx as a stale-serving cache proxy that also answers from its cache
+#                     while the answer is 1 s old or less (`proxy_cache_valid 200 1s`): it
+#                     forwards about one request a second, which neither retter nor the proxy do
+#   nginx-forward     nginx as a plain keep-alive reverse proxy, no cache, no stale answers:
+#                     what forwarding alone costs nginx
 #
 # All are loaded alike with `ab -k -c $CONCURRENCY -n $REQUESTS`, in $ROUNDS rounds, the order
 # of the variants rotating every round; the summary gives medians with min-max. The proxies
@@ -21,7 +27,7 @@
 # proxy's /metrics shows what its layers did in the half-failing run.
 #
 # Settings (environment): REQUESTS (20000), CONCURRENCY (16), ROUNDS (5), SERVER_CPU (0),
-# LOAD_CPU (1), PORT (18080: the first of seven consecutive ports), PERF (1; 0 skips the
+# LOAD_CPU (1), PORT (18080: the first of nine consecutive ports), PERF (1; 0 skips the
 # profile), PROXY_BIN (skip the build and use this binary).
 set -euo pipefail
 
@@ -51,13 +57,20 @@ if [ -z "${PROXY_BIN:-}" ]; then
 fi
 
 work=$(mktemp -d /tmp/proxy-load.XXXXXX)
+# nginx-retter writes every good answer to its cache: on tmpfs when there is one, as the proxy
+# keeps its answers in memory.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    stale_store=$(mktemp -d /dev/shm/proxy-load.XXXXXX)
+else
+    stale_store=$work/stale
+fi
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    rm -rf "$work" "$stale_store"
 }
 trap cleanup EXIT
 
@@ -68,6 +81,8 @@ nginx_cache_flaky=$((PORT + 3))
 nginx_forward_good=$((PORT + 4))
 proxy_good=$((PORT + 5))
 proxy_flaky=$((PORT + 6))
+nginx_retter_good=$((PORT + 7))
+nginx_retter_flaky=$((PORT + 8))
 
 mkdir -p "$work/www" "$work/upstream" "$work/front/cache"
 head -c 1024 /dev/zero | tr '\0' 'x' >"$work/www/file.bin"
@@ -114,6 +129,7 @@ EOF
 
 nginx_conf "$work/front" >"$work/front/nginx.conf" <<EOF
     proxy_cache_path $work/front/cache keys_zone=stale:10m;
+    proxy_cache_path $stale_store keys_zone=retter:10m use_temp_path=off;
     upstream good { server 127.0.0.1:$up_good; keepalive 32; }
     upstream flaky { server 127.0.0.1:$up_flaky; keepalive 32; }
     proxy_http_version 1.1;
@@ -140,6 +156,28 @@ nginx_conf "$work/front" >"$work/front/nginx.conf" <<EOF
         listen 127.0.0.1:$nginx_forward_good;
         location / { proxy_pass http://good; }
     }
+$(for pair in "good $nginx_retter_good" "flaky $nginx_retter_flaky"; do
+    read -r up port <<<"$pair"
+    cat <<SERVER
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://$up;
+            proxy_cache retter;
+            proxy_cache_bypass 1;
+            proxy_cache_valid 200 1h;
+            proxy_intercept_errors on;
+            error_page 500 502 503 504 = @stale;
+        }
+        location @stale {
+            proxy_pass http://$up;
+            proxy_cache retter;
+            proxy_cache_valid 200 1h;
+            proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504;
+        }
+    }
+SERVER
+done)
 EOF
 
 taskset -c "$LOAD_CPU" "$NGINX" -p "$work/upstream" -c "$work/upstream/nginx.conf" &
@@ -166,17 +204,19 @@ wait_for() { # $1: port; at most 10 s
     exit 1
 }
 for p in $up_good $up_flaky $nginx_cache_good $nginx_cache_flaky $nginx_forward_good \
-    $proxy_good $proxy_flaky; do
+    $nginx_retter_good $nginx_retter_flaky $proxy_good $proxy_flaky; do
     wait_for "$p"
 done
 
 # name scenario port
 variants=(
     "proxy good $proxy_good"
-    "nginx-cache good $nginx_cache_good"
+    "nginx-retter good $nginx_retter_good"
+    "nginx-microcache good $nginx_cache_good"
     "nginx-forward good $nginx_forward_good"
     "proxy half-503 $proxy_flaky"
-    "nginx-cache half-503 $nginx_cache_flaky"
+    "nginx-retter half-503 $nginx_retter_flaky"
+    "nginx-microcache half-503 $nginx_cache_flaky"
 )
 
 load() { # $1: port, $2: requests; prints "rps p50 p99 non2xx"
@@ -223,14 +263,15 @@ for (scenario, name), r in sorted(rows.items()):
     print(f"| {scenario} | {name} | {fmt(rps, lambda x: f'{x:,.0f}')} | "
           f"{fmt(p50, lambda x: f'{x:.2f}')} | {fmt(p99, lambda x: f'{x:.2f}')} | "
           f"{statistics.median(bad):.0f} |")
+print("\nThe proxy against each nginx, round by round: requests/s ratio, p99 ratio")
 for scenario in ("good", "half-503"):
-    proxy, nginx = rows.get((scenario, "proxy")), rows.get((scenario, "nginx-cache"))
-    if proxy and nginx:
-        ratio = [p[0] / q[0] for p, q in zip(proxy, nginx)]
-        p99 = [p[2] / q[2] for p, q in zip(proxy, nginx)]
-        print(f"\n{scenario}: proxy / nginx-cache requests/s {fmt(ratio, lambda x: f'{x:.2f}')}, "
-              f"p99 {fmt(p99, lambda x: f'{x:.2f}')}", end="")
-print()
+    for other in ("nginx-retter", "nginx-forward", "nginx-microcache"):
+        proxy, nginx = rows.get((scenario, "proxy")), rows.get((scenario, other))
+        if proxy and nginx:
+            ratio = [p[0] / q[0] for p, q in zip(proxy, nginx)]
+            p99 = [p[2] / q[2] for p, q in zip(proxy, nginx)]
+            print(f"{scenario}: proxy / {other} requests/s {fmt(ratio, lambda x: f'{x:.2f}')}, "
+                  f"p99 {fmt(p99, lambda x: f'{x:.2f}')}")
 EOF
 
 echo

@@ -176,9 +176,12 @@ async fn serve_connection(
     config: Arc<Config>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Formatted once per connection rather than once per request.
+    let peer = forwarded_for(peer.ip());
     let service = service_fn(move |req| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler.handle(req, peer.ip()).await) }
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(handler.handle(req, &peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -200,7 +203,7 @@ async fn serve_connection(
 }
 
 impl Handler {
-    async fn handle(&self, req: hyper::Request<Incoming>, peer: IpAddr) -> ClientResponse {
+    async fn handle(&self, req: hyper::Request<Incoming>, peer: &HeaderValue) -> ClientResponse {
         if let Some(render) = &self.metrics
             && req.method() == Method::GET
             && req.uri().path() == METRICS_PATH
@@ -241,16 +244,15 @@ impl Handler {
     async fn answer(
         &self,
         req: hyper::Request<Incoming>,
-        peer: IpAddr,
+        peer: &HeaderValue,
     ) -> (ClientResponse, Source) {
         let (parts, body) = req.into_parts();
-        let fault = Arc::new(OnceLock::new());
-        let body = match self.request_body(&parts.headers, body, &fault).await {
+        let (body, fault) = match self.request_body(&parts.headers, body).await {
             Ok(body) => body,
             Err(resp) => return (resp, Source::None),
         };
         let head = parts.method == Method::HEAD;
-        let Some(out) = forward_request(&parts, body, peer, &self.backend) else {
+        let Some(out) = forward_request(parts, body, peer, &self.backend) else {
             let resp = plain(StatusCode::BAD_REQUEST, "the request target must be a path");
             return (resp, Source::None);
         };
@@ -260,7 +262,7 @@ impl Handler {
                 (client_response(resp, head, self.max_response_body), source)
             }
             // A request body that failed on its way says so, rather than the backend's error.
-            Err(err) => match fault.get() {
+            Err(err) => match fault.as_ref().and_then(|fault| fault.get()) {
                 Some(fault) => (fault.response(), Source::None),
                 None => (error_response(&err), Source::None),
             },
@@ -269,13 +271,12 @@ impl Handler {
 
     /// The request body for the backend, within the size limit and the read timeout: read
     /// whole when it is short and of known length, else a stream that fails past the limit or
-    /// the timeout (and records why in `fault`).
+    /// the timeout, and records why in the cell returned with it.
     async fn request_body(
         &self,
         headers: &HeaderMap,
         body: Incoming,
-        fault: &Arc<OnceLock<BodyFault>>,
-    ) -> Result<Body, ClientResponse> {
+    ) -> Result<(Body, Option<Arc<OnceLock<BodyFault>>>), ClientResponse> {
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -283,18 +284,19 @@ impl Handler {
             return Err(BodyFault::TooLarge.response());
         }
         if body.is_end_stream() {
-            return Ok(Body::empty());
+            return Ok((Body::empty(), None));
         }
         if declared.is_some_and(|len| len <= BUFFERED_REQUEST_BODY) {
-            return self.read_body(body).await.map(Body::from);
+            return self.read_body(body).await.map(|b| (Body::from(b), None));
         }
+        let fault = Arc::new(OnceLock::new());
         let stream = RequestStream {
             body,
             left: self.max_request_body,
             deadline: Box::pin(tokio::time::sleep(self.read_timeout)),
             fault: fault.clone(),
         };
-        Ok(Body::from_stream(stream))
+        Ok((Body::from_stream(stream), Some(fault)))
     }
 
     /// The whole request body, within the size limit and the read timeout.
@@ -391,11 +393,12 @@ impl futures_core::Stream for RequestStream {
 /// The request for the backend: same method, path (under the backend's base path), query,
 /// end-to-end headers and body; hop-by-hop headers dropped; `X-Forwarded-For` extended with the
 /// client's address, `X-Forwarded-Host` and `X-Forwarded-Proto` set. `None` when the request
-/// target is not a path (`OPTIONS *`).
+/// target is not a path (`OPTIONS *`). `peer` is the client's address as [`forwarded_for`]
+/// writes it.
 pub fn forward_request(
-    parts: &http::request::Parts,
+    parts: http::request::Parts,
     body: Body,
-    peer: IpAddr,
+    peer: &HeaderValue,
     backend: &Uri,
 ) -> Option<http_doer::Request> {
     let path_and_query = parts.uri.path_and_query()?;
@@ -410,7 +413,8 @@ pub fn forward_request(
         .build()
         .ok()?;
 
-    let mut headers = parts.headers.clone();
+    // Moved, not cloned: the client's request is not needed once forwarded.
+    let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     let original_host = headers.remove(header::HOST);
     // The backend client frames the body from what it knows of its length; there is nothing
@@ -431,7 +435,7 @@ pub fn forward_request(
     );
 
     let mut req = http::Request::new(body);
-    *req.method_mut() = parts.method.clone();
+    *req.method_mut() = parts.method;
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Some(req)
@@ -549,17 +553,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
+/// The client's address as `X-Forwarded-For` gives it: an IPv4 client reaching an IPv6
+/// socket (`::ffff:a.b.c.d`) is written `a.b.c.d`.
+pub fn forwarded_for(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_canonical().to_string()).expect("an IP is a header value")
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
     let name = HeaderName::from_static("x-forwarded-for");
+    if !headers.contains_key(&name) {
+        headers.insert(name, peer.clone());
+        return;
+    }
     let mut value: Vec<u8> = Vec::new();
     for prior in headers.get_all(&name) {
         value.extend_from_slice(prior.as_bytes());
         value.extend_from_slice(b", ");
     }
-    value.extend_from_slice(peer.to_canonical().to_string().as_bytes());
-    let value = HeaderValue::from_bytes(&value).unwrap_or_else(|_| {
-        HeaderValue::from_str(&peer.to_canonical().to_string()).expect("an IP is a header value")
-    });
+    value.extend_from_slice(peer.as_bytes());
+    // Prior values were header values, and so is what joins them.
+    let value = HeaderValue::from_bytes(&value).unwrap_or_else(|_| peer.clone());
     headers.insert(name, value);
 }
 
@@ -621,8 +634,8 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let peer: IpAddr = "192.0.2.9".parse().unwrap();
-        let out = forward_request(&incoming, Body::from("{}"), peer, &backend()).unwrap();
+        let peer = forwarded_for("192.0.2.9".parse().unwrap());
+        let out = forward_request(incoming, Body::from("{}"), &peer, &backend()).unwrap();
         assert_eq!(out.method(), Method::POST);
         assert_eq!(out.uri(), "http://10.1.2.3:8088/api/items/7?full=1&q=a%20b");
         let h = out.headers();
@@ -647,8 +660,8 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let peer: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        let out = forward_request(&incoming, Body::empty(), peer, &backend()).unwrap();
+        let peer = forwarded_for("::ffff:127.0.0.1".parse().unwrap());
+        let out = forward_request(incoming, Body::empty(), &peer, &backend()).unwrap();
         let all: Vec<_> = out.headers().get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["203.0.113.1, 198.51.100.2, 10.0.0.1, 127.0.0.1"]);
     }
@@ -658,9 +671,9 @@ mod tests {
         let incoming = parts(http::Request::get("/x").body(()).unwrap());
         let root: Uri = "http://b.test/".parse().unwrap();
         let out = forward_request(
-            &incoming,
+            incoming,
             Body::empty(),
-            "127.0.0.1".parse().unwrap(),
+            &forwarded_for("127.0.0.1".parse().unwrap()),
             &root,
         );
         assert_eq!(out.unwrap().uri(), "http://b.test/x");
@@ -671,9 +684,9 @@ mod tests {
         let mut incoming = parts(http::Request::options("/").body(()).unwrap());
         incoming.uri = "*".parse().unwrap();
         let out = forward_request(
-            &incoming,
+            incoming,
             Body::empty(),
-            "127.0.0.1".parse().unwrap(),
+            &forwarded_for("127.0.0.1".parse().unwrap()),
             &backend(),
         );
         assert!(out.is_none());

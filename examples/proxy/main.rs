@@ -13,6 +13,12 @@
 //! semantic conventions' buckets) and what the resilience layers did
 //! (`http_doer_resilience_events_total`, by `event_name`).
 
+// Every request allocates a few dozen small blocks across hyper, reqwest and the stack; under
+// load glibc's allocator took 4 % of the proxy's time (its consolidation pass among it), and
+// mimalloc raised throughput by 5 % (`scripts/proxy-load.sh`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod app;
 mod config;
 mod stack;
@@ -23,8 +29,30 @@ use http_doer::telemetry::{self, names};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    match runtime() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("proxy: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One worker thread per CPU the proxy may run on; on a single CPU (a container limited to
+/// one, or `taskset -c 0`), a single-threaded runtime, which spares the hand-offs between the
+/// thread that waits on `main` and the one worker (4 % more requests a second on one CPU).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
+}
+
+async fn run() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
