@@ -276,6 +276,10 @@ async fn decorators(calls: u64) {
         ),
         ("Logging (no subscriber)", Instantly.logging().boxed()),
         (
+            "Arc<dyn Doer> of it (as an SDK keeps one)",
+            Box::new(std::sync::Arc::new(Instantly) as std::sync::Arc<dyn Doer>),
+        ),
+        (
             "Timeout (10 s)",
             Instantly.timeout(Duration::from_secs(10)).boxed(),
         ),

@@ -164,6 +164,10 @@ fn variants() -> Vec<(&'static str, Box<dyn Doer>)> {
         ),
         ("Logging (no subscriber)", Instantly.logging().boxed()),
         (
+            "Arc<dyn Doer> of it (as an SDK keeps one)",
+            Box::new(std::sync::Arc::new(Instantly) as std::sync::Arc<dyn Doer>),
+        ),
+        (
             "Telemetry (nobody listening)",
             Instantly.telemetry().boxed(),
         ),
