@@ -11,6 +11,10 @@
 //! `HEDGE_BENCH_N=500 cargo bench -p http-doer-benches --bench hedging` for a quicker run (default
 //! 3000 calls per variant), `HEDGE_BENCH_SEED=n` for another latency sequence. tower's warmed
 //! variant always waits out tower's 10 s period first.
+//!
+//! `HEDGE_BENCH_RUNS=k` runs only the default adaptive variant, k times, each from a cold
+//! start on its own seed (`HEDGE_BENCH_SEED`, +1, ...), and prints each run's p99 and extra
+//! requests with their median and min-max: whether the tail is cut in every run, not in one.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -307,6 +311,45 @@ async fn tail_table(n: usize, seed: u64) {
     println!();
 }
 
+/// The default adaptive variant, `runs` times from a cold start, each on its own seed.
+async fn adaptive_runs(n: usize, seed: u64, runs: u64) {
+    let mut p99s = Vec::new();
+    let mut extras = Vec::new();
+    println!("\nadaptive (p95, defaults), {n} sequential GETs per run, each run cold:\n");
+    for run in 0..runs {
+        let tail = Arc::new(Tail::new(1 << 16, seed + run));
+        let url = serve(tail.clone());
+        let row = hedged(
+            "adaptive (p95, defaults)",
+            &tail,
+            &url,
+            n,
+            ReqwestDoer::new().hedging(),
+        )
+        .await;
+        println!(
+            "  seed {:>6}: p50 {:>5.2} ms, p99 {:>6.2} ms, p99.9 {:>6.2} ms, extra {:>4.1}%",
+            seed + run,
+            row.pct(0.5),
+            row.pct(0.99),
+            row.pct(0.999),
+            row.extra
+        );
+        p99s.push(row.pct(0.99));
+        extras.push(row.extra);
+    }
+    let spread = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (p99, p99_lo, p99_hi) = spread(p99s);
+    let (extra, extra_lo, extra_hi) = spread(extras);
+    println!(
+        "\n{runs} runs: p99 {p99:.2} ms ({p99_lo:.2}-{p99_hi:.2}), extra {extra:.1}% \
+         ({extra_lo:.1}-{extra_hi:.1}); medians (min-max)\n"
+    );
+}
+
 fn overhead(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let instant = Arc::new(doer_fn(|_req: Request| async { Ok(response(200, "")) }));
     let hedged = instant.clone().hedging();
@@ -343,6 +386,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Some(runs) = std::env::var("HEDGE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        rt.block_on(adaptive_runs(n, seed, runs.max(1)));
+        return;
+    }
     rt.block_on(tail_table(n, seed));
 
     let mut c = Criterion::default()
