@@ -15,6 +15,9 @@ mod app;
 #[allow(dead_code)]
 mod stack;
 
+#[path = "../examples/proxy/metrics.rs"]
+mod metrics;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -1152,4 +1155,75 @@ async fn request_bodies_of_unknown_length_stream_through_within_the_limit() {
     .await;
     assert_eq!((over.status, over.cache.as_str()), (413, "none"));
     proxy.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_served_with_the_semantic_conventions_buckets() {
+    // The one test of this binary that installs a recorder: the process's only one.
+    let prometheus = metrics::install().expect("no other recorder in this test binary");
+    let backend = Backend::start().await;
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    vars.insert("RETTER_SERVER_LISTEN".into(), "127.0.0.1:0".into());
+    vars.insert("RETTER_BACKEND_BASEURL".into(), backend.url());
+    let config = config::Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let proxy = app::Proxy::bind(config)
+        .await
+        .unwrap()
+        .serve_metrics(move || prometheus.render());
+    let addr = proxy.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.run(async move {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        addr,
+        stop: Some(stop),
+        task,
+    };
+    let client = client();
+
+    let forwarded = send(client.get(running.url("/echo"))).await;
+    assert_eq!(forwarded.status, 200);
+    let resp = client.get(running.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    // The backend's own /metrics is not asked: the proxy answered.
+    assert_eq!(backend.hits(), 1, "only /echo reached the backend");
+
+    let buckets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_client_request_duration_seconds_bucket{"))
+        .filter(|l| l.contains("http_response_status_code=\"200\""))
+        .collect();
+    assert!(!buckets.is_empty(), "no duration histogram in:\n{text}");
+    // Every bound the semantic conventions recommend, and no other, on one series.
+    let first_series = buckets[0].split(",le=").next().unwrap();
+    let bounds: Vec<String> = buckets
+        .iter()
+        .filter(|l| l.starts_with(first_series))
+        .filter_map(|l| {
+            l.split("le=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut expected: Vec<String> = http_doer::telemetry::names::DURATION_BUCKETS
+        .iter()
+        .map(f64::to_string)
+        .collect();
+    expected.push("+Inf".to_owned());
+    assert_eq!(bounds, expected, "bucket bounds of {first_series}");
+    assert!(
+        text.contains("# HELP http_client_request_duration_seconds"),
+        "described: {text}"
+    );
+    running.stop().await;
 }

@@ -136,3 +136,61 @@ fn no_span_no_header_and_the_callers_header_is_kept() {
             assert_eq!(backend.requests()[1].headers()["traceparent"], theirs);
         });
 }
+
+#[test]
+fn the_callers_tracestate_travels_with_the_new_traceparent() {
+    use opentelemetry::propagation::TextMapPropagator as _;
+
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // What a server received from its own caller: a trace to continue, with vendor state.
+    let incoming_parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let incoming_state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+    let mut incoming = std::collections::HashMap::new();
+    incoming.insert("traceparent".to_owned(), incoming_parent.to_owned());
+    incoming.insert("tracestate".to_owned(), incoming_state.to_owned());
+    let remote = TraceContextPropagator::new().extract(&incoming);
+
+    let backend = ScriptedDoer::new().then_status(200);
+    let serial = capture::serial();
+    tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let stack = backend
+                    .clone()
+                    .propagate_context()
+                    .propagator(TraceContextPropagator::new())
+                    .telemetry();
+                let handler = tracing::info_span!("handle_request");
+                let _ = handler.set_parent(remote);
+                let req = http::Request::get("https://api.test/")
+                    .body(Body::empty())
+                    .unwrap();
+                stack.execute(req).instrument(handler).await.unwrap();
+            })
+    });
+    drop(serial);
+
+    let sent = &backend.requests()[0];
+    let (trace, parent) = parse(sent.headers()["traceparent"].to_str().unwrap());
+    assert_eq!(
+        trace, "0af7651916cd43dd8448eb211c80319c",
+        "the caller's trace goes on"
+    );
+    assert_ne!(
+        parent, "b7ad6b7169203331",
+        "under a span of ours, not the caller's"
+    );
+    assert_eq!(
+        sent.headers()["tracestate"],
+        incoming_state,
+        "the vendors' state passes through unchanged"
+    );
+}

@@ -21,12 +21,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod app;
 mod config;
+mod metrics;
 mod stack;
 
 use std::process::ExitCode;
 
-use http_doer::telemetry::{self, names};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -79,7 +78,7 @@ async fn run() -> ExitCode {
         println!("  {name} is not a setting of this proxy (a typo?)");
     }
 
-    let prometheus = match prometheus() {
+    let prometheus = match metrics::install() {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("proxy: cannot install the metrics recorder: {e}");
@@ -106,35 +105,6 @@ async fn run() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
-}
-
-/// Installs the Prometheus recorder, with the semantic conventions' buckets for the request
-/// duration, and describes http-doer's metrics to it.
-fn prometheus() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
-    let handle = PrometheusBuilder::new()
-        // `_total` on counters and the unit on names (`..._duration_seconds`), the names an
-        // OpenTelemetry collector would give the same metrics in Prometheus.
-        .with_recommended_naming(true)
-        .set_buckets_for_metric(
-            Matcher::Full(names::HTTP_CLIENT_REQUEST_DURATION.to_owned()),
-            &names::DURATION_BUCKETS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full(names::LIMIT_WAIT_DURATION.to_owned()),
-            &names::DURATION_BUCKETS,
-        )?
-        .install_recorder()?;
-    telemetry::describe_metrics();
-    // Scrapes drain the histograms; this keeps them bounded when nobody scrapes.
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            every.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    Ok(handle)
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what `docker stop` and Kubernetes send).
