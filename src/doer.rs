@@ -103,7 +103,7 @@ impl<D: Doer + ?Sized> Doer for Arc<D> {
 }
 
 /// The future [`Doer::execute`] returns, as `#[async_trait]` writes it.
-type Execute<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+pub(crate) type Execute<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
 
 /// Copies a request for another send: method, URI, version, headers, extensions, and the body
 /// shared ([`Body::share`]: O(1) for a buffered or replayable body, the same slot for a

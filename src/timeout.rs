@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::doer::Execute;
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
 /// A [`Doer`] that fails a call with [`ErrorKind::Timeout`] when the wrapped Doer has not
@@ -111,10 +112,7 @@ impl<D> Timeout<D> {
 // Written out rather than with `#[async_trait]`, so that a `Timeout` without a deadline hands
 // back the inner Doer's own future, with no box of its own.
 impl<D: Doer> Doer for Timeout<D> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

@@ -10,7 +10,6 @@
 //!   `Authorization`, `Proxy-Authorization`, `Cookie`, API-key and token headers.
 
 use std::future::Future;
-use std::pin::Pin;
 
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Uri};
@@ -35,13 +34,11 @@ pub(crate) trait Exchange: Sync {
     ) -> impl Future<Output = Result<Response, Error>> + Send;
 }
 
-/// The boxed future of `Doer::execute`, as `#[async_trait]` spells it.
-///
-/// Both backends write their `Doer` impl out by hand and box [`follow`]'s future directly:
-/// the macro's wrapper future would hold the request a second time, and past 1 KiB a boxed
-/// future misses glibc's per-thread cache of freed blocks (measured: about 500 instructions a
-/// call).
-pub(crate) type Execute<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+// Both backends write their `Doer` impl out by hand and box [`follow`]'s future directly
+// (`Execute`): the macro's wrapper future would hold the request a second time, and past 1 KiB
+// a boxed future misses glibc's per-thread cache of freed blocks (measured: about 500
+// instructions a call).
+pub(crate) use crate::doer::Execute;
 
 /// Sends `req` through `backend`, following up to `max` redirects.
 ///

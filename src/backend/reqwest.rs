@@ -400,7 +400,7 @@ impl Exchange for ReqwestDoer {
     }
 }
 
-// Written out rather than with `#[async_trait]`: see `redirect::Execute`.
+// Written out rather than with `#[async_trait]`: see `redirect.rs` on `Execute`.
 impl Doer for ReqwestDoer {
     fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where

@@ -585,7 +585,7 @@ impl Exchange for UreqDoer {
     }
 }
 
-// Written out rather than with `#[async_trait]`: see `redirect::Execute`.
+// Written out rather than with `#[async_trait]`: see `redirect.rs` on `Execute`.
 impl Doer for UreqDoer {
     fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where

@@ -13,13 +13,12 @@
 //! * the `DEFAULT_*` constants: every default, named.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
 
+use crate::doer::Execute;
 use crate::{Doer, Error, Request, Response};
 
 mod budget;
@@ -347,10 +346,7 @@ impl<D> Hedging<D> {
 // Written out rather than with `#[async_trait]`, whose wrapper future would hold the request
 // twice (once captured, once as a local), making every call's allocation larger.
 impl<D: Doer> Doer for Hedging<D> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

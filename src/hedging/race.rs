@@ -19,16 +19,14 @@ use tokio::time::{Instant, Sleep};
 
 use super::Config;
 use super::report::{Counters, HedgeReport, add};
-use crate::doer::copy_request;
+use crate::doer::{Execute, copy_request};
 use crate::{Doer, Error, ErrorKind, Request, Response};
-
-type CopyFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
 
 struct InFlight<'a> {
     /// 0 for the original, 1 for the first hedge, ...
     n: u32,
     started: Instant,
-    fut: CopyFuture<'a>,
+    fut: Execute<'a>,
 }
 
 /// The state of one hedged call.

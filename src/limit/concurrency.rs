@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{DEFAULT_MAX_KEYS, KeyFn, QueueWait, key_of};
 use crate::body::Tap;
+use crate::doer::Execute;
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
 /// Calls that may wait for a slot per key, unless set otherwise: 64. Past it, a call fails at
@@ -249,10 +248,7 @@ impl<D: Doer> ConcurrencyLimit<D> {
 
 // Written out rather than with `#[async_trait]`, whose wrapper would hold the request twice.
 impl<D: Doer> Doer for ConcurrencyLimit<D> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

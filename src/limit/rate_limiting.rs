@@ -1,8 +1,6 @@
 //! [`RateLimiting`]: the decorator.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +8,7 @@ use tokio::time::Instant;
 
 use super::pacing::Plan;
 use super::{KeyFn, LimitStore, MemoryStore, Pace, Pacing, Rate, RateWait, key_of, quota_headers};
+use crate::doer::Execute;
 use crate::retrying::retry_after;
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
@@ -291,10 +290,7 @@ impl<D: Doer> RateLimiting<D> {
 
 // Written out rather than with `#[async_trait]`, whose wrapper would hold the request twice.
 impl<D: Doer> Doer for RateLimiting<D> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

@@ -7,8 +7,6 @@ mod record;
 mod stream;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -17,6 +15,7 @@ use http::header::CONTENT_LENGTH;
 use tracing::Level;
 use tracing::field::{Value, debug, display};
 
+use crate::doer::Execute;
 use crate::{Attempts, Doer, Error, Request, Response, redact};
 use callsite::{EventSite, Values};
 use stream::{BodyWatch, Exchange};
@@ -447,10 +446,7 @@ impl<D> Logging<D> {
 // open is handed the inner Doer's own future, with no future of this layer around it (whose
 // state, large for the record it may build, would be allocated and moved on every call).
 impl<D: Doer> Doer for Logging<D> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

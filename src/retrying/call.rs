@@ -1,16 +1,12 @@
 //! One call through [`Retrying`]: the first attempt, then the retry loop, each attempt within
 //! the deadlines.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use super::{Attempts, Decision, Delays, MaxRetries, Retrying, default_classifier, retry_after};
-use crate::doer::copy_request;
+use crate::doer::{Execute, copy_request};
 use crate::timeout::{Deadline, within};
 use crate::{Doer, Error, Request, Response};
-
-type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
 
 /// The names the two deadlines go by in their errors.
 const TOTAL: &str = "total timeout";
@@ -101,7 +97,7 @@ impl<D: Doer> Retrying<D> {
 
     /// Hands `req` to the inner Doer, within the attempt timeout and the total deadline. An
     /// untimed attempt is the inner Doer's own future, with no box or timer of ours.
-    fn attempt<'a>(&'a self, req: Request, total: Option<&'a mut Deadline>) -> Attempt<'a> {
+    fn attempt<'a>(&'a self, req: Request, total: Option<&'a mut Deadline>) -> Execute<'a> {
         if total.is_none() && self.attempt_timeout.is_none() {
             return self.inner.execute(req);
         }
@@ -162,10 +158,7 @@ fn finish(outcome: Result<Response, Error>, attempts: u32) -> Result<Response, E
 // Written out rather than with `#[async_trait]`, whose wrapper future would hold the request
 // twice (once captured, once as a local), making every call's allocation larger.
 impl<D: Doer> Doer for Retrying<D> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::doer::Execute;
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
 mod api_key;
@@ -417,10 +418,7 @@ fn unsigned_url(err: Error, unsigned: &http::Uri) -> Error {
 // Written out rather than with `#[async_trait]`: a request signed at once (`sign_now`) is
 // handed the inner Doer's own future, with no future of this layer around it.
 impl<D: Doer, S: Signer> Doer for Signing<D, S> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        mut req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, mut req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

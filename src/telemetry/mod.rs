@@ -74,12 +74,11 @@ pub mod names;
 mod propagate;
 pub(crate) mod spans;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tracing::Instrument;
 
+use crate::doer::Execute;
 use crate::{Doer, Error, ErrorKind, Request, Response};
 
 #[cfg(feature = "metrics")]
@@ -225,10 +224,7 @@ impl<D> Telemetry<D> {
 // Doer's own future, with no future of its own around it; with no span possible (no subscriber
 // takes INFO), its future holds only what the duration needs, not the request.
 impl<D: Doer> Doer for Telemetry<D> {
-    fn execute<'life0, 'async_trait>(
-        &'life0 self,
-        req: Request,
-    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'async_trait>>
+    fn execute<'life0, 'async_trait>(&'life0 self, req: Request) -> Execute<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,

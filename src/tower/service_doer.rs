@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
@@ -11,6 +10,7 @@ use super::body::{same_type, take_as};
 use super::error;
 use crate::backend::{DEFAULT_MAX_BODY_SIZE, too_large};
 use crate::body::{BoxError, HttpBodyStream};
+use crate::doer::Execute;
 use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 
 /// A `tower::Service<http::Request<Body>>` as a [`Doer`], so our decorators can wrap any tower
@@ -139,9 +139,6 @@ impl<S: fmt::Debug> fmt::Debug for ServiceDoer<S> {
             .finish()
     }
 }
-
-/// The boxed future a Doer returns.
-type Execute<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
 
 // Written out rather than with `#[async_trait]`: most services are ready at once, and then
 // the call is made before boxing, so the one box holds the service's future alone rather than
