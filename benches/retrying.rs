@@ -2,8 +2,9 @@
 //! middleware and tower's `Retry` + `TpsBudget` doing the same work; and the load a total
 //! outage puts on the backend (backend requests / calls) with each one's default budget.
 //!
-//! Run with `cargo bench -p http-doer-benches --bench retrying`. The overhead of each retrier is
-//! measured against its own bare stack (our bare doer; reqwest-middleware with only the instant
+//! Run with `cargo bench -p http-doer-benches --bench retrying` (pinned for the summary:
+//! `taskset -c 0 target/release/deps/retrying-<hash> --bench`; `RETRYING_ROUNDS`, default 9,
+//! sets its rounds). The overhead of each retrier is measured against its own bare stack (our bare doer; reqwest-middleware with only the instant
 //! terminal; the bare tower service), so the cost of building each library's request and response
 //! cancels out. Besides criterion's report, a summary table is printed at the end.
 
@@ -258,34 +259,50 @@ fn overhead(c: &mut Criterion) {
     group.finish();
 }
 
-/// ns per call for each contender: many short rounds, interleaved so that load from other
-/// processes hits every contender alike, summarised by a low percentile (interference only
-/// ever adds time, so the low end is the closest to the cost on a quiet machine).
-fn summary_overhead() -> [f64; N] {
+/// Each contender's per-call time less its bare stack's, **within each round** (rounds
+/// interleave the contenders, in an order rotated from round to round, so a burst of load from
+/// another process hits all alike), as the median over the rounds with the min-max; and each
+/// contender's own median ns per call. Run pinned (`taskset -c 0`, see README.md here).
+fn summary_overhead() -> [(f64, f64, f64, f64); N] {
     let rt = rt();
     let contenders = Contenders::new();
-    const ROUNDS: usize = 200;
-    const CALLS: u32 = 2_000;
-    let mut samples: [Vec<f64>; N] = Default::default();
+    let rounds: usize = std::env::var("RETRYING_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9)
+        .max(1);
+    const CALLS: u32 = 100_000;
+    let mut times: [Vec<f64>; N] = Default::default();
+    let mut extras: [Vec<f64>; N] = Default::default();
     rt.block_on(async {
         for which in 0..N {
-            for _ in 0..CALLS * 5 {
+            for _ in 0..CALLS / 10 {
                 contenders.call(which).await;
             }
         }
-        for _ in 0..ROUNDS {
-            for (which, s) in samples.iter_mut().enumerate() {
+        for round in 0..rounds {
+            let mut ns = [0.0; N];
+            for k in 0..N {
+                let which = (k + round) % N;
                 let start = Instant::now();
                 for _ in 0..CALLS {
                     contenders.call(which).await;
                 }
-                s.push(start.elapsed().as_nanos() as f64 / f64::from(CALLS));
+                ns[which] = start.elapsed().as_nanos() as f64 / f64::from(CALLS);
+            }
+            for (i, (_, base)) in CONTENDERS.iter().enumerate() {
+                times[i].push(ns[i]);
+                extras[i].push(ns[i] - ns[*base]);
             }
         }
     });
-    samples.map(|mut s| {
-        s.sort_by(f64::total_cmp);
-        s[s.len() / 10]
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    std::array::from_fn(|i| {
+        let (extra, lo, hi) = median(std::mem::take(&mut extras[i]));
+        (median(std::mem::take(&mut times[i])).0, extra, lo, hi)
     })
 }
 
@@ -340,19 +357,21 @@ fn amplification(contender: usize, per_sec: u64, secs: u64) -> f64 {
 }
 
 fn report() {
-    let ns = summary_overhead();
+    let rows = summary_overhead();
     println!();
     println!(
-        "Per-call cost over a doer that answers at once (10th percentile of 200 interleaved rounds of 2000 calls)"
+        "Per-call cost over a doer that answers at once: interleaved rounds of 100 000 calls; \
+         medians (min-max) over the rounds, each overhead taken within its round"
     );
-    println!("{:<34} {:>10} {:>12}", "stack", "ns/call", "overhead");
+    println!("{:<34} {:>10} {:>24}", "stack", "ns/call", "overhead");
     for (i, (name, base)) in CONTENDERS.iter().enumerate() {
+        let (ns, extra, lo, hi) = rows[i];
         let extra = if i == *base {
             "-".to_owned()
         } else {
-            format!("{:+.0} ns", ns[i] - ns[*base])
+            format!("{extra:+.0} ns ({lo:+.0}..{hi:+.0})")
         };
-        println!("{name:<34} {:>10.0} {extra:>12}", ns[i]);
+        println!("{name:<34} {ns:>10.0} {extra:>24}");
     }
     println!();
     println!("Amplification under a total outage (backend requests / calls), default budgets");
