@@ -252,6 +252,79 @@ pub fn text(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// How a body is redacted, as Logging shows it and a cassette records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyShape {
+    /// `application/x-www-form-urlencoded`, or an untyped body that looks like one: the query
+    /// rules apply as they are.
+    Form,
+    /// JSON (`application/json`, `+json`), or an untyped body that looks like it: secret
+    /// members are redacted at any depth.
+    Json,
+    /// Anything else: free text, or binary.
+    Text,
+}
+
+/// The shape of a body of media type `media` (see [`media_type`]) whose text starts with
+/// `text`; `more_whitespace` says whether bytes past `text`, not seen here, hold whitespace.
+///
+/// Callers often omit `Content-Type`, so a body is also judged by its look: a missing or
+/// generic type must not turn redaction off.
+pub(crate) fn body_shape(media: &str, text: &str, more_whitespace: bool) -> BodyShape {
+    let untyped = media.is_empty() || media == "text/plain" || media == "application/octet-stream";
+    let trimmed = text.trim_start();
+    let looks_json = untyped && (trimmed.starts_with('{') || trimmed.starts_with('['));
+    let whitespace = more_whitespace || text.contains(char::is_whitespace);
+    let looks_form = untyped && !whitespace && text.contains('=');
+    if media == "application/x-www-form-urlencoded" || looks_form {
+        BodyShape::Form
+    } else if media == "application/json" || media.ends_with("+json") || looks_json {
+        BodyShape::Json
+    } else {
+        BodyShape::Text
+    }
+}
+
+/// The media type of a `Content-Type`, lowercased, without parameters (`""` when there is
+/// none).
+pub(crate) fn media_type(headers: &http::HeaderMap) -> String {
+    let value = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Replaces with [`REDACTED`] the value of every object member of `value`, at any depth,
+/// whose name `secret` says is secret; whether anything changed.
+#[cfg(feature = "json")]
+pub(crate) fn json_members(value: &mut serde_json::Value, secret: &dyn Fn(&str) -> bool) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut changed = false;
+            for (name, member) in map.iter_mut() {
+                if secret(name) {
+                    let redacted = serde_json::Value::String(REDACTED.to_owned());
+                    changed |= *member != redacted;
+                    *member = redacted;
+                } else {
+                    changed |= json_members(member, secret);
+                }
+            }
+            changed
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| json_members(item, secret) | changed),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

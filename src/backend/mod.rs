@@ -245,6 +245,7 @@ pub(crate) fn our_kind(link: &(dyn StdError + 'static)) -> Option<ErrorKind> {
 /// What an `io::Error`'s kind says on its own: [`ErrorKind::Connect`] for the kinds of a
 /// connection that could not be made (meant only while connecting), [`ErrorKind::Timeout`]
 /// for a socket timeout (`WouldBlock` is what a read timeout gives on some systems).
+#[cfg_attr(not(any(feature = "ureq", feature = "tower")), allow(dead_code))]
 pub(crate) fn io_error_kind(io: &std::io::Error) -> Option<ErrorKind> {
     use std::io::ErrorKind as Io;
     match io.kind() {

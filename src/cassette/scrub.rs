@@ -13,7 +13,7 @@ use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::format::Interaction;
-use crate::redact::{self, REDACTED};
+use crate::redact::{self, BodyShape, REDACTED};
 
 pub(crate) type Custom = Arc<dyn Fn(&mut Interaction) + Send + Sync>;
 
@@ -168,19 +168,11 @@ impl Rules {
         let Ok(text) = std::str::from_utf8(body) else {
             return body.clone();
         };
-        let media = media_type(headers);
-        // As Logging does: a missing or generic type must not turn redaction off.
-        let untyped =
-            media.is_empty() || media == "text/plain" || media == "application/octet-stream";
-        let trimmed = text.trim_start();
-        let looks_json = untyped && (trimmed.starts_with('{') || trimmed.starts_with('['));
-        let looks_form = untyped && !text.contains(char::is_whitespace) && text.contains('=');
-        let redacted = if media == "application/x-www-form-urlencoded" || looks_form {
-            self.query(text)
-        } else if media == "application/json" || media.ends_with("+json") || looks_json {
-            self.json(text)
-        } else {
-            redact::text(text)
+        // The shapes Logging judges bodies by, with this cassette's own secret names.
+        let redacted = match redact::body_shape(&redact::media_type(headers), text, false) {
+            BodyShape::Form => self.query(text),
+            BodyShape::Json => self.json(text),
+            BodyShape::Text => redact::text(text),
         };
         match redacted {
             Cow::Borrowed(_) => body.clone(),
@@ -191,31 +183,10 @@ impl Rules {
     /// JSON with secret members replaced at any depth; kept byte for byte when it holds none,
     /// and as it is when it is not JSON (it cannot be redacted member by member).
     fn json<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        fn walk(rules: &Rules, v: &mut serde_json::Value) -> bool {
-            match v {
-                serde_json::Value::Object(map) => {
-                    let mut changed = false;
-                    for (name, value) in map.iter_mut() {
-                        if rules.secret_param(name) {
-                            let redacted = serde_json::Value::String(REDACTED.to_owned());
-                            changed |= *value != redacted;
-                            *value = redacted;
-                        } else {
-                            changed |= walk(rules, value);
-                        }
-                    }
-                    changed
-                }
-                serde_json::Value::Array(items) => {
-                    items.iter_mut().fold(false, |c, v| walk(rules, v) | c)
-                }
-                _ => false,
-            }
-        }
         let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
             return Cow::Borrowed(text);
         };
-        if walk(self, &mut value) {
+        if redact::json_members(&mut value, &|name| self.secret_param(name)) {
             Cow::Owned(value.to_string())
         } else {
             Cow::Borrowed(text)
@@ -243,20 +214,6 @@ fn fix_length(headers: &mut HeaderMap, len: usize) {
     if headers.contains_key(CONTENT_LENGTH) {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
     }
-}
-
-/// The media type of a `Content-Type`, lower-cased, without parameters.
-fn media_type(headers: &HeaderMap) -> String {
-    let value = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use tracing::Level;
 
 use super::StreamedBody;
+use crate::redact::BodyShape;
 use crate::{Body, Error, redact};
 
 /// One exchange, as a [`Logging`](super::Logging) sink receives it.
@@ -128,21 +128,7 @@ pub(crate) fn render_body(headers: &HeaderMap, body: &Body, cap: usize) -> Optio
     render_bytes(&media_type(headers), bytes, cap, None)
 }
 
-/// The media type of a `Content-Type`, lowercased, without parameters (`""` when there is
-/// none).
-pub(crate) fn media_type(headers: &HeaderMap) -> String {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned()
-}
+pub(crate) use redact::media_type;
 
 /// What a streamed body's watcher learned of the bytes it did not keep, past the first `cap`
 /// ones (see [`super::stream`]): enough to apply to a preview the same rules a whole body gets.
@@ -184,18 +170,12 @@ pub(crate) fn render_bytes(
     if rest.is_some_and(|r| !r.utf8) {
         return Some(format!("[{total} bytes of binary]"));
     }
-    // Callers often omit Content-Type, so a body is also judged by its look: a missing or
-    // generic type must not turn off redaction.
-    let untyped = media.is_empty() || media == "text/plain" || media == "application/octet-stream";
-    let trimmed = text.trim_start();
-    let looks_json = untyped && (trimmed.starts_with('{') || trimmed.starts_with('['));
-    let whitespace = text.contains(char::is_whitespace) || rest.is_some_and(|r| r.whitespace);
-    let looks_form = untyped && !whitespace && text.contains('=');
-    let shown: Cow<'_, str> = if media == "application/x-www-form-urlencoded" || looks_form {
+    let shape = redact::body_shape(media, text, rest.is_some_and(|r| r.whitespace));
+    let shown: Cow<'_, str> = if shape == BodyShape::Form {
         // A form body has the same shape as a query string, so the query rules apply as is
         // (to the first bytes of a longer one: a value cut short is still a value).
         redact::query(text)
-    } else if media == "application/json" || media.ends_with("+json") || looks_json {
+    } else if shape == BodyShape::Json {
         if rest.is_some() {
             // A JSON document cut short cannot be parsed, so its secrets cannot be found.
             return Some(format!(
@@ -325,27 +305,12 @@ fn cut(s: &str, cap: usize, total: u64, whole: bool) -> String {
 fn redact_json(text: &str) -> Result<String, &'static str> {
     // Redacting needs the whole document parsed, and a log line is not worth parsing megabytes.
     const MAX_JSON_TO_REDACT: usize = 1 << 20;
-    fn walk(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(map) => {
-                for (name, value) in map.iter_mut() {
-                    if redact::is_secret_param(name) {
-                        *value = serde_json::Value::String(redact::REDACTED.to_owned());
-                    } else {
-                        walk(value);
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
     if text.len() > MAX_JSON_TO_REDACT {
         return Err("too large to redact");
     }
     let mut value: serde_json::Value =
         serde_json::from_str(text).map_err(|_| "not valid JSON, so it cannot be redacted")?;
-    walk(&mut value);
+    redact::json_members(&mut value, &redact::is_secret_param);
     Ok(value.to_string())
 }
 
@@ -359,6 +324,7 @@ fn redact_json(_text: &str) -> Result<String, &'static str> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use http::header::CONTENT_TYPE;
 
     fn with_type(ct: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
