@@ -9,7 +9,8 @@ use http_doer::retrying::{Attempts, Backoff};
 use http_doer::signing::{ApiKey, Basic, Bearer, HttpSignature, Signer};
 use http_doer::testing::ScriptedDoer;
 use http_doer::{Body, Doer, DoerExt, Request, ReqwestDoer};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -65,11 +66,12 @@ async fn no_secret_reaches_a_log_an_error_or_a_debug_print() {
 
     let buffer = Buffer::default();
     let writer = buffer.clone();
+    // Everything from DEBUG up, so that successes are printed too.
     let subscriber = tracing_subscriber::registry().with(
         tracing_subscriber::fmt::layer()
             .with_writer(move || writer.clone())
             .with_ansi(false)
-            .with_filter_level(),
+            .with_filter(LevelFilter::DEBUG),
     );
     // Serialized with the global dispatcher of `capture::serial`, so that no other test's
     // thread caches one of Logging's callsites as "never" while this subscriber is being set.
@@ -133,22 +135,6 @@ async fn no_secret_reaches_a_log_an_error_or_a_debug_print() {
         for secret in SECRETS {
             assert!(!text.contains(secret), "{secret} leaked into:\n{text}");
         }
-    }
-}
-
-/// Filters in a test: everything from DEBUG up, so that successes are printed too.
-trait WithFilterLevel<S>: Sized {
-    fn with_filter_level(
-        self,
-    ) -> tracing_subscriber::filter::Filtered<Self, tracing_subscriber::filter::LevelFilter, S>;
-}
-
-impl<S: tracing::Subscriber, L: tracing_subscriber::Layer<S>> WithFilterLevel<S> for L {
-    fn with_filter_level(
-        self,
-    ) -> tracing_subscriber::filter::Filtered<Self, tracing_subscriber::filter::LevelFilter, S>
-    {
-        tracing_subscriber::Layer::with_filter(self, tracing_subscriber::filter::LevelFilter::DEBUG)
     }
 }
 
