@@ -9,26 +9,26 @@
 //! over, say).
 //!
 //! Reading it: the bare instant Doer's own count (its `#[async_trait]` box, nothing else) is
-//! the baseline; every layer over it adds the box of its own `execute` future (inherent to
-//! `#[async_trait]`), and a layer able to resend (Retrying, Hedging) keeps one copy of the
-//! request. Anything more on a call the layer passes straight through is a cost to remove.
-//! No `tracing` subscriber and no `metrics` recorder are installed.
+//! the baseline. A layer over it adds the box of its own `execute` future unless it hands back
+//! the inner Doer's (Logging with nothing listening, Telemetry switched off, Signing with a
+//! `sign_now` signer, `Arc<dyn Doer>`); a layer able to resend (Retrying, Hedging) keeps one
+//! copy of the request (two allocations for the two headers of `instant::request`) and boxes
+//! its report extension (three: http's extension map, its table, the value). The floor rows
+//! show those costs alone. Anything more on a call the layer passes straight through is a cost
+//! to remove. No `tracing` subscriber and no `metrics` recorder are installed.
 //!
-//! `cargo bench -p http-doer-benches --bench allocs`; the counts do not depend on the
-//! machine's load, so this needs no pinning.
+//! `cargo bench -p http-doer-benches --bench allocs` (`ALLOCS_CALLS`, default 2000, sets the
+//! calls counted per row); the counts do not depend on the machine's load, so this needs no
+//! pinning.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use async_trait::async_trait;
-use http_doer::breaker::ServeStale;
-use http_doer::limit::Rate;
-use http_doer::signing::Bearer;
-use http_doer::{Body, Doer, DoerExt, Error, Request, ReqwestDoer, Response, UreqDoer};
+use http_doer::{Body, Doer, Request, ReqwestDoer, UreqDoer};
 
+mod instant;
 mod loopback;
 
 struct Counting;
@@ -114,17 +114,6 @@ struct PerCall {
     allocs: f64,
     reallocs: f64,
     bytes: f64,
-}
-
-/// Answers `200` at once, with an empty body: its only allocation is its `#[async_trait]` box.
-#[derive(Clone, Copy)]
-struct Instantly;
-
-#[async_trait]
-impl Doer for Instantly {
-    async fn execute(&self, _req: Request) -> Result<Response, Error> {
-        Ok(http::Response::new(Body::empty()))
-    }
 }
 
 const WARM_UP: u64 = 200;
@@ -252,73 +241,12 @@ async fn backends(calls: u64, url: &str) {
 }
 
 async fn decorators(calls: u64) {
-    const URI: &str = "https://api.test/v1/items?page=2";
-    let token = || Bearer::new("token").expect("a valid token");
-    let bare = measure(calls, || get(URI), |req| through(&Instantly, req)).await;
-    row("bare instant Doer", &bare, None);
-    let layers: Vec<(&str, Box<dyn Doer>)> = vec![
-        (
-            "Retrying (defaults, budget on)",
-            Instantly.retrying().boxed(),
-        ),
-        ("Hedging (no copy sent)", Instantly.hedging().boxed()),
-        (
-            "Signing (static Bearer)",
-            Instantly.signing(token()).boxed(),
-        ),
-        ("Breaker (closed)", Instantly.breaker().boxed()),
-        (
-            "Breaker + serve-stale (storing a good answer)",
-            Instantly
-                .breaker()
-                .serve_stale(ServeStale::new(Duration::from_secs(300)))
-                .boxed(),
-        ),
-        ("Logging (no subscriber)", Instantly.logging().boxed()),
-        (
-            "Arc<dyn Doer> of it (as an SDK keeps one)",
-            Box::new(std::sync::Arc::new(Instantly) as std::sync::Arc<dyn Doer>),
-        ),
-        (
-            "Timeout (10 s)",
-            Instantly.timeout(Duration::from_secs(10)).boxed(),
-        ),
-        (
-            "RateLimiting (under its rate)",
-            Instantly
-                .rate_limiting(Rate::per_second(1_000_000).burst(1_000_000))
-                .boxed(),
-        ),
-        (
-            "ConcurrencyLimit (under its limit)",
-            Instantly.concurrency_limit(64).boxed(),
-        ),
-        ("Telemetry (no listener)", Instantly.telemetry().boxed()),
-        (
-            "Logging → Retrying → Hedging → Breaker → Signing",
-            Instantly
-                .signing(token())
-                .breaker()
-                .hedging()
-                .retrying()
-                .logging()
-                .boxed(),
-        ),
-        (
-            "the README's stack to copy",
-            Instantly
-                .signing(token())
-                .breaker()
-                .serve_stale(ServeStale::new(Duration::from_secs(300)))
-                .hedging()
-                .retrying()
-                .total_timeout(Duration::from_secs(10))
-                .logging()
-                .boxed(),
-        ),
-    ];
-    for (label, doer) in &layers {
-        let p = measure(calls, || get(URI), |req| through(doer.as_ref(), req)).await;
-        row(label, &p, Some(bare.allocs));
+    let mut rows = instant::variants().into_iter();
+    let (_, bare) = rows.next().expect("the bare Doer first");
+    let base = measure(calls, instant::request, |req| through(bare.as_ref(), req)).await;
+    row("bare instant Doer", &base, None);
+    for (label, doer) in rows {
+        let p = measure(calls, instant::request, |req| through(doer.as_ref(), req)).await;
+        row(label, &p, Some(base.allocs));
     }
 }

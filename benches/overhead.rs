@@ -12,7 +12,7 @@
 //!
 //! ```sh
 //! cargo bench -p http-doer-benches --bench overhead --no-run
-//! taskset -c 0 target/release/deps/overhead-*[!.d]
+//! taskset -c 0 target/release/deps/overhead-*[!.d] --bench
 //! ```
 //!
 //! `OVERHEAD_ROUNDS` (default 9) and `OVERHEAD_CALLS` (calls per variant per round, default
@@ -26,178 +26,13 @@
 //! not needed, a static token, a limit not reached).
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use http_doer::breaker::ServeStale;
-use http_doer::limit::Rate;
-use http_doer::signing::Bearer;
-use http_doer::telemetry;
-use http_doer::testing::copy_request;
-use http_doer::{Body, Breaker, Doer, DoerExt, Error, Request, Response};
+use http_doer::{Doer, telemetry};
 
-/// Answers `200 "ok"` at once.
-#[derive(Clone, Copy)]
-struct Instantly;
+mod instant;
 
-#[async_trait::async_trait]
-impl Doer for Instantly {
-    async fn execute(&self, _req: Request) -> Result<Response, Error> {
-        Ok(http::Response::new(Body::from("ok")))
-    }
-}
-
-/// Whether header values are made from text at run time (`OVERHEAD_DYNAMIC_HEADERS=1`)
-/// rather than from static strings, as in `retrying.rs`. A run-time value's bytes are copied
-/// into a buffer the first copy of the request must turn into a shared one (an allocation per
-/// value, paid once per request by whichever layer copies it first).
-fn dynamic_headers() -> bool {
-    static DYNAMIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *DYNAMIC.get_or_init(|| std::env::var("OVERHEAD_DYNAMIC_HEADERS").is_ok_and(|v| v == "1"))
-}
-
-/// What any layer able to resend pays, to read the rows above against: an `#[async_trait]`
-/// layer that does nothing, the same keeping one copy of the request (as a layer that may
-/// resend must), and the same adding one response extension (as `Retrying` and `Hedging`
-/// report what they did).
-struct Floor {
-    copy: bool,
-    extension: bool,
-}
-
-/// A response extension, as `retrying::Attempts` is.
-#[derive(Clone, Copy)]
-struct Mark;
-
-#[async_trait::async_trait]
-impl Doer for Floor {
-    async fn execute(&self, req: Request) -> Result<Response, Error> {
-        let kept = self.copy.then(|| copy_request(&req));
-        let mut resp = Instantly.execute(kept.unwrap_or(req)).await?;
-        if self.extension {
-            resp.extensions_mut().insert(Mark);
-        }
-        Ok(resp)
-    }
-}
-
-fn request() -> Request {
-    let builder = http::Request::get("https://api.test/v1/items?page=2");
-    let builder = if dynamic_headers() {
-        builder
-            .header(http::header::ACCEPT, "application/json")
-            .header(http::header::USER_AGENT, "bench/1.0")
-    } else {
-        builder
-            .header(
-                http::header::ACCEPT,
-                http::HeaderValue::from_static("application/json"),
-            )
-            .header(
-                http::header::USER_AGENT,
-                http::HeaderValue::from_static("bench/1.0"),
-            )
-    };
-    builder.body(Body::empty()).expect("a valid request")
-}
-
-fn bearer() -> Bearer {
-    Bearer::new("token-0123456789").expect("a valid token")
-}
-
-fn stale() -> ServeStale {
-    ServeStale::new(Duration::from_secs(300))
-}
-
-/// The README's "stack to copy" over `doer`, as it is written there.
-fn readme_stack(doer: impl Doer + 'static) -> Box<dyn Doer> {
-    doer.signing(bearer())
-        .breaker()
-        .serve_stale(stale())
-        .hedging()
-        .retrying()
-        .total_timeout(Duration::from_secs(10))
-        .logging()
-        .boxed()
-}
-
-/// The variants, `bare` first.
-fn variants() -> Vec<(&'static str, Box<dyn Doer>)> {
-    vec![
-        ("bare", Instantly.boxed()),
-        (
-            "(floor) an empty #[async_trait] layer",
-            Floor {
-                copy: false,
-                extension: false,
-            }
-            .boxed(),
-        ),
-        (
-            "(floor) + one request copy kept",
-            Floor {
-                copy: true,
-                extension: false,
-            }
-            .boxed(),
-        ),
-        (
-            "(floor) + one request copy + one response extension",
-            Floor {
-                copy: true,
-                extension: true,
-            }
-            .boxed(),
-        ),
-        (
-            "Retrying (defaults, budget on)",
-            Instantly.retrying().boxed(),
-        ),
-        ("Hedging (no copy sent)", Instantly.hedging().boxed()),
-        (
-            "Signing (static Bearer)",
-            Instantly.signing(bearer()).boxed(),
-        ),
-        ("Breaker (closed)", Instantly.breaker().boxed()),
-        (
-            "Breaker + serve-stale (stores the answer)",
-            Breaker::new(Instantly).serve_stale(stale()).boxed(),
-        ),
-        ("Logging (no subscriber)", Instantly.logging().boxed()),
-        (
-            "Arc<dyn Doer> of it (as an SDK keeps one)",
-            Box::new(std::sync::Arc::new(Instantly) as std::sync::Arc<dyn Doer>),
-        ),
-        (
-            "Telemetry (nobody listening)",
-            Instantly.telemetry().boxed(),
-        ),
-        (
-            "RateLimiting (under its rate)",
-            Instantly
-                .rate_limiting(Rate::new(u32::MAX, Duration::from_secs(1)))
-                .boxed(),
-        ),
-        (
-            "ConcurrencyLimit (under its limit)",
-            Instantly.concurrency_limit(64).boxed(),
-        ),
-        (
-            "Logging > Retrying > Hedging > Breaker > Signing",
-            Instantly
-                .signing(bearer())
-                .breaker()
-                .hedging()
-                .retrying()
-                .logging()
-                .boxed(),
-        ),
-        ("README stack to copy", readme_stack(Instantly)),
-        (
-            "README stack + Telemetry (nobody listening)",
-            readme_stack(Instantly.telemetry()),
-        ),
-    ]
-}
+use instant::{request, variants};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

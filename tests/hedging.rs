@@ -681,3 +681,23 @@ async fn accessors_debug_and_defaults_follow_the_decorator_shape() {
     assert_eq!(hedged.get_ref().calls(), 1);
     assert_eq!(hedged.into_inner().calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn all_at_once_keeps_to_the_default_budget() {
+    // Every answer takes 10 ms; with no budget, each call would send its second copy at once.
+    let backend = doer_fn(|_req: Request| async {
+        tokio::time::sleep(ms(10)).await;
+        Ok(response(200, ""))
+    });
+    let hedged = Arc::new(backend).hedging().all_at_once();
+    for _ in 0..100 {
+        hedged.execute(get()).await.unwrap();
+    }
+    let stats = hedged.stats();
+    assert_eq!(stats.calls, 100);
+    // The default budget: a burst of 10 tokens, then 0.1 per call. 100% extra is the
+    // unlimited budget's, never the default's.
+    let extra = stats.copies_sent - stats.calls;
+    assert!((19..=21).contains(&extra), "{stats:?}");
+    assert_eq!(stats.budget_denied, 100 - extra, "{stats:?}");
+}

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -67,6 +67,18 @@ struct BackendState {
     failing: AtomicU16,
     /// How many of the next requests are answered with a 500.
     fail_next: AtomicUsize,
+    /// When set, about half the requests, picked at random (seeded by arrival order), are
+    /// answered with a 503.
+    fail_half: AtomicBool,
+}
+
+/// A well-mixed bit of `n` (splitmix64's finaliser), for failures "at random" that every run
+/// repeats.
+fn coin(n: usize) -> bool {
+    let mut z = (n as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) & 1 == 1
 }
 
 const BIG_LEN: usize = 300_000;
@@ -118,6 +130,11 @@ impl Backend {
     /// Answers the next `n` requests with a 500.
     fn fail_next(&self, n: usize) {
         self.state.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails about half the requests, at random, with a 503 (or stops doing so).
+    fn fail_half(&self, on: bool) {
+        self.state.fail_half.store(on, Ordering::SeqCst);
     }
 
     /// Answers every request with `status` (0: answer normally again).
@@ -182,7 +199,7 @@ async fn backend_answer(
     state: &BackendState,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    state.hits.fetch_add(1, Ordering::SeqCst);
+    let arrival = state.hits.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -205,6 +222,9 @@ async fn backend_answer(
     }
     if failing != 0 {
         return reply(failing, Bytes::from(format!("failing with {failing}")));
+    }
+    if state.fail_half.load(Ordering::SeqCst) && coin(arrival) {
+        return reply(503, Bytes::from_static(b"failing at random"));
     }
     let path = parts.uri.path();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -1226,4 +1246,51 @@ async fn metrics_are_served_with_the_semantic_conventions_buckets() {
         "described: {text}"
     );
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_failing_half_at_random_opens_the_circuit_and_gets_are_served_stale() {
+    // The breaker's own defaults (5 failures in a row, or a 66 % failure rate); no retries, so
+    // that each GET is one request and the run is short.
+    let backend = Backend::start().await;
+    let proxy = start_proxy(&backend, &[("RETTER_RETRY_MAX", "0")]).await;
+    let client = client();
+    let fresh = get_as(&client, &proxy, "/page", "alice").await;
+    assert_eq!((fresh.status, fresh.cache.as_str()), (200, "backend"));
+
+    backend.fail_half(true);
+    let mut answers = Vec::new();
+    for _ in 0..300 {
+        let got = get_as(&client, &proxy, "/page", "alice").await;
+        let open = got.circuit == "open";
+        answers.push((got.status, got.cache));
+        if open {
+            break;
+        }
+    }
+    let failed = answers.iter().filter(|(status, _)| *status == 503).count();
+    assert!(
+        answers.len() < 300,
+        "five failures in a row never came in 300 calls failing half the time"
+    );
+    assert!(failed >= 5, "{answers:?}");
+    // The call that tripped the circuit was itself a failure, answered as it came.
+    let (status, cache) = answers.last().unwrap();
+    assert_eq!((*status, cache.as_str()), (503, "backend"), "{answers:?}");
+
+    let hits = backend.hits();
+    for _ in 0..20 {
+        let stale = get_as(&client, &proxy, "/page", "alice").await;
+        assert_eq!(
+            (stale.status, stale.circuit.as_str(), stale.cache.as_str()),
+            (200, "open", "stale")
+        );
+        assert_eq!(stale.text(), "page v0 for alice");
+    }
+    assert_eq!(
+        backend.hits(),
+        hits,
+        "an open circuit does not call the backend"
+    );
+    proxy.stop().await;
 }
