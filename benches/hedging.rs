@@ -317,7 +317,8 @@ async fn adaptive_runs(n: usize, seed: u64, runs: u64) {
     let mut extras = Vec::new();
     println!("\nadaptive (p95, defaults), {n} sequential GETs per run, each run cold:\n");
     for run in 0..runs {
-        let tail = Arc::new(Tail::new(1 << 16, seed + run));
+        let seed = seed.wrapping_add(run);
+        let tail = Arc::new(Tail::new(1 << 16, seed));
         let url = serve(tail.clone());
         let row = hedged(
             "adaptive (p95, defaults)",
@@ -329,7 +330,7 @@ async fn adaptive_runs(n: usize, seed: u64, runs: u64) {
         .await;
         println!(
             "  seed {:>6}: p50 {:>5.2} ms, p99 {:>6.2} ms, p99.9 {:>6.2} ms, extra {:>4.1}%",
-            seed + run,
+            seed,
             row.pct(0.5),
             row.pct(0.99),
             row.pct(0.999),

@@ -4,9 +4,10 @@
 //!
 //! Run with `cargo bench -p http-doer-benches --bench retrying` (pinned for the summary:
 //! `taskset -c 0 target/release/deps/retrying-<hash> --bench`; `RETRYING_ROUNDS`, default 9,
-//! sets its rounds). The overhead of each retrier is measured against its own bare stack (our bare doer; reqwest-middleware with only the instant
-//! terminal; the bare tower service), so the cost of building each library's request and response
-//! cancels out. Besides criterion's report, a summary table is printed at the end.
+//! sets its rounds). The overhead of each retrier is measured against its own bare stack (our
+//! bare doer; reqwest-middleware with only the instant terminal; the bare tower service), so
+//! the cost of building each library's request and response cancels out. Besides criterion's
+//! report, a summary table is printed at the end.
 
 use std::hint::black_box;
 use std::sync::Arc;

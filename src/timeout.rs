@@ -238,7 +238,7 @@ mod tests {
         "https://user:pw@api.test/x?token=s3cr3t".parse().unwrap()
     }
 
-    type Call = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send>>;
+    type Call = crate::doer::Execute<'static>;
 
     fn answer_after(wait: Duration) -> Call {
         Box::pin(async move {

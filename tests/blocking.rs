@@ -427,3 +427,20 @@ fn the_client_is_send_sync_clone_and_debug() {
     fn send<T: Send>() {}
     send::<http_doer::blocking::Response>();
 }
+
+#[test]
+fn a_doer_that_starts_work_in_execute_gets_the_clients_runtime() {
+    // A tower service whose `call` sets a timer at once, as tower's `Timeout` does: it needs a
+    // runtime when `execute` is called, not only when its future is polled.
+    let service = tower::service_fn(|_req: http::Request<Body>| {
+        let timer = tokio::time::sleep(Duration::from_millis(1));
+        async move {
+            timer.await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("timed")))
+        }
+    });
+    let client = Client::new(http_doer::tower::ServiceDoer::new(service)).expect("a client");
+    let resp = client.get("http://api.test/").expect("an answer");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.into_body().text().unwrap(), "timed");
+}

@@ -1050,7 +1050,8 @@ fn no_secret_reaches_any_record_of_any_crate_nor_any_error_or_debug_print() {
     set_phase("end");
     // Blocking ureq threads of cancelled hedges may still be inside a stalled exchange, and
     // will log when it ends: shutting the runtime down waits for them (no fixed sleep, which
-    // could end before they do), bounded by the exchanges' own timeout and then some.
+    // could end before they do), bounded. It drops the async tasks (the fault servers among
+    // them) first, so such an exchange ends on a closed socket rather than its own timeout.
     runtime.shutdown_timeout(Duration::from_secs(10));
 
     let lines = std::mem::take(&mut *LINES.lock().unwrap());

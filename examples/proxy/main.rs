@@ -38,12 +38,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// One worker thread per CPU the proxy may run on; on a single CPU (a container limited to
-/// one, or `taskset -c 0`), a single-threaded runtime, which spares the hand-offs between the
-/// thread that waits on `main` and the one worker (4 % more requests a second on one CPU).
+/// One worker thread per CPU the proxy may run on (or `TOKIO_WORKER_THREADS`, as with
+/// `#[tokio::main]`); on a single CPU (a container limited to one, or `taskset -c 0`), a
+/// single-threaded runtime, which spares the hand-offs between the thread that waits on `main`
+/// and the one worker (4 % more requests a second on one CPU).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut builder = if cpus == 1 {
+    let mut builder = if cpus == 1 && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()

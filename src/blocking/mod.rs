@@ -126,7 +126,10 @@ impl Client {
     /// [`ErrorKind::Other`] when called from inside an async task, where blocking is not
     /// allowed (use [`get_ref`](Self::get_ref)`().execute(req).await` there).
     pub fn execute(&self, req: Request) -> Result<Response, Error> {
-        let resp = self.block_on(self.shared.doer.execute(req))??;
+        let doer: &dyn Doer = &*self.shared.doer;
+        // `execute` is called inside the runtime, not only awaited there: a Doer may start work
+        // in `execute` itself (a tower service's `call` setting a timer, say).
+        let resp = self.block_on(async move { doer.execute(req).await })??;
         Ok(resp.map(|body| Body::new(body, self.clone())))
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::body::BoxError;
+use crate::doer::Execute;
 use crate::{Doer, Error, Response};
 
 /// A [`Doer`] as a `tower::Service<http::Request<B>>`, for any request body `B` that is an
@@ -119,7 +120,7 @@ where
 /// Doer it borrows alive.
 pub struct ResponseFuture<D: ?Sized> {
     // Declared before `doer`, so it is dropped first: it borrows the Doer `doer` keeps alive.
-    inner: Pin<Box<dyn Future<Output = Result<Response, Error>> + Send>>,
+    inner: Execute<'static>,
     doer: Arc<D>,
 }
 
