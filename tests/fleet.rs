@@ -620,3 +620,72 @@ async fn a_tampered_answer_in_redis_is_refused_not_served() {
         "only the intact answer was adopted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_heard_by_one_replica_pauses_the_key_on_every_replica() {
+    use http_doer::limit::{FleetStore, LimitStore, MemoryStore, Rate, RateLimiting};
+
+    let (url, _redis) = shared_url();
+    let p = prefix("pause");
+    let fa = RedisFleet::builder(&url).prefix(&p).connect().unwrap();
+    let fb = RedisFleet::builder(&url).prefix(&p).connect().unwrap();
+    all_up(&[&fa, &fb]).await;
+    // Replica A's host is out of quota; replica B's would answer, but is the same server.
+    let told = doer_fn(|_req| async {
+        Ok(http::Response::builder()
+            .status(429)
+            .header("retry-after", "30")
+            .body(Body::empty())
+            .unwrap())
+    });
+    let host = Host::default();
+    let store_a = FleetStore::new(MemoryStore::new(Rate::unlimited()), Arc::new(fa.clone()));
+    let a = RateLimiting::new(told, Rate::unlimited()).store(store_a.clone());
+    let b = RateLimiting::new(host.doer(), Rate::unlimited())
+        .max_wait(Duration::ZERO)
+        .store(FleetStore::new(
+            MemoryStore::new(Rate::unlimited()),
+            Arc::new(fb.clone()),
+        ));
+    let get = || {
+        http::Request::get(format!("{HOST}/x"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(b.execute(get()).await.unwrap().status(), 200);
+    // B's listener is subscribed once it hears anything: a pause of another key, sent until
+    // it does (a message published before the subscription is lost, as pub/sub is).
+    let heard = until(Duration::from_secs(5), || {
+        store_a.pause("https://warm-up.test", Duration::from_millis(1));
+        fb.stats().received > 0
+    })
+    .await;
+    assert!(heard.is_some(), "B's listener never heard A");
+
+    // A hears its 429, and pauses itself; B holds too, once the news has crossed Redis.
+    assert_eq!(a.execute(get()).await.unwrap().status(), 429);
+    let start = Instant::now();
+    let refused = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B never paused: A {:?}, B {:?}",
+            fa.stats(),
+            fb.stats()
+        );
+        match b.execute(get()).await {
+            Err(e) => break e,
+            Ok(resp) => assert_eq!(resp.status(), 200),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(refused.kind(), ErrorKind::RateLimited, "{refused:#}");
+    let calls = host.calls();
+    for _ in 0..5 {
+        assert!(b.execute(get()).await.is_err(), "B holds the key");
+    }
+    assert_eq!(host.calls(), calls, "nothing more reached B's host");
+    let other = http::Request::get("https://other.test/x")
+        .body(Body::empty())
+        .unwrap();
+    assert!(b.execute(other).await.is_ok(), "other keys go on");
+}

@@ -1,12 +1,14 @@
-//! State a fleet of replicas shares: breaker circuits, serve-stale answers and the retry
-//! budget, each through a small store trait; [`RedisFleet`] (feature `redis`) implements all
-//! three on Redis.
+//! State a fleet of replicas shares: breaker circuits, serve-stale answers, the retry budget
+//! and the pauses servers ask for, each through a small store trait; [`RedisFleet`] (feature
+//! `redis`) implements all four on Redis.
 //!
 //! * [`CircuitStore`]: where a [`Breaker`](crate::Breaker) tells the fleet that a circuit
 //!   opened, closed or saw a failure, and learns what the others saw ([`CircuitSink`]); and
 //!   who may probe a half-open circuit ([`ProbeLease`]);
 //! * [`StaleStore`]: where serve-stale answers are kept for every replica ([`StaleSink`]);
 //! * [`BudgetStore`]: where replicas exchange the counts of their retry budgets;
+//! * [`PauseStore`]: where the pauses a server asks of a rate limiter (a 429 and its
+//!   `Retry-After`) reach every replica ([`PauseSink`], [`FleetStore`](crate::limit::FleetStore));
 //! * [`share_budget`]: the loop that exchanges one [`RetryBudget`](crate::retrying::RetryBudget)'s counts every
 //!   [100 ms](DEFAULT_BUDGET_EXCHANGE).
 //!
@@ -39,6 +41,10 @@
 //!   process; a circuit that opens fetches its answers from the store in the background, so
 //!   serving one never waits either, and a replica started during an outage serves what the
 //!   others kept.
+//! * **Pauses** a server asks of a rate limiter ([`FleetStore`](crate::limit::FleetStore)): a
+//!   429 with a `Retry-After` heard by one replica pauses that key on every replica, for the
+//!   time the server named. The rate itself stays each replica's own, and a replica started
+//!   during a pause does not learn of it (it will hear its own 429).
 
 pub(crate) mod answer;
 mod budget;
@@ -134,6 +140,24 @@ pub trait StaleStore: Send + Sync + fmt::Debug + 'static {
     fn remove(&self, circuit: &str, name: u128);
     /// Fetches every answer kept for `circuit` into `sink`, in the background.
     fn fetch(&self, circuit: &str, sink: Weak<dyn StaleSink>);
+}
+
+/// Where a rate limiter's store takes in the pauses other replicas heard from a server.
+pub trait PauseSink: Send + Sync {
+    /// Every caller of `key` should wait `wait` from now: another replica got a 429 with
+    /// that `Retry-After`.
+    fn paused(&self, key: &str, wait: Duration);
+}
+
+/// Where the pauses a server asks for (a 429 and its `Retry-After`) are shared with the whole
+/// fleet, so that every replica waits, not only the one that was told; see
+/// [`limit::FleetStore`](crate::limit::FleetStore). Every call returns at once and never fails.
+pub trait PauseStore: Send + Sync + fmt::Debug + 'static {
+    /// Registers a store: pauses from the fleet go to `sink` while it lives. Returns the id the
+    /// store passes with its own pauses, so they are not sent back to it.
+    fn attach_pauses(&self, sink: Weak<dyn PauseSink>) -> u64;
+    /// Store `from` was told to pause `key` for `wait`: tell the fleet.
+    fn paused(&self, from: u64, key: &str, wait: Duration);
 }
 
 /// Where replicas exchange the counts of a shared retry budget; see [`share_budget`].

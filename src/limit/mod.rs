@@ -4,7 +4,7 @@
 //! * [`Rate`]: the local limit (GCRA, by `governor`), with a burst;
 //! * [`Pacing`]: how the server's 429s and quota fields ([`quota_headers`]) slow a key down;
 //! * [`LimitStore`]: the seam the limiter's state goes through, and [`MemoryStore`], the
-//!   in-process store;
+//!   in-process store; [`FleetStore`], the same with the server's pauses shared by a fleet;
 //! * response extensions: [`RateWait`] and [`QueueWait`], how long a call waited;
 //! * errors: [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited) and
 //!   [`ErrorKind::ConcurrencyLimited`](crate::ErrorKind::ConcurrencyLimited).
@@ -32,6 +32,7 @@
 
 mod clock;
 mod concurrency;
+mod fleet_store;
 mod pacing;
 pub mod quota_headers;
 mod rate;
@@ -43,6 +44,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use concurrency::{ConcurrencyLimit, DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_WAIT};
+pub use fleet_store::FleetStore;
 pub use pacing::{
     DEFAULT_MAX_PAUSE, DEFAULT_PAUSE_ON_429, DEFAULT_SAFETY_MARGIN, DEFAULT_SLOW_BELOW, Pacing,
 };

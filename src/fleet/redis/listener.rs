@@ -17,29 +17,39 @@ use super::{Inner, Job, lock};
 const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// A message on the fleet's channel: `o <replica> <breaker> <ms> <circuit>` (opened for
-/// `ms`) or `c <replica> <breaker> 0 <circuit>` (closed). Anyone who can publish on the channel
+/// `ms`), `c <replica> <breaker> 0 <circuit>` (closed) or `p <replica> <store> <ms> <key>` (a
+/// server asked every caller of `key` to pause `ms`). Anyone who can publish on the channel
 /// writes these, so [`Message::parse`] refuses anything else, and never panics.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Message<'a> {
-    pub(super) opened: bool,
+    pub(super) kind: Kind,
     pub(super) replica: u64,
     pub(super) from: u64,
     pub(super) ms: u64,
     pub(super) key: &'a str,
 }
 
+/// What a [`Message`] says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Opened,
+    Closed,
+    Paused,
+}
+
 impl<'a> Message<'a> {
     pub(super) fn parse(payload: &'a str) -> Option<Message<'a>> {
         let mut parts = payload.splitn(5, ' ');
-        let opened = match parts.next()? {
-            "o" => true,
-            "c" => false,
+        let kind = match parts.next()? {
+            "o" => Kind::Opened,
+            "c" => Kind::Closed,
+            "p" => Kind::Paused,
             _ => return None,
         };
         let mut number = || parts.next()?.parse::<u64>().ok();
         let (replica, from, ms) = (number()?, number()?, number()?);
         Some(Message {
-            opened,
+            kind,
             replica,
             from,
             ms,
@@ -60,13 +70,17 @@ impl Inner {
             0
         };
         let key = msg.key;
-        if msg.opened {
-            let remaining = Duration::from_millis(msg.ms);
-            self.note_open(key, remaining);
-            self.deliver(skip, |s| s.opened(key, remaining));
-        } else {
-            lock(&self.leases).remove(key);
-            self.deliver(skip, |s| s.closed(key));
+        match msg.kind {
+            Kind::Opened => {
+                let remaining = Duration::from_millis(msg.ms);
+                self.note_open(key, remaining);
+                self.deliver(skip, |s| s.opened(key, remaining));
+            }
+            Kind::Closed => {
+                lock(&self.leases).remove(key);
+                self.deliver(skip, |s| s.closed(key));
+            }
+            Kind::Paused => self.deliver_pause(skip, key, Duration::from_millis(msg.ms)),
         }
     }
 }
@@ -154,21 +168,30 @@ mod tests {
 
         #[test]
         fn what_a_replica_publishes_reads_back(
-            opened in any::<bool>(),
+            kind in prop_oneof![Just(Kind::Opened), Just(Kind::Closed), Just(Kind::Paused)],
             replica in any::<u64>(),
             from in any::<u64>(),
             ms in any::<u64>(),
             key in ".*",
         ) {
-            let payload = format!("{} {replica} {from} {ms} {key}", if opened { "o" } else { "c" });
-            let want = Message { opened, replica, from, ms, key: &key };
+            let letter = match kind { Kind::Opened => "o", Kind::Closed => "c", Kind::Paused => "p" };
+            let payload = format!("{letter} {replica} {from} {ms} {key}");
+            let want = Message { kind, replica, from, ms, key: &key };
             prop_assert_eq!(Message::parse(&payload), Some(want));
         }
     }
 
     #[test]
     fn other_messages_are_refused() {
-        for payload in ["", "o", "o 1 2 3", "x 1 2 3 k", "o -1 2 3 k", "o 1 2 3.5 k"] {
+        for payload in [
+            "",
+            "o",
+            "o 1 2 3",
+            "x 1 2 3 k",
+            "o -1 2 3 k",
+            "o 1 2 3.5 k",
+            "p 1 2 k",
+        ] {
             assert_eq!(Message::parse(payload), None, "{payload:?}");
         }
     }

@@ -39,8 +39,8 @@ use tokio::time::{Instant, timeout};
 pub use key::FleetKey;
 
 use super::{
-    BudgetCounts, BudgetStore, CircuitSink, CircuitStore, ProbeLease, StaleHasher, StaleSink,
-    StaleStore, Trip,
+    BudgetCounts, BudgetStore, CircuitSink, CircuitStore, PauseSink, PauseStore, ProbeLease,
+    StaleHasher, StaleSink, StaleStore, Trip,
 };
 use crate::{Error, ErrorKind};
 
@@ -210,6 +210,7 @@ impl RedisFleetBuilder {
             tx,
             up: AtomicBool::new(false),
             sinks: Mutex::new(Vec::new()),
+            pause_sinks: Mutex::new(Vec::new()),
             next_sink: AtomicU64::new(1),
             leases: Mutex::new(HashMap::new()),
             ok: AtomicU64::new(0),
@@ -285,6 +286,7 @@ struct Inner {
     tx: mpsc::Sender<Job>,
     up: AtomicBool,
     sinks: Mutex<Vec<(u64, Weak<dyn CircuitSink>)>>,
+    pause_sinks: Mutex<Vec<(u64, Weak<dyn PauseSink>)>>,
     next_sink: AtomicU64,
     leases: Mutex<HashMap<String, Lease>>,
     ok: AtomicU64,
@@ -332,6 +334,11 @@ enum Job {
         key: String,
         ttl: Duration,
     },
+    Paused {
+        from: u64,
+        key: String,
+        wait: Duration,
+    },
     Put {
         circuit: String,
         name: u128,
@@ -347,6 +354,17 @@ enum Job {
         sink: Weak<dyn StaleSink>,
     },
     Resync,
+}
+
+/// The sinks still alive, with their ids (dead ones are forgotten), collected so that they are
+/// called outside the lock: a sink may call back into the fleet.
+fn live<T: ?Sized>(sinks: &Mutex<Vec<(u64, Weak<T>)>>) -> Vec<(u64, Arc<T>)> {
+    let mut sinks = lock(sinks);
+    sinks.retain(|(_, s)| s.strong_count() > 0);
+    sinks
+        .iter()
+        .filter_map(|(id, s)| Some((*id, s.upgrade()?)))
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -388,12 +406,7 @@ impl Inner {
     }
 
     fn sinks(&self) -> Vec<(u64, Arc<dyn CircuitSink>)> {
-        let mut sinks = lock(&self.sinks);
-        sinks.retain(|(_, s)| s.strong_count() > 0);
-        sinks
-            .iter()
-            .filter_map(|(id, s)| Some((*id, s.upgrade()?)))
-            .collect()
+        live(&self.sinks)
     }
 
     /// A circuit is open fleet-wide until `remaining` from now: ask for the probe lease then.
@@ -434,6 +447,15 @@ impl Inner {
         for (id, sink) in self.sinks() {
             if id != skip {
                 f(&*sink);
+            }
+        }
+    }
+
+    /// Hands a pause to every live rate-limiter store but `skip` (the one that sent it).
+    fn deliver_pause(&self, skip: u64, key: &str, wait: Duration) {
+        for (id, sink) in live(&self.pause_sinks) {
+            if id != skip {
+                sink.paused(key, wait);
             }
         }
     }
@@ -516,6 +538,22 @@ impl CircuitStore for RedisFleet {
             });
         }
         ProbeLease::Elsewhere(LEASE_ASK)
+    }
+}
+
+impl PauseStore for RedisFleet {
+    fn attach_pauses(&self, sink: Weak<dyn PauseSink>) -> u64 {
+        let id = self.inner.next_sink.fetch_add(1, Relaxed);
+        lock(&self.inner.pause_sinks).push((id, sink));
+        id
+    }
+
+    fn paused(&self, from: u64, key: &str, wait: Duration) {
+        self.inner.send(Job::Paused {
+            from,
+            key: key.to_owned(),
+            wait,
+        });
     }
 }
 

@@ -48,6 +48,14 @@ pub(super) async fn work(
                     .await
                     .is_some()
             }
+            Job::Paused { from, key, wait } => {
+                let msg = format!("p {} {from} {} {key}", i.replica, ms(wait));
+                let mut pipe = redis::pipe();
+                pipe.publish(i.channel(), msg).ignore();
+                run(limit, pipe.query_async::<()>(&mut conn))
+                    .await
+                    .is_some()
+            }
             Job::Closed { from, key } => {
                 let msg = format!("c {} {from} 0 {key}", i.replica);
                 let mut pipe = redis::pipe();
