@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::pacing::DEFAULT_MAX_PAUSE;
 use super::store::{LimitStore, MemoryStore, Pace};
 use crate::fleet::{PauseSink, PauseStore};
 
@@ -16,8 +17,10 @@ use crate::fleet::{PauseSink, PauseStore};
 /// its share of the server's), and the pacing from a nearly spent quota (each replica reads
 /// the quota fields of its own answers). The calls are those of any store: synchronous, never
 /// waiting on the network; a pause goes to the fleet on the side, and one from the fleet is
-/// applied when it arrives. Keys travel to the fleet's store as they are: name a key by a hash
-/// if it holds a secret (see [`RateLimiting::key_by`](super::RateLimiting::key_by)).
+/// applied when it arrives, for at most [`DEFAULT_MAX_PAUSE`](super::DEFAULT_MAX_PAUSE) (whoever
+/// can publish to the fleet could name any pause). Keys travel to the fleet's store as they
+/// are: name a key by a hash if it holds a secret (see
+/// [`RateLimiting::key_by`](super::RateLimiting::key_by)).
 ///
 /// ```no_run
 /// use http_doer::fleet::RedisFleet;
@@ -72,7 +75,9 @@ impl LimitStore for FleetStore {
 
 impl PauseSink for FleetStore {
     fn paused(&self, key: &str, wait: Duration) {
-        self.local.pause(key, wait);
+        // Whoever can publish to the fleet could name any pause: none lasts longer than a
+        // server's own may by default.
+        self.local.pause(key, wait.min(DEFAULT_MAX_PAUSE));
     }
 }
 
@@ -162,6 +167,14 @@ mod tests {
         assert!(a.acquire("k").is_err(), "a paces itself");
         assert!(b.acquire("k").is_ok(), "b's place is its own");
         assert!(room.sent.lock().unwrap().is_empty(), "pacing is not sent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_from_the_fleet_lasts_at_most_the_default_max_pause() {
+        let room = Arc::new(Room::default());
+        let a = FleetStore::new(MemoryStore::new(Rate::unlimited()), room.clone());
+        a.paused("k", Duration::from_millis(u64::MAX));
+        assert_eq!(a.acquire("k"), Err(DEFAULT_MAX_PAUSE));
     }
 
     #[tokio::test(start_paused = true)]
