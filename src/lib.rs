@@ -74,7 +74,7 @@
 //! | [`hedging`] | [`Hedging`]: extra copies of slow requests, adaptive delay, hedge budget |
 //! | [`limit`] | [`RateLimiting`] (a local rate and the server's quota) and [`ConcurrencyLimit`] (a bulkhead per host) |
 //! | [`breaker`] | [`Breaker`]: a circuit per host, serve-stale fallback, state-change hook |
-//! | [`fleet`] | state shared by the replicas of a fleet (circuits, stale answers, the retry budget): the store traits, and `RedisFleet` (feature `redis`) |
+//! | [`fleet`] | state shared by the replicas of a fleet (circuits, stale answers, the retry budget, servers' pauses): the store traits, and `RedisFleet` (feature `redis`) |
 //! | [`signing`] | [`Signing`] and its signers: Bearer, Basic, API key, RFC 9421, AWS SigV4 |
 //! | [`logging`] | [`Logging`]: `tracing` events, a bounded in-memory log |
 //! | [`timeout`] | [`Timeout`]: a deadline for one call |
@@ -107,7 +107,7 @@
 //! | `aws-sigv4` | no | AWS Signature Version 4 (`signing::SigV4`), through the official `aws-sigv4` crate |
 //! | `metrics` | no | metrics through the `metrics` facade: `http.client.request.duration` and resilience events ([`telemetry`]) |
 //! | `otel` | no | `telemetry::PropagateContext`: W3C trace context in every attempt, through OpenTelemetry's propagator API |
-//! | `redis` | no | `fleet::RedisFleet`: circuits, stale answers (encrypted) and the retry budget shared by replicas through Redis |
+//! | `redis` | no | `fleet::RedisFleet`: circuits, stale answers (encrypted), the retry budget and servers' pauses shared by replicas through Redis |
 #![deny(missing_docs)]
 // One audited exception: the tower adapter's response future (src/tower/service.rs).
 #![deny(unsafe_code)]

@@ -656,7 +656,7 @@ async fn a_429_heard_by_one_replica_pauses_the_key_on_every_replica() {
     // B's listener is subscribed once it hears anything: a pause of another key, sent until
     // it does (a message published before the subscription is lost, as pub/sub is).
     let heard = until(Duration::from_secs(5), || {
-        store_a.pause("https://warm-up.test", Duration::from_millis(1));
+        store_a.refused("https://warm-up.test", Duration::from_millis(1));
         fb.stats().received > 0
     })
     .await;
@@ -679,6 +679,11 @@ async fn a_429_heard_by_one_replica_pauses_the_key_on_every_replica() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(refused.kind(), ErrorKind::RateLimited, "{refused:#}");
+    let wait = refused.retry_after().expect("how long B holds");
+    assert!(
+        wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+        "the server's 30 s, less the trip: {wait:?}"
+    );
     let calls = host.calls();
     for _ in 0..5 {
         assert!(b.execute(get()).await.is_err(), "B holds the key");

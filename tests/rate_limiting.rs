@@ -466,3 +466,63 @@ async fn the_quota_fields_of_a_real_answer_are_read_end_to_end() {
         "{wait:?}"
     );
 }
+
+/// A store that records which of `refused` and `pause` the limiter called.
+#[derive(Debug)]
+struct Recording {
+    local: http_doer::limit::MemoryStore,
+    calls: Mutex<Vec<(&'static str, Duration)>>,
+}
+
+impl http_doer::limit::LimitStore for Recording {
+    fn acquire(&self, key: &str) -> Result<(), Duration> {
+        self.local.acquire(key)
+    }
+    fn pause(&self, key: &str, wait: Duration) {
+        self.calls.lock().unwrap().push(("pause", wait));
+        self.local.pause(key, wait);
+    }
+    fn refused(&self, key: &str, wait: Duration) {
+        self.calls.lock().unwrap().push(("refused", wait));
+        self.local.pause(key, wait);
+    }
+    fn pace(&self, key: &str, pace: Option<http_doer::limit::Pace>) {
+        self.local.pace(key, pace);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_is_a_refusal_and_a_spent_quota_a_pause() {
+    let store = Arc::new(Recording {
+        local: http_doer::limit::MemoryStore::new(Rate::unlimited()),
+        calls: Mutex::new(Vec::new()),
+    });
+    let backend = http_doer::testing::ScriptedDoer::new()
+        .then(Ok(http::Response::builder()
+            .status(429)
+            .header("retry-after", "7")
+            .body(Body::empty())
+            .unwrap()))
+        .then(Ok(http::Response::builder()
+            .status(200)
+            .header("ratelimit-policy", "\"default\";q=50;w=60")
+            .header("ratelimit", "\"default\";r=0;t=4")
+            .body(Body::empty())
+            .unwrap()));
+    let limited = RateLimiting::new(backend, Rate::unlimited()).store(store.clone());
+    let get = || {
+        http::Request::get("https://api.test/")
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(limited.execute(get()).await.unwrap().status(), 429);
+    tokio::time::advance(Duration::from_secs(7)).await;
+    assert_eq!(limited.execute(get()).await.unwrap().status(), 200);
+    assert_eq!(
+        store.calls.lock().unwrap().as_slice(),
+        [
+            ("refused", Duration::from_secs(7)),
+            ("pause", Duration::from_secs(4))
+        ]
+    );
+}

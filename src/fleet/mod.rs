@@ -7,8 +7,8 @@
 //!   who may probe a half-open circuit ([`ProbeLease`]);
 //! * [`StaleStore`]: where serve-stale answers are kept for every replica ([`StaleSink`]);
 //! * [`BudgetStore`]: where replicas exchange the counts of their retry budgets;
-//! * [`PauseStore`]: where the pauses a server asks of a rate limiter (a 429 and its
-//!   `Retry-After`) reach every replica ([`PauseSink`], [`FleetStore`](crate::limit::FleetStore));
+//! * [`PauseStore`]: where the pauses a server asks of a rate limiter with a 429 reach every
+//!   replica ([`PauseSink`], [`FleetStore`](crate::limit::FleetStore));
 //! * [`share_budget`]: the loop that exchanges one [`RetryBudget`](crate::retrying::RetryBudget)'s counts every
 //!   [100 ms](DEFAULT_BUDGET_EXCHANGE).
 //!
@@ -42,9 +42,10 @@
 //!   serving one never waits either, and a replica started during an outage serves what the
 //!   others kept.
 //! * **Pauses** a server asks of a rate limiter ([`FleetStore`](crate::limit::FleetStore)): a
-//!   429 with a `Retry-After` heard by one replica pauses that key on every replica, for the
-//!   time the server named. The rate itself stays each replica's own, and a replica started
-//!   during a pause does not learn of it (it will hear its own 429).
+//!   429 heard by one replica pauses that key on every replica, for what is left of the time
+//!   the server named. The rate, and what a replica reads from its own answers' quota fields,
+//!   stay its own; a replica that was not listening when the pause was sent does not learn of
+//!   it (it will hear its own 429).
 
 pub(crate) mod answer;
 mod budget;
@@ -144,19 +145,21 @@ pub trait StaleStore: Send + Sync + fmt::Debug + 'static {
 
 /// Where a rate limiter's store takes in the pauses other replicas heard from a server.
 pub trait PauseSink: Send + Sync {
-    /// Every caller of `key` should wait `wait` from now: another replica got a 429 with
-    /// that `Retry-After`.
+    /// Every caller of `key` should wait `wait` from now: another replica got a 429 that asked
+    /// for it. `key` and `wait` come from the fleet's channel, which anyone who can publish on
+    /// it writes: [`RedisFleet`] caps `wait` at
+    /// [`DEFAULT_MAX_PAUSE`](crate::limit::DEFAULT_MAX_PAUSE), and a sink should take no more
+    /// keys than it would bound on its own.
     fn paused(&self, key: &str, wait: Duration);
 }
 
-/// Where the pauses a server asks for (a 429 and its `Retry-After`) are shared with the whole
-/// fleet, so that every replica waits, not only the one that was told; see
+/// Where the pauses a server asks for with a 429 are shared with the whole fleet, so that every replica waits, not only the one that was told; see
 /// [`limit::FleetStore`](crate::limit::FleetStore). Every call returns at once and never fails.
 pub trait PauseStore: Send + Sync + fmt::Debug + 'static {
     /// Registers a store: pauses from the fleet go to `sink` while it lives. Returns the id the
     /// store passes with its own pauses, so they are not sent back to it.
     fn attach_pauses(&self, sink: Weak<dyn PauseSink>) -> u64;
-    /// Store `from` was told to pause `key` for `wait`: tell the fleet.
+    /// Store `from` got a 429 that paused `key` for `wait`: tell the fleet.
     fn paused(&self, from: u64, key: &str, wait: Duration);
 }
 

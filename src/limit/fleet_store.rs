@@ -9,18 +9,21 @@ use super::store::{LimitStore, MemoryStore, Pace};
 use crate::fleet::{PauseSink, PauseStore};
 
 /// A [`MemoryStore`] that shares the pauses a server asks for with every replica of a fleet:
-/// when one replica's [`RateLimiting`](super::RateLimiting) gets a 429 with a `Retry-After`,
-/// every replica holds that key's calls for the time the server named, instead of each one
-/// spending a call of its own to hear the same 429.
+/// when one replica's [`RateLimiting`](super::RateLimiting) gets a 429 (see
+/// [`LimitStore::refused`]), every replica holds that key's calls for the time the server
+/// named, instead of each one spending a call of its own to hear the same 429.
 ///
 /// What stays local: the rate (each replica keeps its own [`Rate`](super::Rate): give each
-/// its share of the server's), and the pacing from a nearly spent quota (each replica reads
-/// the quota fields of its own answers). The calls are those of any store: synchronous, never
-/// waiting on the network; a pause goes to the fleet on the side, and one from the fleet is
-/// applied when it arrives, for at most [`DEFAULT_MAX_PAUSE`](super::DEFAULT_MAX_PAUSE) (whoever
-/// can publish to the fleet could name any pause). Keys travel to the fleet's store as they
-/// are: name a key by a hash if it holds a secret (see
-/// [`RateLimiting::key_by`](super::RateLimiting::key_by)).
+/// its share of the server's), and what a replica reads from the quota fields of its own
+/// answers (pacing a nearly spent quota, pausing a spent one until its reset). A replica that
+/// was not listening when a pause was sent (starting, or reconnecting) does not learn of it.
+///
+/// The calls are those of any store: synchronous, never waiting on the network. A pause goes
+/// to the fleet on the side, for what is left of it when it is sent; one from the fleet is
+/// applied when it arrives, for at most [`DEFAULT_MAX_PAUSE`](super::DEFAULT_MAX_PAUSE), and
+/// only to a key this store holds or has room for (whoever can publish to the fleet could name
+/// any pause, of any key). Keys travel to the fleet's store as they are: name a key by a hash
+/// if it holds a secret (see [`RateLimiting::key_by`](super::RateLimiting::key_by)).
 ///
 /// ```no_run
 /// use http_doer::fleet::RedisFleet;
@@ -65,6 +68,10 @@ impl LimitStore for FleetStore {
 
     fn pause(&self, key: &str, wait: Duration) {
         self.local.pause(key, wait);
+    }
+
+    fn refused(&self, key: &str, wait: Duration) {
+        self.local.pause(key, wait);
         self.fleet.paused(self.id, key, wait);
     }
 
@@ -75,9 +82,12 @@ impl LimitStore for FleetStore {
 
 impl PauseSink for FleetStore {
     fn paused(&self, key: &str, wait: Duration) {
-        // Whoever can publish to the fleet could name any pause: none lasts longer than a
-        // server's own may by default.
-        self.local.pause(key, wait.min(DEFAULT_MAX_PAUSE));
+        // Whoever can publish to the fleet could name any pause, for any key: none lasts
+        // longer than a server's own may by default, and a full store takes no new key from
+        // the fleet (a paused key is busy, so it would be kept past the bound).
+        if self.local.has_room_for(key) {
+            self.local.pause(key, wait.min(DEFAULT_MAX_PAUSE));
+        }
     }
 }
 
@@ -130,7 +140,7 @@ mod tests {
         let b = FleetStore::new(MemoryStore::new(Rate::unlimited()), room.clone());
         assert!(b.acquire("https://api.test").is_ok());
 
-        a.pause("https://api.test", Duration::from_secs(3));
+        a.refused("https://api.test", Duration::from_secs(3));
         assert_eq!(
             room.sent.lock().unwrap().as_slice(),
             [(1, "https://api.test".to_owned(), Duration::from_secs(3))],
@@ -166,7 +176,11 @@ mod tests {
         assert!(a.acquire("k").is_ok());
         assert!(a.acquire("k").is_err(), "a paces itself");
         assert!(b.acquire("k").is_ok(), "b's place is its own");
-        assert!(room.sent.lock().unwrap().is_empty(), "pacing is not sent");
+        // A quota this replica spent pauses it alone, until the reset.
+        a.pause("q", Duration::from_secs(5));
+        assert!(a.acquire("q").is_err());
+        assert!(b.acquire("q").is_ok(), "b's quota is its own");
+        assert!(room.sent.lock().unwrap().is_empty(), "neither is sent");
     }
 
     #[tokio::test(start_paused = true)]
@@ -181,11 +195,32 @@ mod tests {
     async fn a_dropped_store_gets_nothing_and_breaks_nothing() {
         let room = Arc::new(Room::default());
         let a = FleetStore::new(MemoryStore::new(Rate::unlimited()), room.clone());
-        drop(FleetStore::new(
-            MemoryStore::new(Rate::unlimited()),
-            room.clone(),
-        ));
-        a.pause("k", Duration::from_secs(1));
+        let gone = FleetStore::new(MemoryStore::new(Rate::unlimited()), room.clone());
+        let weak = Arc::downgrade(&gone);
+        drop(gone);
+        a.refused("k", Duration::from_secs(1));
         assert!(a.acquire("k").is_err());
+        assert!(
+            weak.upgrade().is_none(),
+            "the fleet kept no strong hold on it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_store_takes_no_new_key_from_the_fleet() {
+        let room = Arc::new(Room::default());
+        let a = FleetStore::new(
+            MemoryStore::new(Rate::unlimited()).max_keys(2),
+            room.clone(),
+        );
+        assert!(a.acquire("k1").is_ok() && a.acquire("k2").is_ok());
+        a.paused("k2", Duration::from_secs(9));
+        a.paused("k3", Duration::from_secs(9));
+        assert_eq!(
+            a.acquire("k2"),
+            Err(Duration::from_secs(9)),
+            "a key it holds is paused"
+        );
+        assert_eq!(a.local().len(), 2, "no cell made for a key from the fleet");
     }
 }

@@ -253,8 +253,16 @@ impl<D> RateLimiting<D> {
         match pacing.plan(status, quota.as_ref(), retry_after) {
             Plan::Keep => {}
             Plan::Lift => self.store.pace(key, None),
+            Plan::Pause(wait) if status == 429 => {
+                tracing::debug!(
+                    ?wait,
+                    status,
+                    "the server refused a call and paused the rest"
+                );
+                self.store.refused(key, wait);
+            }
             Plan::Pause(wait) => {
-                tracing::debug!(?wait, status, "the server paused calls");
+                tracing::debug!(?wait, status, "the quota is spent until its reset");
                 self.store.pause(key, wait);
             }
             Plan::Pace { interval, until } => {

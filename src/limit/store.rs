@@ -50,9 +50,17 @@ pub trait LimitStore: Send + Sync + fmt::Debug + 'static {
     /// place might be free (it is not reserved: the caller asks again then).
     fn acquire(&self, key: &str) -> Result<(), Duration>;
 
-    /// The server asked every caller of `key` to wait `wait` from now (a 429). A pause already
-    /// running that ends later is kept.
+    /// Every caller of `key` must wait `wait` from now: a server's 429, or a quota spent down
+    /// to its reserve until its reset. A pause already running that ends later is kept.
     fn pause(&self, key: &str, wait: Duration);
+
+    /// A 429 asked every caller of `key` to wait `wait` (its `Retry-After`, the quota's reset,
+    /// or [`DEFAULT_PAUSE_ON_429`](super::DEFAULT_PAUSE_ON_429)). By default a
+    /// [`pause`](Self::pause); a store shared by a fleet tells the other replicas too, which
+    /// it does not for a quota this replica spent.
+    fn refused(&self, key: &str, wait: Duration) {
+        self.pause(key, wait);
+    }
 
     /// The server's quota for `key` is nearly spent: pace calls as `pace` says, or, with
     /// `None`, stop pacing (the quota has room again).
@@ -110,6 +118,13 @@ impl MemoryStore {
     /// The local rate.
     pub fn rate(&self) -> Rate {
         self.rate
+    }
+
+    /// Whether a pause of `key` would keep no more keys than the bound: `key` is kept already,
+    /// or there is room for it.
+    pub(crate) fn has_room_for(&self, key: &str) -> bool {
+        let keys = read(&self.keys);
+        keys.len() < self.max_keys || keys.contains_key(key)
     }
 
     /// How many keys are kept now.

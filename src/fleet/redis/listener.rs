@@ -80,7 +80,12 @@ impl Inner {
                 lock(&self.leases).remove(key);
                 self.deliver(skip, |s| s.closed(key));
             }
-            Kind::Paused => self.deliver_pause(skip, key, Duration::from_millis(msg.ms)),
+            // Anyone who can publish names the length: no sink is handed more than the longest
+            // pause a server may ask by default.
+            Kind::Paused => {
+                let wait = Duration::from_millis(msg.ms).min(super::LONGEST_PAUSE);
+                self.deliver_pause(skip, key, wait);
+            }
         }
     }
 }
@@ -194,6 +199,77 @@ mod tests {
         ] {
             assert_eq!(Message::parse(payload), None, "{payload:?}");
         }
+    }
+
+    /// A pause reaches every rate-limiter store of the process but the one that sent it
+    /// (whose own message comes back from Redis), capped in length, and a dropped store is
+    /// forgotten.
+    #[tokio::test]
+    async fn a_pause_reaches_every_store_but_its_sender() {
+        use std::sync::Mutex;
+        use std::time::Duration;
+
+        use crate::fleet::{PauseSink, PauseStore};
+
+        #[derive(Default)]
+        struct Heard(Mutex<Vec<(String, Duration)>>);
+        impl PauseSink for Heard {
+            fn paused(&self, key: &str, wait: Duration) {
+                self.0.lock().unwrap().push((key.to_owned(), wait));
+            }
+        }
+
+        let fleet = RedisFleet::connect("redis://127.0.0.1:1").unwrap();
+        let (a, b) = (Arc::new(Heard::default()), Arc::new(Heard::default()));
+        let a_sink: Arc<dyn PauseSink> = a.clone();
+        let b_sink: Arc<dyn PauseSink> = b.clone();
+        let ia = fleet.attach_pauses(Arc::downgrade(&a_sink));
+        fleet.attach_pauses(Arc::downgrade(&b_sink));
+        let me = fleet.inner.replica;
+        let heard = |h: &Heard| h.0.lock().unwrap().clone();
+
+        fleet.inner.on_message(&format!("p {me} {ia} 3000 k"));
+        assert!(heard(&a).is_empty(), "not back to its sender");
+        assert_eq!(heard(&b), [("k".to_owned(), Duration::from_secs(3))]);
+
+        fleet.inner.on_message(&format!("p {} {ia} 3000 k", me ^ 2));
+        assert_eq!(
+            heard(&a).len(),
+            1,
+            "another replica's store may have the same id"
+        );
+
+        fleet
+            .inner
+            .on_message(&format!("p {} 0 {} k k", me ^ 2, u64::MAX));
+        assert_eq!(
+            heard(&b).last().unwrap(),
+            &("k k".to_owned(), crate::limit::DEFAULT_MAX_PAUSE),
+            "a key with spaces, and any length capped"
+        );
+
+        drop((b, b_sink));
+        fleet.inner.on_message(&format!("p {} 0 1 k", me ^ 2));
+        assert_eq!(
+            lock(&fleet.inner.pause_sinks).len(),
+            1,
+            "the dropped store forgotten"
+        );
+    }
+
+    /// With Redis out of reach, a store's pause still holds its own replica at once, and no
+    /// call waits or fails.
+    #[tokio::test(start_paused = true)]
+    async fn with_redis_down_a_pause_holds_this_replica() {
+        use std::time::Duration;
+
+        use crate::limit::{FleetStore, LimitStore, MemoryStore, Rate};
+
+        let fleet = RedisFleet::connect("redis://127.0.0.1:1").unwrap();
+        let store = FleetStore::new(MemoryStore::new(Rate::unlimited()), Arc::new(fleet));
+        store.refused("k", Duration::from_secs(2));
+        assert_eq!(store.acquire("k"), Err(Duration::from_secs(2)));
+        assert!(store.acquire("other").is_ok());
     }
 
     /// Anyone who can publish on the channel can name any period: the longest opens the

@@ -1,4 +1,5 @@
-//! [`RedisFleet`]: the fleet's circuits, stale answers and retry budgets in Redis.
+//! [`RedisFleet`]: the fleet's circuits, stale answers, retry budgets and servers' pauses in
+//! Redis.
 //!
 //! One task ([`worker`]) sends every command, in order, each bounded by a timeout; another
 //! ([`listener`]) listens on the fleet's pub/sub channel and pings it every second. Callers only ever push onto a bounded
@@ -9,7 +10,7 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `{prefix}:circuits` | the pub/sub channel: `o <replica> <breaker> <ms> <circuit>` (opened for ms), `c ...` (closed) |
+//! | `{prefix}:circuits` | the pub/sub channel: `o <replica> <breaker> <ms> <circuit>` (opened for ms), `c ...` (closed), `p <replica> <store> <ms> <key>` (a server's pause) |
 //! | `{prefix}:state:<circuit>` | `open`, expiring when the open period ends: read by a replica that starts, or comes back |
 //! | `{prefix}:lease:<circuit>` | the probe lease: the holder's id, expiring after one open period |
 //! | `{prefix}:fails:<circuit>` | the fleet's failures in a row, expiring after the breaker's window |
@@ -57,6 +58,10 @@ const QUEUE: usize = 4096;
 /// How long a replica waits for the answer to its lease request before asking again.
 const LEASE_ASK: Duration = Duration::from_millis(50);
 
+/// The longest pause a message on the channel may hand a rate limiter: the longest a server's
+/// own may be by default.
+const LONGEST_PAUSE: Duration = crate::limit::DEFAULT_MAX_PAUSE;
+
 /// The longest period this replica believes a lease or an open period from Redis: what a
 /// message or a key says can be any number, and an `Instant` past its range panics.
 const LONGEST: Duration = Duration::from_secs(30 * 365 * 86_400);
@@ -90,13 +95,14 @@ pub struct RedisStats {
     pub failed: u64,
     /// News dropped because the queue to Redis was full.
     pub dropped: u64,
-    /// Messages received from other replicas (and other breakers of this one).
+    /// Messages received on the fleet's channel, this replica's own echoes included.
     pub received: u64,
 }
 
-/// Breaker circuits, serve-stale answers and retry budgets shared by the replicas of a
-/// fleet through Redis (feature `redis`). It implements [`CircuitStore`], [`StaleStore`] and
-/// [`BudgetStore`]; clones share one connection and one pair of tasks.
+/// Breaker circuits, serve-stale answers, retry budgets and the pauses servers ask for, shared
+/// by the replicas of a fleet through Redis (feature `redis`). It implements [`CircuitStore`],
+/// [`StaleStore`], [`BudgetStore`] and [`PauseStore`]; clones share one connection and one
+/// pair of tasks.
 ///
 /// Nothing a call does waits on Redis: a breaker pushes news onto a queue and reads what the
 /// fleet said from memory. If Redis is down, slow, restarted or cut off, each breaker behaves
@@ -337,7 +343,9 @@ enum Job {
     Paused {
         from: u64,
         key: String,
-        wait: Duration,
+        /// When the pause ends: a pause sent late (the queue, a slow Redis) is sent for what
+        /// is left of it, or not at all.
+        until: Instant,
     },
     Put {
         circuit: String,
@@ -472,7 +480,11 @@ impl Inner {
 impl CircuitStore for RedisFleet {
     fn attach(&self, sink: Weak<dyn CircuitSink>) -> u64 {
         let id = self.inner.next_sink.fetch_add(1, Relaxed);
-        lock(&self.inner.sinks).push((id, sink));
+        {
+            let mut sinks = lock(&self.inner.sinks);
+            sinks.retain(|(_, s)| s.strong_count() > 0);
+            sinks.push((id, sink));
+        }
         // A breaker made while circuits are open learns of them.
         self.inner.send(Job::Resync);
         id
@@ -544,15 +556,18 @@ impl CircuitStore for RedisFleet {
 impl PauseStore for RedisFleet {
     fn attach_pauses(&self, sink: Weak<dyn PauseSink>) -> u64 {
         let id = self.inner.next_sink.fetch_add(1, Relaxed);
-        lock(&self.inner.pause_sinks).push((id, sink));
+        let mut sinks = lock(&self.inner.pause_sinks);
+        sinks.retain(|(_, s)| s.strong_count() > 0);
+        sinks.push((id, sink));
         id
     }
 
     fn paused(&self, from: u64, key: &str, wait: Duration) {
+        let now = Instant::now();
         self.inner.send(Job::Paused {
             from,
             key: key.to_owned(),
-            wait,
+            until: now.checked_add(wait).unwrap_or(now + LONGEST_PAUSE),
         });
     }
 }

@@ -48,8 +48,12 @@ pub(super) async fn work(
                     .await
                     .is_some()
             }
-            Job::Paused { from, key, wait } => {
-                let msg = format!("p {} {from} {} {key}", i.replica, ms(wait));
+            Job::Paused { from, key, until } => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    continue;
+                }
+                let msg = format!("p {} {from} {} {key}", i.replica, ms(left));
                 let mut pipe = redis::pipe();
                 pipe.publish(i.channel(), msg).ignore();
                 run(limit, pipe.query_async::<()>(&mut conn))
