@@ -18,6 +18,9 @@ use tracing_subscriber::layer::SubscriberExt;
 #[path = "support/capture.rs"]
 mod capture;
 
+#[allow(dead_code)]
+mod support;
+
 const SECRET_QUERY: &str = "s3cr3t-query";
 const SECRET_HEADER: &str = "sekrit-bearer";
 
@@ -222,4 +225,58 @@ fn an_error_and_a_refusal_mark_the_spans_as_errors() {
         calls,
         [Some("connect".to_owned()), Some("breaker_open".to_owned())]
     );
+}
+
+/// Over the real backends on loopback (not a scripted double): each exchange is one client
+/// span with the server's address and port, the status, and the URL without its secret.
+#[test]
+fn a_real_exchange_is_a_client_span_on_both_backends() {
+    let backends: [(&str, Box<dyn Doer>); 2] = [
+        ("reqwest", Box::new(http_doer::ReqwestDoer::new())),
+        ("ureq", Box::new(http_doer::UreqDoer::new())),
+    ];
+    for (name, backend) in backends {
+        let mut port = 0;
+        let spans = export(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let server = support::server::start().await;
+                    let url = server.url(&format!("/status/404?token={SECRET_QUERY}"));
+                    port = url::Url::parse(&url).unwrap().port().unwrap();
+                    let stack = backend.telemetry().logging();
+                    let req = http::Request::get(url).body(Body::empty()).unwrap();
+                    let resp = stack.execute(req).await.unwrap();
+                    assert_eq!(resp.status(), 404, "{name}");
+                })
+        });
+        let exchanges: Vec<&SpanData> = spans
+            .iter()
+            .filter(|s| s.span_kind == SpanKind::Client)
+            .collect();
+        assert_eq!(exchanges.len(), 1, "{name}: {spans:#?}");
+        let span = exchanges[0];
+        assert_eq!(span.name, "GET", "{name}");
+        assert_eq!(
+            text(span, "server.address").as_deref(),
+            Some("127.0.0.1"),
+            "{name}"
+        );
+        assert_eq!(int(span, "server.port"), Some(i64::from(port)), "{name}");
+        assert_eq!(int(span, "http.response.status_code"), Some(404), "{name}");
+        assert_eq!(text(span, "error.type").as_deref(), Some("404"), "{name}");
+        assert_eq!(
+            text(span, "url.full"),
+            Some(format!("http://127.0.0.1:{port}/status/404?token=REDACTED")),
+            "{name}"
+        );
+        let call = spans
+            .iter()
+            .find(|s| s.name == "http_doer.call")
+            .expect("the call span");
+        assert_eq!(span.parent_span_id, call.span_context.span_id(), "{name}");
+    }
 }
