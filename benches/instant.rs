@@ -90,8 +90,19 @@ fn stale() -> ServeStale {
 }
 
 /// The README's "stack to copy" over `doer`, as it is written there.
-fn readme_stack(doer: impl Doer + 'static) -> Box<dyn Doer> {
-    doer.signing(bearer())
+pub fn readme_stack(doer: impl Doer + 'static) -> Box<dyn Doer> {
+    above_signing(doer.signing(bearer()))
+}
+
+/// The same with `Telemetry` where the README's observability section puts it: between
+/// `Signing` and the `Breaker`.
+pub fn readme_stack_with_telemetry(doer: impl Doer + 'static) -> Box<dyn Doer> {
+    above_signing(doer.signing(bearer()).telemetry())
+}
+
+/// The layers of the README stack above `Signing`.
+fn above_signing(signed: impl Doer + 'static) -> Box<dyn Doer> {
+    signed
         .breaker()
         .serve_stale(stale())
         .hedging()
@@ -179,7 +190,7 @@ pub fn variants() -> Vec<(&'static str, Box<dyn Doer>)> {
         ("README stack to copy", readme_stack(Instantly)),
         (
             "README stack + Telemetry (nobody listening)",
-            readme_stack(Instantly.telemetry()),
+            readme_stack_with_telemetry(Instantly),
         ),
     ]
 }

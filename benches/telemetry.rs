@@ -11,11 +11,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_doer::breaker::ServeStale;
-use http_doer::signing::Bearer;
 use http_doer::telemetry;
-use http_doer::testing::{doer_fn, response};
 use http_doer::{Body, Doer, DoerExt, Request};
+
+#[allow(dead_code)]
+mod instant;
 
 fn request() -> Request {
     http::Request::get("https://api.test/v1/items?api_key=s3cr3t&page=2")
@@ -23,26 +23,13 @@ fn request() -> Request {
         .expect("a valid request")
 }
 
-fn instant() -> impl Doer + Clone {
-    doer_fn(|_req: Request| async { Ok(response(200, "ok")) })
-}
-
 /// The README stack, with or without the `Telemetry` layer.
 fn stack(with_telemetry: bool) -> Box<dyn Doer> {
-    let signed = instant().signing(Bearer::new("token").expect("a valid token"));
-    let below_breaker: Box<dyn Doer> = if with_telemetry {
-        Box::new(signed.telemetry())
+    if with_telemetry {
+        instant::readme_stack_with_telemetry(instant::Instantly)
     } else {
-        Box::new(signed)
-    };
-    below_breaker
-        .breaker()
-        .serve_stale(ServeStale::new(Duration::from_secs(300)))
-        .hedging()
-        .retrying()
-        .total_timeout(Duration::from_secs(10))
-        .logging()
-        .boxed()
+        instant::readme_stack(instant::Instantly)
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -55,7 +42,7 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
 
-    let bare = instant();
+    let bare = instant::Instantly;
     g.bench_function("bare", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(bare.execute(request()).await) })
@@ -79,7 +66,7 @@ fn bench(c: &mut Criterion) {
             .iter(|| async { black_box(with.execute(request()).await) })
     });
     // The layer alone: its box, its span check, its recorder check.
-    let layer = instant().telemetry();
+    let layer = instant::Instantly.telemetry();
     g.bench_function("bare + Telemetry layer, no listener", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(layer.execute(request()).await) })
