@@ -524,15 +524,31 @@ async fn missing_and_broken_files_and_oversized_bodies_fail_clearly() {
         !capped.exists(),
         "nothing is written for a call that failed"
     );
-    let err = recorder
-        .execute(
-            http::Request::post("http://a.test/")
-                .body(Body::from(vec![1u8; 1001]))
-                .unwrap(),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    // A request body over the cap, buffered or streamed, fails before the inner Doer is
+    // called (its answer would be small: the request is what is too large).
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let small = doer_fn(move |_req: Request| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { Ok(response(200, "")) }
+    });
+    let recorder = Cassette::new(small, &capped)
+        .mode(RecordMode::All)
+        .max_body_size(1000);
+    let bodies = [
+        Body::from(vec![1u8; 1001]),
+        Body::from_stream(futures_util::stream::iter([Ok::<_, Error>(
+            bytes::Bytes::from(vec![1u8; 1001]),
+        )])),
+    ];
+    for body in bodies {
+        let post = http::Request::post("http://a.test/").body(body).unwrap();
+        let err = recorder.execute(post).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        assert!(err.to_string().contains("request body"), "{err}");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(!capped.exists());
 }
 
 /// Run by `the_environment_chooses_the_mode` in a child process with `HTTP_DOER_RECORD` set,

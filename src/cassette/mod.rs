@@ -744,6 +744,9 @@ impl<D: Doer> Doer for Cassette<D> {
         // A stream is read only when its bytes are needed: to record it, or to match on it.
         let needs_body = mode != RecordMode::Replay || self.matcher.body;
         let (bytes, body) = match body.as_bytes() {
+            Some(b) if needs_body && b.len() as u64 > self.max_body_size => {
+                return Err(too_large("request", self.max_body_size));
+            }
             Some(b) => (b.clone(), body),
             None if needs_body => {
                 let b = read_capped(body, self.max_body_size, "request").await?;
