@@ -132,6 +132,14 @@ impl<D: Doer> Doer for Timeout<D> {
 /// How far ahead a deadline too far to represent is put: 30 years, as tokio does.
 const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
+/// `wait` after `now`, or 30 years after it when that cannot be represented: a wait too long
+/// to add is a very long wait, never none.
+pub(crate) fn after(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
 /// A limit on how long something may take, whose clock starts the first time it is needed
 /// (so a call answered at once never reads the clock).
 #[derive(Clone, Copy, Debug)]
@@ -156,12 +164,7 @@ impl Deadline {
     /// The instant it passes; the clock starts now if it had not.
     fn end(&mut self) -> Instant {
         let limit = self.limit;
-        *self.end.get_or_insert_with(|| {
-            let now = Instant::now();
-            now.checked_add(limit)
-                .or_else(|| now.checked_add(FAR))
-                .unwrap_or(now)
-        })
+        *self.end.get_or_insert_with(|| after(Instant::now(), limit))
     }
 
     /// Whether a wait of `wait` from now would end at or after the deadline.

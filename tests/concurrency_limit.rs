@@ -167,12 +167,13 @@ async fn a_streamed_body_holds_its_slot_until_read_to_its_end_or_dropped() {
 
     let buffered =
         ConcurrencyLimit::new(http_doer::testing::ScriptedDoer::new().then_status(200), 1);
-    buffered.execute(get("https://api.test/")).await.unwrap();
+    let resp = buffered.execute(get("https://api.test/")).await.unwrap();
     assert_eq!(
         buffered.in_flight(&key),
         0,
-        "a buffered answer holds nothing"
+        "a buffered answer holds nothing while it is held"
     );
+    drop(resp);
 }
 
 #[tokio::test(start_paused = true)]

@@ -199,7 +199,7 @@ impl LimitStore for MemoryStore {
 
     fn pause(&self, key: &str, wait: Duration) {
         self.with_server(key, |server, now| {
-            let until = now.checked_add(wait).unwrap_or(now);
+            let until = crate::timeout::after(now, wait);
             server.paused_until = server.paused_until.max(Some(until));
         });
     }
@@ -219,7 +219,7 @@ impl LimitStore for MemoryStore {
             let next = server.pace.map_or(now, |p| p.next);
             server.pace = Some(Paced {
                 interval: pace.interval,
-                until: now.checked_add(pace.until).unwrap_or(now),
+                until: crate::timeout::after(now, pace.until),
                 next,
             });
         });
@@ -346,7 +346,7 @@ impl Server {
     fn took(&mut self, now: Instant) {
         if let Some(pace) = &mut self.pace {
             let from = pace.next.max(now);
-            pace.next = from.checked_add(pace.interval).unwrap_or(from);
+            pace.next = crate::timeout::after(from, pace.interval);
         }
     }
 
@@ -358,6 +358,14 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_too_long_to_add_is_a_long_pause_not_none() {
+        let store = MemoryStore::new(Rate::unlimited());
+        store.pause("k", Duration::MAX);
+        let wait = store.acquire("k").unwrap_err();
+        assert!(wait > Duration::from_secs(86_400 * 365), "{wait:?}");
+    }
 
     const KEY: &str = "https://api.test";
 

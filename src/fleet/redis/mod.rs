@@ -567,7 +567,7 @@ impl PauseStore for RedisFleet {
         self.inner.send(Job::Paused {
             from,
             key: key.to_owned(),
-            until: now.checked_add(wait).unwrap_or(now + LONGEST_PAUSE),
+            until: crate::timeout::after(now, wait),
         });
     }
 }
