@@ -1018,3 +1018,74 @@ async fn accessors_and_old_names() {
         assert!(resp.extensions().get::<ServedStale>().is_none());
     }
 }
+
+/// Counts what a breaker tells its fleet store.
+#[derive(Debug, Default)]
+struct CountingStore {
+    told: Mutex<Vec<String>>,
+}
+
+impl http_doer::fleet::CircuitStore for CountingStore {
+    fn attach(&self, _sink: std::sync::Weak<dyn http_doer::fleet::CircuitSink>) -> u64 {
+        1
+    }
+    fn opened(&self, _from: u64, key: &str, _open_for: Duration) {
+        self.told.lock().unwrap().push(format!("opened {key}"));
+    }
+    fn closed(&self, _from: u64, key: &str) {
+        self.told.lock().unwrap().push(format!("closed {key}"));
+    }
+    fn failed(&self, _from: u64, key: &str, _trip: http_doer::fleet::Trip) {
+        self.told.lock().unwrap().push(format!("failed {key}"));
+    }
+    fn recovered(&self, _from: u64, key: &str) {
+        self.told.lock().unwrap().push(format!("recovered {key}"));
+    }
+    fn probe(&self, _key: &str) -> http_doer::fleet::ProbeLease {
+        http_doer::fleet::ProbeLease::Local
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_call_tells_the_fleet_nothing_even_while_another_host_is_down() {
+    let store = Arc::new(CountingStore::default());
+    let backend = http_doer::testing::doer_fn(|req: Request| async move {
+        let down = req.uri().host() == Some("down.test");
+        Ok(response(if down { 503 } else { 200 }, ""))
+    });
+    let breaker = Breaker::new(backend)
+        .consecutive_failures(100)
+        .failure_rate(0.0, 0)
+        .fleet(store.clone());
+    let get = |host: &str| {
+        http::Request::get(format!("https://{host}/"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    breaker.execute(get("down.test")).await.unwrap();
+    breaker.execute(get("down.test")).await.unwrap();
+    for _ in 0..10 {
+        breaker.execute(get("up.test")).await.unwrap();
+    }
+    assert_eq!(
+        *store.told.lock().unwrap(),
+        ["failed https://down.test", "failed https://down.test"],
+        "the healthy host's calls told the fleet nothing"
+    );
+    // A success after its failures starts the fleet's count again, once.
+    let back = Breaker::new(
+        ScriptedDoer::new()
+            .then_status(503)
+            .then_status(200)
+            .then_status(200),
+    )
+    .fleet(store.clone());
+    for _ in 0..3 {
+        back.execute(get("flaky.test")).await.unwrap();
+    }
+    let told = store.told.lock().unwrap();
+    assert_eq!(
+        told[2..],
+        ["failed https://flaky.test", "recovered https://flaky.test"]
+    );
+}

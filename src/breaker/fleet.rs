@@ -1,9 +1,7 @@
 //! The breaker's side of a [`CircuitStore`]: what it tells the fleet, and what it does with
 //! what the fleet tells it.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,7 +9,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::events::StateChange;
 use super::policy::Policy;
-use super::state::State;
+use super::state::{Circuit, State};
 use crate::fleet::{CircuitSink, CircuitStore, ProbeLease, Trip};
 
 /// One breaker's link to its fleet store.
@@ -21,11 +19,6 @@ pub(crate) struct FleetLink {
     store: Arc<dyn CircuitStore>,
     /// This breaker's id in the store, set once it is attached.
     id: OnceLock<u64>,
-    /// Circuits whose failures this breaker added to the fleet's count since their last
-    /// success: a success on one of them resets the count. `dirty` is their number, read by
-    /// every success without a lock (it is 0 while all is well).
-    dirty: AtomicUsize,
-    failing: Mutex<HashSet<Arc<str>>>,
 }
 
 impl FleetLink {
@@ -33,8 +26,6 @@ impl FleetLink {
         Arc::new(FleetLink {
             store,
             id: OnceLock::new(),
-            dirty: AtomicUsize::new(0),
-            failing: Mutex::new(HashSet::new()),
         })
     }
 
@@ -64,28 +55,19 @@ impl FleetLink {
         }
     }
 
-    /// A call of `key` failed.
-    pub(crate) fn failed(&self, key: &Arc<str>, trip: Trip) {
-        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-        if failing.insert(key.clone()) {
-            self.dirty.store(failing.len(), Ordering::Relaxed);
-        }
-        drop(failing);
-        self.store.failed(self.id(), key, trip);
+    /// A call of `circuit` failed.
+    pub(crate) fn failed(&self, circuit: &Circuit, trip: Trip) {
+        circuit.fleet_failure();
+        self.store.failed(self.id(), circuit.key(), trip);
     }
 
-    /// A call of `key` succeeded: one relaxed load unless this breaker has failures counted
-    /// in the fleet.
+    /// A call of `circuit` succeeded: one relaxed load of the circuit's own flag, unless its
+    /// failures are counted in the fleet (then the fleet's count starts again). A host that
+    /// stays down costs the others nothing.
     #[inline]
-    pub(crate) fn succeeded(&self, key: &Arc<str>) {
-        if self.dirty.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
-        if failing.remove(key) {
-            self.dirty.store(failing.len(), Ordering::Relaxed);
-            drop(failing);
-            self.store.recovered(self.id(), key);
+    pub(crate) fn succeeded(&self, circuit: &Circuit) {
+        if circuit.fleet_success() {
+            self.store.recovered(self.id(), circuit.key());
         }
     }
 

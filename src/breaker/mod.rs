@@ -880,8 +880,8 @@ impl<D: Doer> Doer for Breaker<D> {
         );
         if let Some(link) = &shared.link {
             match outcome {
-                Verdict::Failure => link.failed(circuit.key(), fleet::trip(policy)),
-                Verdict::Success => link.succeeded(circuit.key()),
+                Verdict::Failure => link.failed(&circuit, fleet::trip(policy)),
+                Verdict::Success => link.succeeded(&circuit),
                 Verdict::Ignored => {}
             }
         }

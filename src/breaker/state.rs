@@ -11,7 +11,7 @@
 //! everything else (failures, changes of state, probes) takes the circuit's short lock.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -153,6 +153,9 @@ struct Hot {
     word: AtomicU64,
     /// When open: the end of the open period, in nanoseconds since `origin`.
     open_until: AtomicU64,
+    /// A failure of this circuit went into the fleet's count and no success has reset it
+    /// since: read by every success of a breaker in a fleet, on the line it reads anyway.
+    fleet_failed: AtomicBool,
 }
 
 struct Core {
@@ -196,11 +199,23 @@ fn deadline(start: Instant, d: Duration) -> Option<Instant> {
 }
 
 impl Circuit {
+    /// Notes a failure counted by the fleet; whether none was noted since the last success.
+    pub(crate) fn fleet_failure(&self) -> bool {
+        !self.hot.fleet_failed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Notes a success; whether it ends a run of failures the fleet counted.
+    pub(crate) fn fleet_success(&self) -> bool {
+        self.hot.fleet_failed.load(Ordering::Relaxed)
+            && self.hot.fleet_failed.swap(false, Ordering::AcqRel)
+    }
+
     pub(crate) fn new(key: Arc<str>, now: Instant, policy: &Policy) -> Self {
         Circuit {
             hot: Padded(Hot {
                 word: AtomicU64::new(pack(0, State::Closed)),
                 open_until: AtomicU64::new(0),
+                fleet_failed: AtomicBool::new(false),
             }),
             tally: Tally::new(now, policy.window),
             key,

@@ -30,9 +30,13 @@ pub struct BudgetCounts {
 /// replica's): retries, and first attempts, take no network call.
 ///
 /// When the store cannot answer (its backend is down or slow), the budget counts this replica
-/// alone, as if unshared, until the exchange works again.
+/// alone, as if unshared, until the exchange works again. With [`RedisFleet`](super::RedisFleet)
+/// each replica stamps its counts with its own wall clock: replicas whose clocks disagree by
+/// more than 2 s leave each other out of their counts.
 ///
-/// Must be called within a tokio runtime (it spawns the task).
+/// # Panics
+///
+/// Outside a tokio runtime (it spawns the task).
 ///
 /// ```
 /// use std::sync::Arc;

@@ -52,7 +52,8 @@ pub const DEFAULT_PREFIX: &str = "http-doer";
 /// breaker behaves as if alone: 250 ms. No call waits on it; only sharing does.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// News queued for Redis before the oldest is dropped: 4096.
+/// News queued for Redis: 4096; past that, new news is dropped (counted in
+/// [`RedisStats::dropped`]).
 const QUEUE: usize = 4096;
 
 /// How long a replica waits for the answer to its lease request before asking again.
@@ -95,7 +96,8 @@ pub struct RedisStats {
     pub failed: u64,
     /// News dropped because the queue to Redis was full.
     pub dropped: u64,
-    /// Messages received on the fleet's channel, this replica's own echoes included.
+    /// Well-formed messages received on the fleet's channel (others are ignored and not
+    /// counted), this replica's own echoes included.
     pub received: u64,
 }
 
@@ -323,7 +325,9 @@ enum Job {
     Opened {
         from: u64,
         key: String,
-        open_for: Duration,
+        /// When the open period ends: news sent late (a queue behind a slow Redis) opens the
+        /// others for what is left of it, or not at all.
+        until: Instant,
     },
     Closed {
         from: u64,
@@ -495,7 +499,7 @@ impl CircuitStore for RedisFleet {
         self.inner.send(Job::Opened {
             from,
             key: key.to_owned(),
-            open_for,
+            until: crate::timeout::after(Instant::now(), open_for),
         });
     }
 
