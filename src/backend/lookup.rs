@@ -6,8 +6,11 @@
 //! as any timeout is set (and `UreqDoer` always has one by default): one thread per call, even
 //! for `127.0.0.1`, which tripled the cost of a loopback call. Here an IP literal needs no
 //! lookup at all (std parses it), and a name is looked up on a thread that is kept for the next
-//! lookup, so the timeout still bounds the wait. At most [`MAX_LIVE`] such threads live at once,
-//! however long the system resolver hangs.
+//! lookup, so the timeout still bounds the wait. Up to [`MAX_LIVE`] such threads live at once,
+//! each waiting [`KEEP_ALIVE`] for its next name, so concurrent callers reuse them too. Past
+//! that (a burst of more lookups at once, or a system resolver that hangs), a lookup runs on
+//! the calling thread as ureq's does without a timeout: bounded by the system resolver's own
+//! timeouts, not the call's.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,12 +29,10 @@ use ureq::unversioned::transport::time::Duration as UreqDuration;
 /// blocking threads, so a client that calls every few seconds keeps its one thread.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
-/// The most lookup threads kept waiting; more run only while more lookups run at once.
-const MAX_IDLE: usize = 4;
-
-/// The most lookup threads alive at once. A lookup that outlives its caller's timeout keeps
-/// its thread until the system resolver answers, so a resolver that hangs would otherwise cost
-/// a new thread on every call; past this many, a call fails at once as a failed lookup.
+/// The most lookup threads alive at once, busy or waiting. A lookup that outlives its caller's
+/// timeout keeps its thread until the system resolver answers, so a resolver that hangs would
+/// otherwise cost a new thread on every call; past this many, lookups run on their callers'
+/// threads.
 const MAX_LIVE: usize = 64;
 
 /// Lookup threads started since the process began, for tests that prove they are reused.
@@ -113,13 +114,23 @@ enum Failed {
 /// Looks `addr` ("host:port") up on a waiting lookup thread, or a new one, within `timeout`.
 /// A lookup that outlives its caller finishes on its thread, which then waits for the next.
 fn lookup(addr: String, timeout: Duration) -> Result<Vec<SocketAddr>, Failed> {
+    #[cfg(test)]
+    tests::LOOKUPS.with(|n| n.set(n.get() + 1));
     let (reply, answer) = mpsc::sync_channel(1);
     let mut job = (addr, reply);
     // Bounded: every turn takes one thread off the list, and nothing else is added to it here.
     loop {
         let Some(worker) = idle().pop() else {
-            spawn(job)?;
-            break;
+            match spawn(job) {
+                Ok(()) => break,
+                Err(Spawn::Busy((addr, _))) => {
+                    return addr
+                        .to_socket_addrs()
+                        .map(Iterator::collect)
+                        .map_err(Failed::Io);
+                }
+                Err(Spawn::Failed(e)) => return Err(Failed::Io(e)),
+            }
         };
         match worker.jobs.send(job) {
             Ok(()) => break,
@@ -136,16 +147,21 @@ fn lookup(addr: String, timeout: Duration) -> Result<Vec<SocketAddr>, Failed> {
     }
 }
 
+/// Why [`spawn`] started no thread.
+enum Spawn {
+    /// [`MAX_LIVE`] threads are alive: the job, back.
+    Busy(Job),
+    /// The system would not start one.
+    Failed(io::Error),
+}
+
 /// Starts a lookup thread for `job`, unless [`MAX_LIVE`] are alive already.
-fn spawn(job: Job) -> Result<(), Failed> {
+fn spawn(job: Job) -> Result<(), Spawn> {
     let taken = LIVE.fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
         (live < MAX_LIVE).then_some(live + 1)
     });
     if taken.is_err() {
-        // Worded as std words a failed lookup, so the call is a connect error: nothing was sent.
-        return Err(Failed::Io(io::Error::other(format!(
-            "failed to lookup address information: {MAX_LIVE} name lookups are already under way"
-        ))));
+        return Err(Spawn::Busy(job));
     }
     let id = STARTED.fetch_add(1, Ordering::Relaxed);
     let started = thread::Builder::new()
@@ -163,7 +179,7 @@ fn spawn(job: Job) -> Result<(), Failed> {
         });
     if let Err(e) = started {
         LIVE.fetch_sub(1, Ordering::AcqRel);
-        return Err(Failed::Io(e));
+        return Err(Spawn::Failed(e));
     }
     Ok(())
 }
@@ -176,19 +192,10 @@ fn work(id: u64, mut job: Job) {
         // Back on the list before the answer goes, so that a caller's next lookup finds this
         // thread rather than starting another.
         let (jobs, next) = mpsc::channel();
-        let kept = {
-            let mut idle = idle();
-            let room = idle.len() < MAX_IDLE;
-            if room {
-                idle.push(Idle { id, jobs });
-            }
-            room
-        };
+        // Every live thread may wait on the list (there are at most MAX_LIVE of them).
+        idle().push(Idle { id, jobs });
         // The caller may have given up waiting; the thread is still good for the next one.
         let _ = reply.send(found);
-        if !kept {
-            return;
-        }
         job = match next.recv_timeout(KEEP_ALIVE) {
             Ok(job) => job,
             Err(RecvTimeoutError::Disconnected) => return,
@@ -214,6 +221,11 @@ fn work(id: u64, mut job: Job) {
 mod tests {
     use super::*;
 
+    thread_local! {
+        /// Lookups this thread handed to a lookup thread (or made itself).
+        pub(super) static LOOKUPS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
     fn resolve(uri: &str) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let timeout = NextTimeout {
             after: UreqDuration::Exact(Duration::from_secs(30)),
@@ -224,7 +236,6 @@ mod tests {
 
     #[test]
     fn ip_literals_are_not_looked_up() {
-        let before = STARTED.load(Ordering::Relaxed);
         for uri in [
             "http://127.0.0.1:8080/",
             "http://[::1]/x",
@@ -235,8 +246,30 @@ mod tests {
         }
         assert_eq!(resolve("http://127.0.0.1:8080/").unwrap()[0].port(), 8080);
         assert_eq!(resolve("http://[::1]/").unwrap()[0].port(), 80);
-        // Other tests of this module may start one lookup thread at the same time.
-        assert!(STARTED.load(Ordering::Relaxed) <= before + 1);
+        assert_eq!(LOOKUPS.with(|n| n.get()), 0, "std parsed them all");
+        resolve("http://localhost:9/").unwrap();
+        assert_eq!(LOOKUPS.with(|n| n.get()), 1, "a name is looked up");
+    }
+
+    #[test]
+    fn concurrent_callers_reuse_the_lookup_threads() {
+        let before = STARTED.load(Ordering::Relaxed);
+        let callers: Vec<_> = (0..16)
+            .map(|_| {
+                thread::spawn(|| {
+                    for _ in 0..20 {
+                        assert!(!resolve("http://localhost:9/").unwrap().is_empty());
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        // At most one thread per caller at once (and one for the other tests of the module),
+        // not one per lookup: 320 lookups.
+        let started = STARTED.load(Ordering::Relaxed) - before;
+        assert!(started <= 18, "{started} threads started");
     }
 
     #[test]

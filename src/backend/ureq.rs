@@ -64,8 +64,9 @@ impl UreqDoer {
     /// timeout](crate::backend::DEFAULT_TIMEOUT) per exchange.
     ///
     /// The agent resolves names without ureq's thread per call: an IP literal is not looked
-    /// up at all, and a name is looked up, within the timeout, on a thread kept for the next
-    /// lookup.
+    /// up at all, and a name is looked up, within the connect timeout, on a thread kept for the
+    /// next lookup (up to 64 such threads, which concurrent callers share; past that, on the
+    /// calling thread).
     pub fn new() -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -78,6 +79,9 @@ impl UreqDoer {
             // One read of a streamed body can then hand over a whole `STREAM_CHUNK`.
             .input_buffer_size(STREAM_CHUNK)
             .timeout_connect(Some(super::DEFAULT_CONNECT_TIMEOUT))
+            // A name lookup is part of connecting, as reqwest's connect timeout counts it: a
+            // lookup that hangs fails as `Connect` (retried for any method) on both backends.
+            .timeout_resolve(Some(super::DEFAULT_CONNECT_TIMEOUT))
             // The same as the per-exchange default, so requests need no config of their own.
             .timeout_global(Some(super::DEFAULT_TIMEOUT))
             .build();
