@@ -10,13 +10,16 @@ use http_doer::hedging::HedgeBudget;
 use http_doer::retrying::Backoff;
 use http_doer::testing::{ScriptedDoer, response};
 use http_doer::{Body, Doer, DoerExt, ErrorKind};
-use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
-use opentelemetry::{Key, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tracing_subscriber::layer::SubscriberExt;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry_sdk::trace::SpanData;
+use otel::{int, text};
 
 #[path = "support/capture.rs"]
 mod capture;
+
+#[path = "support/otel.rs"]
+#[allow(dead_code)]
+mod otel;
 
 #[allow(dead_code)]
 mod support;
@@ -26,40 +29,6 @@ const SECRET_HEADER: &str = "sekrit-bearer";
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == Key::from(key.to_owned()))
-        .map(|kv| &kv.value)
-}
-
-fn int(span: &SpanData, key: &str) -> Option<i64> {
-    match attr(span, key)? {
-        Value::I64(n) => Some(*n),
-        other => panic!("{key} is not an integer: {other:?}"),
-    }
-}
-
-fn text(span: &SpanData, key: &str) -> Option<String> {
-    attr(span, key).map(|v| v.as_str().into_owned())
-}
-
-/// Runs `f` with a subscriber that exports every span into memory; returns the spans.
-fn export(f: impl FnOnce()) -> Vec<SpanData> {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    // One test with a subscriber of its own at a time (see `capture::serial`).
-    let serial = capture::serial();
-    tracing::subscriber::with_default(subscriber, f);
-    drop(serial);
-    provider.force_flush().unwrap();
-    exporter.get_finished_spans().unwrap()
 }
 
 fn paused(fut: impl Future<Output = ()>) {
@@ -73,7 +42,7 @@ fn paused(fut: impl Future<Output = ()>) {
 
 #[test]
 fn each_attempt_and_hedge_copy_is_a_client_span_under_the_call_span() {
-    let spans = export(|| {
+    let ((), spans) = otel::export(|| {
         paused(async {
             let backend = ScriptedDoer::new()
                 // Attempt 1: the original fails fast, its hedge goes at once and fails too.
@@ -190,7 +159,7 @@ fn each_attempt_and_hedge_copy_is_a_client_span_under_the_call_span() {
 
 #[test]
 fn an_error_and_a_refusal_mark_the_spans_as_errors() {
-    let spans = export(|| {
+    let ((), spans) = otel::export(|| {
         paused(async {
             let stack = ScriptedDoer::new()
                 .then_error(ErrorKind::Connect)
@@ -216,15 +185,80 @@ fn an_error_and_a_refusal_mark_the_spans_as_errors() {
     assert_eq!(text(clients[0], "error.type").as_deref(), Some("connect"));
     assert_eq!(int(clients[0], "server.port"), Some(80));
     assert!(matches!(clients[0].status, Status::Error { .. }));
-    let calls: Vec<Option<String>> = spans
+    let calls: Vec<&SpanData> = spans
         .iter()
         .filter(|s| s.name == "http_doer.call")
-        .map(|s| text(s, "error.type"))
         .collect();
+    let kinds: Vec<Option<String>> = calls.iter().map(|s| text(s, "error.type")).collect();
     assert_eq!(
-        calls,
+        kinds,
         [Some("connect".to_owned()), Some("breaker_open".to_owned())]
     );
+    for call in calls {
+        assert!(matches!(call.status, Status::Error { .. }), "{call:?}");
+    }
+}
+
+/// A refused connection over both real backends: the client span is an error whose
+/// description (the one free-text attribute) names the URL redacted, never its secrets.
+#[test]
+fn a_refused_connection_is_an_error_span_without_secrets_on_both_backends() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let backends: [(&str, Box<dyn Doer>); 2] = [
+        ("reqwest", Box::new(http_doer::ReqwestDoer::new())),
+        ("ureq", Box::new(http_doer::UreqDoer::new())),
+    ];
+    for (name, backend) in backends {
+        let ((), spans) = otel::export(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let stack = backend.telemetry().logging();
+                    let url = format!("http://user:pw@127.0.0.1:{port}/?token={SECRET_QUERY}");
+                    let req = http::Request::get(url).body(Body::empty()).unwrap();
+                    let err = stack.execute(req).await.unwrap_err();
+                    assert!(err.is_connect(), "{name}: {err:#}");
+                })
+        });
+        let client = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Client)
+            .unwrap_or_else(|| panic!("{name}: no client span in {spans:#?}"));
+        assert_eq!(
+            text(client, "error.type").as_deref(),
+            Some("connect"),
+            "{name}"
+        );
+        let Status::Error { description } = &client.status else {
+            panic!("{name}: {:?}", client.status);
+        };
+        assert!(description.contains("REDACTED"), "{name}: {description}");
+        for span in &spans {
+            let mut texts: Vec<String> = span
+                .attributes
+                .iter()
+                .map(|kv| kv.value.as_str().into_owned())
+                .collect();
+            if let Status::Error { description } = &span.status {
+                texts.push(description.to_string());
+            }
+            for t in texts {
+                for bad in [SECRET_QUERY, "user:pw", "pw@"] {
+                    assert!(
+                        !t.contains(bad),
+                        "{name}: span {}: {t:?} leaks {bad}",
+                        span.name
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Over the real backends on loopback (not a scripted double): each exchange is one client
@@ -237,7 +271,7 @@ fn a_real_exchange_is_a_client_span_on_both_backends() {
     ];
     for (name, backend) in backends {
         let mut port = 0;
-        let spans = export(|| {
+        let ((), spans) = otel::export(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()

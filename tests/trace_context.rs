@@ -9,15 +9,20 @@ use http_doer::hedging::HedgeBudget;
 use http_doer::retrying::Backoff;
 use http_doer::testing::{ScriptedDoer, response};
 use http_doer::{Body, Doer, DoerExt};
-use opentelemetry::trace::{SpanKind, TraceContextExt as _, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::layer::SubscriberExt;
 
 #[path = "support/capture.rs"]
 mod capture;
+
+#[path = "support/otel.rs"]
+#[allow(dead_code)]
+mod otel;
+
+#[allow(dead_code)]
+mod support;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -35,21 +40,12 @@ fn parse(traceparent: &str) -> (String, String) {
 
 #[test]
 fn every_attempt_and_hedge_copy_carries_its_own_span_id() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-
     let backend = ScriptedDoer::new()
         .then_after(ms(10), Ok(response(503, "busy")))
         .then_after(ms(10), Ok(response(503, "busy")))
         .then_after(ms(1000), Ok(response(200, "slow")))
         .then_after(ms(5), Ok(response(200, "fast")));
-    // One test with a subscriber of its own at a time (see `capture::serial`).
-    let serial = capture::serial();
-    let app_trace = tracing::subscriber::with_default(subscriber, || {
+    let (app_trace, spans) = otel::export(|| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
@@ -79,9 +75,6 @@ fn every_attempt_and_hedge_copy_carries_its_own_span_id() {
                 trace_id
             })
     });
-    drop(serial);
-    provider.force_flush().unwrap();
-    let spans = exporter.get_finished_spans().unwrap();
 
     let sent = backend.requests();
     assert_eq!(sent.len(), 4);
@@ -94,10 +87,7 @@ fn every_attempt_and_hedge_copy_carries_its_own_span_id() {
         let (trace, parent) = parse(header.to_str().unwrap());
         assert_eq!(trace, app_trace.to_string(), "the caller's trace");
         // The parent the server sees is the exchange's own client span.
-        let span = spans
-            .iter()
-            .find(|s| s.span_context.span_id().to_string() == parent)
-            .unwrap_or_else(|| panic!("no exported span {parent}"));
+        let span = otel::by_id(&spans, &parent);
         assert_eq!(span.span_kind, SpanKind::Client);
         ids.push(parent);
     }
@@ -140,13 +130,6 @@ fn no_span_no_header_and_the_callers_header_is_kept() {
 #[test]
 fn the_callers_tracestate_travels_with_the_new_traceparent() {
     use opentelemetry::propagation::TextMapPropagator as _;
-
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     // What a server received from its own caller: a trace to continue, with vendor state.
     let incoming_parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let incoming_state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
@@ -156,8 +139,7 @@ fn the_callers_tracestate_travels_with_the_new_traceparent() {
     let remote = TraceContextPropagator::new().extract(&incoming);
 
     let backend = ScriptedDoer::new().then_status(200);
-    let serial = capture::serial();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), spans) = otel::export(|| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -176,9 +158,6 @@ fn the_callers_tracestate_travels_with_the_new_traceparent() {
                 stack.execute(req).instrument(handler).await.unwrap();
             })
     });
-    drop(serial);
-    provider.force_flush().unwrap();
-    let spans = exporter.get_finished_spans().unwrap();
 
     let sent = &backend.requests()[0];
     let (trace, parent) = parse(sent.headers()["traceparent"].to_str().unwrap());
@@ -186,10 +165,7 @@ fn the_callers_tracestate_travels_with_the_new_traceparent() {
         trace, "0af7651916cd43dd8448eb211c80319c",
         "the caller's trace goes on"
     );
-    let client = spans
-        .iter()
-        .find(|s| s.span_context.span_id().to_string() == parent)
-        .unwrap_or_else(|| panic!("no exported span {parent}"));
+    let client = otel::by_id(&spans, &parent);
     assert_eq!(
         client.span_kind,
         SpanKind::Client,
@@ -200,4 +176,47 @@ fn the_callers_tracestate_travels_with_the_new_traceparent() {
         incoming_state,
         "the vendors' state passes through unchanged"
     );
+}
+
+/// On the wire, over both real backends: the `traceparent` a loopback server receives names
+/// the exchange's exported client span, in the caller's trace.
+#[test]
+fn a_real_server_receives_the_exchanges_traceparent_on_both_backends() {
+    let backends: [(&str, Box<dyn Doer>); 2] = [
+        ("reqwest", Box::new(http_doer::ReqwestDoer::new())),
+        ("ureq", Box::new(http_doer::UreqDoer::new())),
+    ];
+    for (name, backend) in backends {
+        let ((app_trace, seen), spans) = otel::export(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let server = support::server::start().await;
+                    let stack = backend
+                        .propagate_context()
+                        .propagator(TraceContextPropagator::new())
+                        .telemetry()
+                        .logging();
+                    let handler = tracing::info_span!("handle_order");
+                    let trace_id = handler.context().span().span_context().trace_id();
+                    let req = http::Request::get(server.url("/echo"))
+                        .body(Body::empty())
+                        .unwrap();
+                    let resp = stack.execute(req).instrument(handler).await.unwrap();
+                    // `/echo` sends every request header back as `x-echo-<name>`.
+                    let seen = resp.headers()["x-echo-traceparent"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned();
+                    (trace_id, seen)
+                })
+        });
+        let (trace, parent) = parse(&seen);
+        assert_eq!(trace, app_trace.to_string(), "{name}: the caller's trace");
+        let span = otel::by_id(&spans, &parent);
+        assert_eq!(span.span_kind, SpanKind::Client, "{name}");
+    }
 }

@@ -65,8 +65,9 @@
 //!
 //! # Turning it all off
 //!
-//! [`set_enabled(false)`](set_enabled) stops every span and metric of this crate at once
-//! (the [`Logging`](crate::Logging) events are not affected).
+//! [`set_enabled(false)`](set_enabled) stops every span and metric of this crate at once, and
+//! `PropagateContext` then writes no trace context (the [`Logging`](crate::Logging) events are
+//! not affected).
 
 mod metrics;
 pub mod names;
@@ -96,7 +97,8 @@ pub const DEFAULT_SERVER_ATTRIBUTES: bool = true;
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Turns every span and metric of http-doer on or off, process-wide (on by default). Off, the
-/// layers skip them entirely; the [`Logging`](crate::Logging) events are not affected.
+/// layers skip them entirely and `PropagateContext` writes no trace context; the
+/// [`Logging`](crate::Logging) events are not affected.
 ///
 /// ```
 /// http_doer::telemetry::set_enabled(false);

@@ -34,7 +34,9 @@ pub const ERROR_TYPE: &str = "error.type";
 pub const EVENT_NAME: &str = "event.name";
 
 /// Histogram, in seconds: how long each exchange took, from the request handed to the layer
-/// below [`Telemetry`](super::Telemetry) to its response head or error. Attributes:
+/// below [`Telemetry`](super::Telemetry) to its response or error: with the default
+/// `ResponseMode::Buffered` the whole exchange, body included; with `ResponseMode::Streamed`,
+/// the head. Attributes:
 /// [`HTTP_REQUEST_METHOD`], [`SERVER_ADDRESS`], [`SERVER_PORT`] (both can be turned off),
 /// [`HTTP_RESPONSE_STATUS_CODE`], [`ERROR_TYPE`].
 pub const HTTP_CLIENT_REQUEST_DURATION: &str = "http.client.request.duration";
@@ -52,9 +54,11 @@ pub const LIMIT_WAIT_DURATION: &str = "http_doer.limit.wait.duration";
 pub const EVENT_RETRY: &str = "retry";
 /// Event: the retry budget refused a retry.
 pub const EVENT_RETRY_BUDGET_EXHAUSTED: &str = "retry_budget_exhausted";
-/// Event: `Hedging` sent an extra copy of a slow request.
+/// Event: `Hedging` sent an extra copy, because the copies before it were slow (past the
+/// hedging delay) or had failed.
 pub const EVENT_HEDGE_SENT: &str = "hedge_sent";
-/// Event: an extra copy answered first (the original lost).
+/// Event: an extra copy answered first (the original lost), including an answer made by a
+/// layer below `Hedging` (the breaker's stale answer).
 pub const EVENT_HEDGE_WON: &str = "hedge_won";
 /// Event: the hedge budget refused an extra copy.
 pub const EVENT_HEDGE_BUDGET_EXHAUSTED: &str = "hedge_budget_exhausted";
