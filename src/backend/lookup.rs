@@ -226,6 +226,13 @@ mod tests {
         pub(super) static LOOKUPS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
 
+    /// The tests that count the threads started run one at a time.
+    static COUNTING: Mutex<()> = Mutex::new(());
+
+    fn counting() -> MutexGuard<'static, ()> {
+        COUNTING.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn resolve(uri: &str) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let timeout = NextTimeout {
             after: UreqDuration::Exact(Duration::from_secs(30)),
@@ -253,6 +260,7 @@ mod tests {
 
     #[test]
     fn concurrent_callers_reuse_the_lookup_threads() {
+        let _one_at_a_time = counting();
         let before = STARTED.load(Ordering::Relaxed);
         let callers: Vec<_> = (0..16)
             .map(|_| {
@@ -274,6 +282,7 @@ mod tests {
 
     #[test]
     fn names_reuse_one_lookup_thread() {
+        let _one_at_a_time = counting();
         let before = STARTED.load(Ordering::Relaxed);
         for _ in 0..20 {
             let found = resolve("http://localhost:9/").unwrap();
