@@ -18,6 +18,7 @@ use http::StatusCode;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::seeds::Seeds;
 use crate::{Body, Doer, Error, ErrorKind, Request, Response};
 
 /// Whether a new [`ChaosSwitch`] (and so a new [`Chaos`]) starts on: yes, since a `Chaos` is
@@ -57,16 +58,7 @@ impl Injected {
     /// The mark of an error injected by [`Chaos`], found anywhere in its source chain (a
     /// decorator above may have wrapped it).
     pub fn of(err: &Error) -> Option<&Injected> {
-        let mut next: Option<&(dyn StdError + 'static)> = err.source();
-        // A source chain is a handful of links; a bound keeps a looping one from hanging.
-        for _ in 0..32 {
-            let e = next?;
-            if let Some(mark) = e.downcast_ref::<Injected>() {
-                return Some(mark);
-            }
-            next = e.source();
-        }
-        None
+        crate::error::chain(err.source()).find_map(|e| e.downcast_ref::<Injected>())
     }
 }
 
@@ -239,17 +231,8 @@ pub struct Chaos<D> {
     replaces: Vec<(f64, Replace)>,
     filter: Option<Filter>,
     switch: ChaosSwitch,
-    seed: u64,
-    next: Arc<AtomicU64>,
+    seeds: Arc<Seeds>,
     counters: Arc<Counters>,
-}
-
-/// SplitMix64's finalizer: nearby inputs give unrelated outputs.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// A rate clamped to 0..=1; NaN is 0.
@@ -267,8 +250,7 @@ impl<D> Chaos<D> {
             replaces: Vec::new(),
             filter: None,
             switch: ChaosSwitch::new(),
-            seed: rand::random(),
-            next: Arc::default(),
+            seeds: Arc::new(Seeds::new(rand::random())),
             counters: Arc::default(),
         }
     }
@@ -361,8 +343,7 @@ impl<D> Chaos<D> {
     /// # let _ = doer;
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self.next = Arc::default();
+        self.seeds = Arc::new(Seeds::new(seed));
         self
     }
 
@@ -399,9 +380,7 @@ impl<D> Chaos<D> {
 
     /// What to do to one call: the delay, and what replaces it.
     fn draw(&self) -> (Duration, Option<&Replace>) {
-        let n = self.next.fetch_add(1, Relaxed);
-        // Mixed, not `seed + n`: with a plain sum, seed 2 would replay seed 1 one call later.
-        let mut rng = SmallRng::seed_from_u64(mix(mix(self.seed) ^ n));
+        let mut rng = SmallRng::seed_from_u64(self.seeds.take());
         let mut delay = Duration::ZERO;
         for (rate, d) in &self.latencies {
             if rng.random::<f64>() < *rate {
@@ -427,8 +406,7 @@ impl<D: Clone> Clone for Chaos<D> {
             replaces: self.replaces.clone(),
             filter: self.filter.clone(),
             switch: self.switch.clone(),
-            seed: self.seed,
-            next: self.next.clone(),
+            seeds: self.seeds.clone(),
             counters: self.counters.clone(),
         }
     }

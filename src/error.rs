@@ -378,7 +378,7 @@ impl fmt::Debug for Error {
 const MAX_CHAIN: usize = 32;
 
 /// `first` and the sources after it, at most [`MAX_CHAIN`] of them.
-fn chain<'a>(
+pub(crate) fn chain<'a>(
     first: Option<&'a (dyn StdError + 'static)>,
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     std::iter::successors(first, |e: &&'a (dyn StdError + 'static)| (*e).source()).take(MAX_CHAIN)

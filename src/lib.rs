@@ -132,6 +132,7 @@ pub mod limit;
 pub mod logging;
 pub mod redact;
 pub mod retrying;
+mod seeds;
 pub mod signing;
 pub mod telemetry;
 pub mod testing;

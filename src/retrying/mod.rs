@@ -14,13 +14,13 @@ pub mod retry_after;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 pub use backoff::{Backoff, Delays, Jitter};
 pub use budget::{DEFAULT_BUDGET_MIN_PER_SEC, DEFAULT_BUDGET_RATIO, RetryBudget};
 pub use classify::{Decision, IDEMPOTENCY_KEY, default_classifier, is_idempotent};
 
+use crate::seeds::Seeds;
 use crate::{Error, Request, Response};
 
 /// Retries after the first attempt, unless set otherwise: 3 (so at most 4 attempts).
@@ -135,37 +135,6 @@ pub struct Retrying<D> {
     seeds: Arc<Seeds>,
 }
 
-/// Seeds for the jitter of each call: a base and a counter shared by clones, so a fixed seed
-/// gives a fixed sequence of calls' waits without a lock.
-struct Seeds {
-    base: u64,
-    next: AtomicU64,
-}
-
-impl Seeds {
-    fn new(base: u64) -> Arc<Self> {
-        Arc::new(Seeds {
-            base,
-            next: AtomicU64::new(0),
-        })
-    }
-
-    /// The seed of the next call: the base and the call's number mixed, so that seed `s` and
-    /// seed `s + 1` give unrelated runs (a plain `base + n` made them the same run shifted by
-    /// one call).
-    fn take(&self) -> u64 {
-        splitmix64(splitmix64(self.base) ^ self.next.fetch_add(1, Relaxed))
-    }
-}
-
-/// SplitMix64's finalizer: a cheap, well-mixed bijection of `u64`.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl<D> Retrying<D> {
     /// Wraps `inner` with the defaults listed above.
     pub fn new(inner: D) -> Self {
@@ -181,7 +150,7 @@ impl<D> Retrying<D> {
             honor_retry_after: DEFAULT_HONOR_RETRY_AFTER,
             classifier: None,
             budget: Some(RetryBudget::default()),
-            seeds: Seeds::new(rand::random()),
+            seeds: Arc::new(Seeds::new(rand::random())),
         }
     }
 
@@ -404,7 +373,7 @@ impl<D> Retrying<D> {
     /// # });
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seeds = Seeds::new(seed);
+        self.seeds = Arc::new(Seeds::new(seed));
         self
     }
 
