@@ -4,7 +4,8 @@
 //! application: it starts a small to-do server on a free loopback port, hands the SDK a real
 //! backend, and prints what happens. No internet; it ends at once.
 //!
-//! Run it with `cargo run --example sdk`. The SDK's tests are in `tests/sdk.rs`.
+//! Run it with `cargo run --example sdk`. The SDK's tests are in `tests/sdk.rs` (doubles and
+//! mocks) and `tests/sdk_cassette.rs` (replayed from a committed cassette).
 
 #[path = "sdk/todo.rs"]
 mod todo;

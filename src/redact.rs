@@ -86,6 +86,15 @@ pub fn is_secret_header(name: &HeaderName) -> bool {
 
 /// A URI as text, without userinfo and with secret query values replaced by [`REDACTED`].
 pub fn uri(uri: &http::Uri) -> String {
+    uri_with(uri, &is_secret_param)
+}
+
+/// Which query parameter names are secret, given their percent-decoded name: Logging's
+/// [`is_secret_param`], or a cassette's rules.
+pub(crate) type SecretName<'a> = &'a dyn Fn(&str) -> bool;
+
+/// [`uri`], with `secret` saying which parameters are secret.
+pub(crate) fn uri_with(uri: &http::Uri, secret: SecretName<'_>) -> String {
     let mut out = String::new();
     if let Some(scheme) = uri.scheme_str() {
         out.push_str(scheme);
@@ -101,7 +110,7 @@ pub fn uri(uri: &http::Uri) -> String {
     out.push_str(uri.path());
     if let Some(q) = uri.query() {
         out.push('?');
-        out.push_str(&query(q));
+        out.push_str(&query_with(q, secret));
     }
     out
 }
@@ -123,7 +132,12 @@ pub fn uri(uri: &http::Uri) -> String {
 /// assert_eq!(redact::query("q=rust;token=abc"), "q=rust;token=REDACTED");
 /// ```
 pub fn query(q: &str) -> Cow<'_, str> {
-    if !q.split('&').any(has_secret) {
+    query_with(q, &is_secret_param)
+}
+
+/// [`query`], with `secret` saying which parameters are secret.
+pub(crate) fn query_with<'q>(q: &'q str, secret: SecretName<'_>) -> Cow<'q, str> {
+    if !q.split('&').any(|pair| has_secret(pair, secret)) {
         return Cow::Borrowed(q);
     }
     let mut out = String::with_capacity(q.len());
@@ -131,7 +145,7 @@ pub fn query(q: &str) -> Cow<'_, str> {
         if i > 0 {
             out.push('&');
         }
-        if let Some(name) = secret_name(pair) {
+        if let Some(name) = secret_name(pair, secret) {
             push_redacted(&mut out, name);
             continue;
         }
@@ -140,7 +154,7 @@ pub fn query(q: &str) -> Cow<'_, str> {
                 Some(inner) => (inner, &piece[inner.len()..]),
                 None => (piece, ""),
             };
-            match secret_name(inner) {
+            match secret_name(inner, secret) {
                 Some(name) => push_redacted(&mut out, name),
                 None => out.push_str(inner),
             }
@@ -151,19 +165,22 @@ pub fn query(q: &str) -> Cow<'_, str> {
 }
 
 /// Whether [`query`] changes the `&`-separated `pair`.
-fn has_secret(pair: &str) -> bool {
-    secret_name(pair).is_some() || pair.split([';', '#']).any(|p| secret_name(p).is_some())
+fn has_secret(pair: &str, secret: SecretName<'_>) -> bool {
+    secret_name(pair, secret).is_some()
+        || pair
+            .split([';', '#'])
+            .any(|p| secret_name(p, secret).is_some())
 }
 
 /// The name of `pair` (`name=value`) if it has a value and the name is secret.
-fn secret_name(pair: &str) -> Option<&str> {
+fn secret_name<'p>(pair: &'p str, secret: SecretName<'_>) -> Option<&'p str> {
     let (name, _) = pair.split_once('=')?;
-    let secret = if name.contains('%') {
-        is_secret_param(&percent_encoding::percent_decode_str(name).decode_utf8_lossy())
+    let hidden = if name.contains('%') {
+        secret(&percent_encoding::percent_decode_str(name).decode_utf8_lossy())
     } else {
-        is_secret_param(name)
+        secret(name)
     };
-    secret.then_some(name)
+    hidden.then_some(name)
 }
 
 fn push_redacted(out: &mut String, name: &str) {
@@ -192,6 +209,11 @@ fn push_redacted(out: &mut String, name: &str) {
 /// );
 /// ```
 pub fn text(s: &str) -> Cow<'_, str> {
+    text_with(s, &is_secret_param)
+}
+
+/// [`text`], with `secret` saying which parameters are secret.
+pub(crate) fn text_with<'s>(s: &'s str, secret: SecretName<'_>) -> Cow<'s, str> {
     if !s.contains("://") {
         return Cow::Borrowed(s);
     }
@@ -236,14 +258,14 @@ pub fn text(s: &str) -> Cow<'_, str> {
         let last_pair = tail
             .find(['?', '#'])
             .map(|i| tail[i + 1..].rsplit('&').next().unwrap_or_default());
-        if !last_pair.is_some_and(has_secret) {
+        if !last_pair.is_some_and(|pair| has_secret(pair, secret)) {
             let punctuation = ['.', ',', ';', ':', '!', '?', ')', ']', '\''];
             end = host + tail.trim_end_matches(punctuation).len();
         }
         out.push_str(&rest[..start]);
         let candidate = format!("{}{}", &rest[start..after], &rest[host..end]);
         match candidate.parse::<http::Uri>() {
-            Ok(u) if u.host().is_some() => out.push_str(&uri(&u)),
+            Ok(u) if u.host().is_some() => out.push_str(&uri_with(&u, secret)),
             _ => out.push_str("[url redacted]"),
         }
         rest = &rest[end..];

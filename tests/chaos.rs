@@ -124,7 +124,8 @@ async fn the_readme_stack_keeps_its_promises_under_30_percent_faults() {
     assert!(run.max_sent <= most, "{} > {most}", run.max_sent);
 
     // The deadline held, stalled requests included.
-    assert!(run.max_elapsed <= DEADLINE, "{:?}", run.max_elapsed);
+    // Some call did stall into the deadline, and none went past it.
+    assert_eq!(run.max_elapsed, DEADLINE);
 
     // The breaker opened on the injected failure rate, and stale answers were served.
     assert!(run.opened >= 1, "{run:?}");

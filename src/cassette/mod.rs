@@ -159,7 +159,7 @@ impl Doer for Offline {
 /// ```text
 /// invalid request: cassette tests/data/cassettes/todo.json has no match for GET
 /// http://todo.test/v1/todos/99; the nearest, #3 GET http://todo.test/v1/todos/2, differs:
-/// path /v1/todos/2 recorded
+/// path /v1/todos/2 recorded (record it with HTTP_DOER_RECORD=new)
 /// ```
 ///
 /// # Secrets
@@ -174,7 +174,8 @@ impl Doer for Offline {
 /// [`redact_param`](Self::redact_param) and [`redact_with`](Self::redact_with); spare a
 /// harmless name the rules would hide (an error body's `code`) with
 /// [`keep_param`](Self::keep_param). Free text (XML, multipart) is not redacted field by field:
-/// only the URLs in it are; use `redact_with` for anything else. A replayed response carries
+/// only the URLs in it are (by the same names); a JSON body that does not parse and a binary
+/// body are recorded as they are. Use `redact_with` for anything else. A replayed response carries
 /// the redacted values (`Set-Cookie: REDACTED`).
 ///
 /// # Bodies

@@ -40,76 +40,20 @@ impl Rules {
         value.is_sensitive() || redact::is_secret_header(name) || self.headers.contains(name)
     }
 
-    /// A URL without userinfo, with secret query values replaced.
+    /// A URL without userinfo, with secret query values replaced: Logging's rules with this
+    /// cassette's names added and kept.
     pub(crate) fn url(&self, uri: &http::Uri) -> String {
-        let mut out = String::new();
-        if let Some(scheme) = uri.scheme_str() {
-            out.push_str(scheme);
-            out.push_str("://");
-        }
-        if let Some(authority) = uri.authority() {
-            // Userinfo is everything before the last `@`.
-            let hostport = authority.as_str().rsplit('@').next().unwrap_or("");
-            out.push_str(hostport);
-        }
-        out.push_str(uri.path());
-        if let Some(q) = uri.query() {
-            out.push('?');
-            out.push_str(&self.query(q));
-        }
-        out
+        redact::uri_with(uri, &|name| self.secret_param(name))
     }
 
-    /// A query string or a form body with secret values replaced: Logging's rules, then the
-    /// added names.
+    /// A query string or a form body with secret values replaced, by the same rules.
     fn query<'a>(&self, q: &'a str) -> Cow<'a, str> {
-        if self.params.is_empty() && self.keep.is_empty() {
-            return redact::query(q);
-        }
-        let decoded = |n: &str| {
-            percent_encoding::percent_decode_str(n)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let hide = |piece: &str| {
-            piece
-                .split_once('=')
-                .filter(|(name, _)| self.secret_param(&decoded(name)))
-                .map(|(name, _)| format!("{name}={REDACTED}"))
-        };
-        // Pair by pair, so that a kept name (`code`) escapes Logging's rules; inside a pair
-        // whose name is not secret, `;` and `#` start a pair too, as in `redact::query`, so
-        // neither `code=1;token=x` nor `a=1;acct=x` keeps `x`.
-        let out: Vec<Cow<'_, str>> = q
-            .split('&')
-            .map(|pair| {
-                if let Some(hidden) = hide(pair) {
-                    return Cow::Owned(hidden);
-                }
-                let mut out = String::new();
-                let mut changed = false;
-                for piece in pair.split_inclusive([';', '#']) {
-                    let inner = piece.strip_suffix([';', '#']).unwrap_or(piece);
-                    match hide(inner) {
-                        Some(hidden) => {
-                            changed = true;
-                            out.push_str(&hidden);
-                        }
-                        None => out.push_str(inner),
-                    }
-                    out.push_str(&piece[inner.len()..]);
-                }
-                if changed {
-                    Cow::Owned(out)
-                } else {
-                    Cow::Borrowed(pair)
-                }
-            })
-            .collect();
-        if out.iter().all(|p| matches!(p, Cow::Borrowed(_))) {
-            return Cow::Borrowed(q);
-        }
-        Cow::Owned(out.join("&"))
+        redact::query_with(q, &|name| self.secret_param(name))
+    }
+
+    /// Free text with every URL in it redacted, by the same rules.
+    fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        redact::text_with(text, &|name| self.secret_param(name))
     }
 
     /// The headers to record: secret values replaced, and URL values (`Location`, an echo of
@@ -137,8 +81,8 @@ impl Rules {
                 url if url == text => Cow::Borrowed(text),
                 url => Cow::Owned(url),
             },
-            // A URL in prose: Logging's rules for URLs in text.
-            _ if text.contains("://") => redact::text(text),
+            // A URL in prose (`Link: <https://...>; rel=next`).
+            _ if text.contains("://") => self.text(text),
             // A path and query (`Content-Location`, an echo of the request line).
             _ => self.query_in(text),
         };
@@ -172,7 +116,7 @@ impl Rules {
         let redacted = match redact::body_shape(&redact::media_type(headers), text, false) {
             BodyShape::Form => self.query(text),
             BodyShape::Json => self.json(text),
-            BodyShape::Text => redact::text(text),
+            BodyShape::Text => self.text(text),
         };
         match redacted {
             Cow::Borrowed(_) => body.clone(),
@@ -264,7 +208,15 @@ mod tests {
             HeaderValue::from_static("/x?acct=a4&page=2"),
         );
         h.insert("accept", HeaderValue::from_static("*/*"));
+        h.insert(
+            "link",
+            HeaderValue::from_static("<https://h.test/p?acct=a5&code=c5>; rel=next"),
+        );
         let out = rules().headers(&h);
+        assert_eq!(
+            out["link"], "<https://h.test/p?acct=REDACTED&code=c5>; rel=next",
+            "a URL in prose, by the cassette's names (added and kept) too"
+        );
         assert_eq!(out["authorization"], REDACTED);
         assert_eq!(out["x-tenant"], REDACTED);
         assert_eq!(out["location"], "https://h.test/cb?code=c3&sig=REDACTED");
@@ -294,10 +246,10 @@ mod tests {
             rules().body(&HeaderMap::new(), &form),
             "user=ann&client_secret=REDACTED&acct=REDACTED"
         );
-        let text = Bytes::from_static(b"see https://u:p@h.test/ now");
+        let text = Bytes::from_static(b"see https://u:p@h.test/?acct=a6 now");
         assert_eq!(
             rules().body(&HeaderMap::new(), &text),
-            "see https://h.test/ now"
+            "see https://h.test/?acct=REDACTED now"
         );
         let bin = Bytes::from_static(&[0xff, 0x00, b'=']);
         assert_eq!(rules().body(&HeaderMap::new(), &bin), bin);
