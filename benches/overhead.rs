@@ -110,7 +110,11 @@ fn main() {
     );
     for (i, (name, _)) in variants.iter().enumerate() {
         let (med, lo, hi) = spread(per_round[i].clone());
-        let sign = if i == 0 { "" } else { "+" };
-        println!("  {name:<50} {sign}{med:>5.0} ns  ({lo:.0} to {hi:.0})");
+        let med = if i == 0 {
+            format!("{med:.0}")
+        } else {
+            format!("{med:+.0}")
+        };
+        println!("  {name:<50} {med:>6} ns  ({lo:.0} to {hi:.0})");
     }
 }

@@ -41,7 +41,8 @@ use crate::{Doer, Error, ErrorKind, Request, Response};
 /// # Behaviour
 ///
 /// * **No task.** The wrapped call runs inside the caller's future; when the deadline passes
-///   it is dropped, which cancels it (a backend closes the connection). Dropping the call's
+///   it is dropped, which cancels it (ReqwestDoer closes the connection; UreqDoer's blocking
+///   thread finishes the exchange within its own timeout, and the answer is discarded). Dropping the call's
 ///   future drops everything at once.
 /// * **Fast answers untouched.** The wrapped call is polled once before any timer exists: an
 ///   answer ready then reads no clock and arms no timer. Otherwise the clock starts at that

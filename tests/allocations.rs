@@ -66,11 +66,11 @@ static ALLOCATOR: Counting = Counting;
 /// averaged over `calls` calls after a warm-up (pools, per-host state, a budget's window).
 async fn per_call(doer: &dyn Doer, calls: u32) -> f64 {
     for _ in 0..50 {
-        let _ = doer.execute(instant::request()).await;
+        let _ = doer.execute(instant::request_with(false)).await;
     }
     let mut total = 0;
     for _ in 0..calls {
-        let req = instant::request();
+        let req = instant::request_with(false);
         COUNT.with(|c| c.set(0));
         COUNTING.with(|c| c.set(true));
         let resp = doer.execute(req).await;

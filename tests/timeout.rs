@@ -286,3 +286,25 @@ fn accessors_debug_and_clone() {
     );
     assert_eq!(doer.into_inner().remaining(), 2);
 }
+
+/// "As long as it takes" is a timeout both backends keep, a streamed upload included (an
+/// instant plus `Duration::MAX` would overflow).
+#[tokio::test]
+async fn loopback_the_longest_timeout_is_kept_on_both_backends() {
+    let server = support::server::start().await;
+    for (name, backend) in backends(Duration::MAX, ResponseMode::Buffered) {
+        let chunks = [
+            Ok::<_, http_doer::Error>(Bytes::from_static(b"up")),
+            Ok(Bytes::from_static(b"load")),
+        ];
+        let req = http::Request::post(server.url("/echo"))
+            .body(Body::from_stream(futures_util::stream::iter(chunks)))
+            .unwrap();
+        let resp = backend
+            .execute(req)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(resp.status(), 200, "{name}");
+        assert_eq!(resp.into_body().text().await.unwrap(), "upload", "{name}");
+    }
+}

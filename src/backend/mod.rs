@@ -242,6 +242,13 @@ pub(crate) fn our_kind(link: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     })
 }
 
+/// The longest timeout a backend keeps: 30 years, as tokio does. A longer one (`Duration::MAX`,
+/// "as long as it takes") cannot be added to an instant, which both libraries do.
+pub(crate) fn longest(timeout: Option<Duration>) -> Option<Duration> {
+    const LONGEST: Duration = Duration::from_secs(86_400 * 365 * 30);
+    timeout.map(|t| t.min(LONGEST))
+}
+
 /// What an `io::Error`'s kind says on its own: [`ErrorKind::Connect`] for the kinds of a
 /// connection that could not be made (meant only while connecting), [`ErrorKind::Timeout`]
 /// for a socket timeout (`WouldBlock` is what a read timeout gives on some systems).

@@ -164,7 +164,7 @@ impl ReqwestDoer {
     /// # let _ = (quick, patient);
     /// ```
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.settings.timeout = timeout.into();
+        self.settings.timeout = super::longest(timeout.into());
         self
     }
 

@@ -33,8 +33,8 @@
 //! keeps reqwest's pooled connections on the client's runtime between calls. Dropping the last
 //! clone (and the last streamed body) shuts the runtime down without waiting for it.
 //!
-//! Timeouts are the stack's: the backend's (30 s unless changed), or
-//! [`Retrying`](crate::Retrying)'s deadlines.
+//! Timeouts are the stack's: the backend's (30 s unless changed), a
+//! [`Timeout`](crate::Timeout), or [`Retrying`](crate::Retrying)'s deadlines.
 //!
 //! ## Inside an async runtime
 //!
@@ -62,7 +62,9 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{Doer, Error, ErrorKind, Request};
+#[cfg(doc)]
+use crate::ErrorKind;
+use crate::{Doer, Error, Request};
 
 mod body;
 mod runtime;
@@ -144,10 +146,7 @@ impl Client {
         http::Uri: TryFrom<U>,
         <http::Uri as TryFrom<U>>::Error: Into<http::Error>,
     {
-        let req = http::Request::get(uri)
-            .body(crate::Body::empty())
-            .map_err(|e| Error::new(ErrorKind::InvalidRequest, e).with_message("bad URI"))?;
-        self.execute(req)
+        self.execute(http::Request::get(uri).body(crate::Body::empty())?)
     }
 
     /// Runs `fut` on the client's runtime and waits for its output: the way to call async

@@ -7,8 +7,9 @@
 //!
 //! Most calls are won by the original on its first poll (a cache, a fast host). Such a call
 //! pays for nothing it turns out not to need: the original is polled before it is queued (no
-//! list of copies is allocated), and the delay (a percentile of the latency window) is only
-//! read, and the timer only made, once a copy is still pending after its first poll.
+//! list of copies is allocated), and the timer is only made once a copy is still pending after
+//! its first poll; the delay (a percentile of the latency window) is read once per call, for
+//! its `HedgeReport`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -290,8 +291,11 @@ impl<'a, D: Doer> Race<'a, D> {
 
     /// Drops every pending copy, which cancels it.
     fn cancel_pending(&mut self) {
-        add(&self.counters.cancelled_copies, self.pending.len() as u64);
-        self.pending.clear();
+        // Most calls have none pending: no write to a counter every call shares.
+        if !self.pending.is_empty() {
+            add(&self.counters.cancelled_copies, self.pending.len() as u64);
+            self.pending.clear();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! A lock-free latency histogram over a rotating window of two halves.
 //!
-//! Recording a sample is two relaxed atomic adds and a `fetch_max`, so many calls can record at
+//! Recording a sample is three relaxed atomic adds (its bucket, its group, the half's total) and
+//! a `fetch_max`, so many calls can record at
 //! once without a lock. The window is two halves: samples go into the current half; when it
 //! holds `half_samples` samples, or has been open for `half_period`, the older half is cleared
 //! and becomes the current one. A percentile therefore always sees between one and two halves of

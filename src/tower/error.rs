@@ -3,7 +3,7 @@
 //! tower errors are type-erased (`Box<dyn Error>`), and this crate links neither hyper nor
 //! tower, so the chain is read through what std offers: our own [`Error`] wherever it is,
 //! `io::Error` kinds, tokio's `Elapsed`, and the fixed texts of hyper-util's client errors
-//! and tower's `Elapsed` (tests/tower.rs holds them to it).
+//! and tower's `Elapsed` (tests/tower.rs holds the `Connect` and `Elapsed` texts to it).
 
 use std::error::Error as StdError;
 use std::io;
