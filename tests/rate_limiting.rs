@@ -381,7 +381,7 @@ async fn a_quota_of_50_a_window_with_a_20_percent_margin_gives_no_429_over_three
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_pacing_the_same_callers_run_into_429s() {
+async fn without_pacing_one_caller_flat_out_runs_into_429s() {
     let window = Duration::from_secs(10);
     let (server, tally) = quota_server(50, window, Duration::from_millis(20), Fields::Ietf);
     let doer = server.rate_limiting(Rate::unlimited()).pacing(None);

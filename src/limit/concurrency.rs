@@ -46,7 +46,9 @@ pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
 ///   that is what a bulkhead bounds. Drop a streamed body you will not read.
 /// * **Cancellation.** A slot is a tokio semaphore permit owned by the call (then by its
 ///   body): dropping the call's future, while it waits or while it runs, gives the slot back
-///   or leaves the queue at once. No slot can leak.
+///   or leaves the queue at once. No slot can leak. Over `UreqDoer`, a cancelled exchange runs
+///   on in its blocking thread until the backend's timeout after its slot is given back, so
+///   there the bulkhead bounds calls, not threads or connections.
 /// * **Clones** share the slots and queues; settings are each clone's own.
 ///
 /// ```

@@ -23,8 +23,9 @@
 //! * Outside [`Hedging`](crate::Hedging): a wait for a place below `Hedging` would look like a
 //!   slow server to it and fire extra copies into the same queue. Copies still count, through
 //!   the server's own numbers, which the pacing follows.
-//! * [`ConcurrencyLimit`] bounds exchanges in flight (connections, buffers), so it sits inside
-//!   `Retrying` too: a call sleeping out its backoff holds no slot, and each attempt queues
+//! * [`ConcurrencyLimit`] bounds calls in flight (connections, buffers), so it sits inside
+//!   `Retrying` too (outside `Hedging`, a slot is a call: its hedge copy runs in the same slot,
+//!   up to `hedging::DEFAULT_MAX_COPIES` exchanges a slot): a call sleeping out its backoff holds no slot, and each attempt queues
 //!   anew. Inside `RateLimiting`, so a call waiting for its rate place holds no slot either.
 //! * Neither refusal is retried by [`default_classifier`](crate::retrying::default_classifier)
 //!   nor counted by the breaker's [`default_verdict`](crate::breaker::default_verdict): they

@@ -34,9 +34,10 @@ pub struct Pace {
 /// Where [`RateLimiting`](super::RateLimiting) keeps its state: per key, the local rate's
 /// cell, and what the server asked (a pause, a pace).
 ///
-/// [`MemoryStore`] keeps it in the process. A store shared by a fleet (Redis, say) implements
-/// the same three calls: the rate is its own setting, so a shared store can run the GCRA in one
-/// script with the same numbers on every replica.
+/// [`MemoryStore`] keeps it in the process; [`FleetStore`](super::FleetStore) shares a 429's
+/// pause with a fleet. A store that shared the rate itself would run the GCRA in one script
+/// that hands out places in batches, given out locally: a script call per `acquire` would wait
+/// on the network.
 ///
 /// The calls are synchronous and cannot fail, as the crate's rule for shared state says: a
 /// healthy call never waits on the network for the store, and a store that fails never fails a
