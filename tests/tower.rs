@@ -108,31 +108,50 @@ const STREAM_BOUND: u64 = STREAM_TOTAL / 4;
 
 // (a) ---------------------------------------------------------------------------------------
 
+/// The README's stack to copy (serve-stale and a total deadline included), over each backend.
 #[tokio::test]
 async fn a_tower_http_layer_over_the_readme_stack_reaches_the_server() {
     let server = support::server::start().await;
-    let stack = ReqwestDoer::new()
-        .signing(Bearer::new("tok-over").unwrap())
-        .breaker()
-        .hedging()
-        .retrying()
-        .logging();
-    let svc = ServiceBuilder::new()
-        .layer(SetRequestHeaderLayer::overriding(
-            HeaderName::from_static("x-over"),
-            header("tower-http"),
-        ))
-        .service(service(stack));
+    let backends: [(&str, Box<dyn http_doer::Doer>); 2] = [
+        ("reqwest", Box::new(ReqwestDoer::new())),
+        ("ureq", Box::new(http_doer::UreqDoer::new())),
+    ];
+    for (name, backend) in backends {
+        let stack = backend
+            .signing(Bearer::new("tok-over").unwrap())
+            .breaker()
+            .serve_stale(http_doer::breaker::ServeStale::new(Duration::from_secs(
+                300,
+            )))
+            .hedging()
+            .retrying()
+            .total_timeout(Duration::from_secs(10))
+            .logging();
+        let svc = ServiceBuilder::new()
+            .layer(SetRequestHeaderLayer::overriding(
+                HeaderName::from_static("x-over"),
+                header("tower-http"),
+            ))
+            .service(service(stack));
 
-    let req = http::Request::get(server.url("/echo"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = svc.oneshot(req).await.unwrap();
+        let req = http::Request::get(server.url("/echo"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = svc.oneshot(req).await.unwrap();
 
-    assert_eq!(resp.status(), 200);
-    assert_eq!(echoed(&resp, "x-over"), Some("tower-http"));
-    assert_eq!(echoed(&resp, "authorization"), Some("Bearer tok-over"));
-    assert_eq!(resp.extensions().get::<Attempts>(), Some(&Attempts(1)));
+        assert_eq!(resp.status(), 200, "{name}");
+        assert_eq!(echoed(&resp, "x-over"), Some("tower-http"), "{name}");
+        assert_eq!(
+            echoed(&resp, "authorization"),
+            Some("Bearer tok-over"),
+            "{name}"
+        );
+        assert_eq!(
+            resp.extensions().get::<Attempts>(),
+            Some(&Attempts(1)),
+            "{name}"
+        );
+    }
 }
 
 // (b) ---------------------------------------------------------------------------------------
@@ -182,9 +201,13 @@ async fn tower_http_layers_under_the_readme_stack_around_hyper_util() {
     let stack = from_service(client)
         .signing(Bearer::new("tok-under").unwrap())
         .breaker()
+        .serve_stale(http_doer::breaker::ServeStale::new(Duration::from_secs(
+            300,
+        )))
         .hedging()
         .retrying()
         .backoff(Backoff::constant(Duration::ZERO))
+        .total_timeout(Duration::from_secs(10))
         .logging();
 
     let mut req = http::Request::get(server.url("/flaky"))
