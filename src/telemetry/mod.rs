@@ -138,7 +138,8 @@ pub fn error_type(kind: ErrorKind) -> &'static str {
         ErrorKind::ConcurrencyLimited => "concurrency_limited",
         ErrorKind::Signing => "signing",
         ErrorKind::Decode => "decode",
-        _ => "_OTHER",
+        // Named, not `_`: a new kind must choose its own value.
+        ErrorKind::Other => "_OTHER",
     }
 }
 
@@ -269,8 +270,6 @@ impl<D: Doer> Telemetry<D> {
     }
 }
 
-/// Gives `req` the send counter that numbers its exchanges, unless it has one; for the layers
-/// that copy a request (`Retrying`, `Hedging`).
-pub(crate) fn count_sends(req: &mut Request) {
-    spans::count_sends(req);
-}
+/// Gives a request the send counter that numbers its exchanges, unless it has one; for the
+/// layers that copy a request (`Retrying`, `Hedging`).
+pub(crate) use spans::count_sends;
