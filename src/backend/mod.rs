@@ -244,6 +244,7 @@ pub(crate) fn our_kind(link: &(dyn StdError + 'static)) -> Option<ErrorKind> {
 
 /// The longest timeout a backend keeps: 30 years, as tokio does. A longer one (`Duration::MAX`,
 /// "as long as it takes") cannot be added to an instant, which both libraries do.
+#[cfg_attr(not(any(feature = "reqwest", feature = "ureq")), allow(dead_code))]
 pub(crate) fn longest(timeout: Option<Duration>) -> Option<Duration> {
     const LONGEST: Duration = Duration::from_secs(86_400 * 365 * 30);
     timeout.map(|t| t.min(LONGEST))
