@@ -631,7 +631,9 @@ impl BudgetStore for RedisFleet {
         .pexpire(&key, 5000)
         .ignore()
         .hgetall(&key);
-        let result: Result<(HashMap<u64, String>,), _> =
+        // Raw fields and values: whoever can write to Redis can write anything there, and one
+        // bad entry must cost only itself, not the whole exchange (nor mark the link down).
+        let result: Result<(Vec<(Vec<u8>, Vec<u8>)>,), _> =
             match timeout(inner.timeout, pipe.query_async(&mut conn)).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -645,11 +647,8 @@ impl BudgetStore for RedisFleet {
         };
         inner.mark(true);
         let mut others = BudgetCounts::default();
-        for (replica, value) in all {
-            let mut f = value.split(' ').map(|v| v.parse::<u64>().ok());
-            let (Some(Some(firsts)), Some(Some(retries)), Some(Some(at))) =
-                (f.next(), f.next(), f.next())
-            else {
+        for (field, value) in all {
+            let Some((replica, firsts, retries, at)) = budget_entry(&field, &value) else {
                 continue;
             };
             // A replica that stopped reporting (gone, or cut off) no longer counts.
@@ -664,8 +663,67 @@ impl BudgetStore for RedisFleet {
     }
 }
 
+/// One replica's entry of a shared budget, as [`BudgetStore::exchange`] writes it: the
+/// replica's id as the field, `"<firsts> <retries> <unix ms>"` as the value; `None` for
+/// anything else.
+fn budget_entry(field: &[u8], value: &[u8]) -> Option<(u64, u64, u64, u64)> {
+    let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+    let replica = number(field)?;
+    let mut parts = value.split(|&b| b == b' ');
+    let (firsts, retries, at) = (
+        number(parts.next()?)?,
+        number(parts.next()?)?,
+        number(parts.next()?)?,
+    );
+    parts
+        .next()
+        .is_none()
+        .then_some((replica, firsts, retries, at))
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn a_budget_entry_never_panics(
+            field in proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let _ = budget_entry(&field, &value);
+        }
+
+        #[test]
+        fn what_a_replica_writes_reads_back(replica: u64, firsts: u64, retries: u64, at: u64) {
+            let value = format!("{firsts} {retries} {at}");
+            proptest::prop_assert_eq!(
+                budget_entry(replica.to_string().as_bytes(), value.as_bytes()),
+                Some((replica, firsts, retries, at))
+            );
+        }
+    }
+
+    #[test]
+    fn other_budget_entries_are_refused() {
+        for (field, value) in [
+            ("x", "1 2 3"),
+            ("1", "1 2"),
+            ("1", "1 2 3 4"),
+            ("1", "-1 2 3"),
+            ("1", ""),
+        ] {
+            assert_eq!(
+                budget_entry(field.as_bytes(), value.as_bytes()),
+                None,
+                "{field} {value}"
+            );
+        }
+    }
 }
