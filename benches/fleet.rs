@@ -5,7 +5,6 @@
 //! Needs a Redis: `HTTP_DOER_REDIS_URL`, or `redis-server` on PATH (started on a free port).
 
 use std::hint::black_box;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,28 +22,9 @@ impl Doer for Instantly {
     }
 }
 
-fn redis() -> (String, Option<Child>) {
-    if let Ok(url) = std::env::var("HTTP_DOER_REDIS_URL") {
-        return (url, None);
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-        .args(["--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH, or HTTP_DOER_REDIS_URL (apt-get install -y redis-server)");
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (format!("redis://127.0.0.1:{port}"), Some(child))
-}
+#[path = "../tests/support/redis.rs"]
+#[allow(dead_code)]
+mod redis_support;
 
 fn closed_call(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -52,7 +32,8 @@ fn closed_call(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (url, child) = redis();
+    // The tests' own server, stopped when this guard drops (a panic included).
+    let (url, _redis) = redis_support::shared_url();
     let fleet = rt.block_on(async { RedisFleet::builder(url).prefix("bench").connect().unwrap() });
     rt.block_on(async {
         for _ in 0..500 {
@@ -82,7 +63,6 @@ fn closed_call(c: &mut Criterion) {
         "Redis commands during the healthy calls: {} (only the fleet's pings)",
         stats.ok
     );
-    drop(child.map(|mut c| c.kill()));
 }
 
 criterion_group!(benches, closed_call);
