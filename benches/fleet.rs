@@ -23,7 +23,6 @@ impl Doer for Instantly {
 }
 
 #[path = "../tests/support/redis.rs"]
-#[allow(dead_code)]
 mod redis_support;
 
 fn closed_call(c: &mut Criterion) {
