@@ -279,7 +279,7 @@ fn a_stream_that_stalls_mid_body_fails_the_read_as_timed_out() {
             Arc::new(
                 ReqwestDoer::new()
                     .response_mode(ResponseMode::Streamed)
-                    .timeout(Duration::from_millis(200)),
+                    .timeout(Duration::from_secs(1)),
             ),
         ),
         (
@@ -287,7 +287,7 @@ fn a_stream_that_stalls_mid_body_fails_the_read_as_timed_out() {
             Arc::new(
                 UreqDoer::new()
                     .response_mode(ResponseMode::Streamed)
-                    .timeout(Duration::from_millis(200)),
+                    .timeout(Duration::from_secs(1)),
             ),
         ),
     ];
