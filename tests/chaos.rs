@@ -177,3 +177,106 @@ async fn a_switch_flipped_at_run_time_starts_and_stops_injection() {
         [None, Some(Injected::Fault(ErrorKind::Transport)), None]
     );
 }
+
+#[allow(dead_code)]
+mod support;
+
+/// Over both real backends on loopback: an injected fault never reaches the server and is
+/// judged as the real fault is (a refused connection is `Connect` either way, and retried), a
+/// delayed answer is the server's own, marked.
+#[tokio::test]
+async fn over_a_real_backend_injected_faults_send_nothing_and_judge_alike() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let server = support::Loopback::serve(move |stream| {
+        let counted = counted.clone();
+        async move {
+            let service = hyper::service::service_fn(move |_req| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"real")),
+                    ))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        }
+    })
+    .await;
+    let refused_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let get = |url: String| http::Request::get(url).body(Body::empty()).unwrap();
+    let backends = || -> [(&str, Box<dyn Doer>); 2] {
+        [
+            ("reqwest", Box::new(http_doer::ReqwestDoer::new())),
+            ("ureq", Box::new(http_doer::UreqDoer::new())),
+        ]
+    };
+    for (name, backend) in backends() {
+        let before = hits.load(Ordering::SeqCst);
+        let faulty = backend.chaos().fault(1.0, ErrorKind::Connect).seed(SEED);
+        let injected = faulty.execute(get(server.url("/"))).await.unwrap_err();
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            before,
+            "{name}: nothing reached the server"
+        );
+        assert!(Injected::of(&injected).is_some(), "{name}: {injected:#}");
+        // The real fault, from a closed loopback port, is the same kind.
+        let real = faulty
+            .get_ref()
+            .execute(get(format!("http://127.0.0.1:{refused_port}/")))
+            .await
+            .unwrap_err();
+        assert_eq!(real.kind(), injected.kind(), "{name}: {real:#}");
+        assert!(Injected::of(&real).is_none(), "{name}");
+    }
+    for (name, backend) in backends() {
+        // Retrying resends an injected refusal as it would a real one; the second attempt
+        // reaches the server.
+        let retried = backend
+            .chaos()
+            .fault(0.5, ErrorKind::Connect)
+            .seed(SEED)
+            .retrying()
+            .backoff(http_doer::retrying::Backoff::constant(Duration::ZERO));
+        let mut resent = 0;
+        for _ in 0..10 {
+            match retried.execute(get(server.url("/"))).await {
+                Ok(resp) => {
+                    assert_eq!(resp.status(), 200, "{name}");
+                    let attempts = resp.extensions().get::<Attempts>().unwrap().0;
+                    resent += usize::from(attempts > 1);
+                }
+                // Every attempt drawn a refusal: retried to the end, as a real one would be.
+                Err(err) => {
+                    assert!(Injected::of(&err).is_some(), "{name}: {err:#}");
+                    assert_eq!(err.attempts(), Some(DEFAULT_MAX_RETRIES + 1), "{name}");
+                }
+            }
+        }
+        assert!(
+            resent > 0,
+            "{name}: an injected refusal was retried into an answer"
+        );
+    }
+    for (name, backend) in backends() {
+        let before = hits.load(Ordering::SeqCst);
+        let slow = backend
+            .chaos()
+            .latency(1.0, Duration::from_millis(1))
+            .seed(SEED);
+        let resp = slow.execute(get(server.url("/"))).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), before + 1, "{name}");
+        assert_eq!(
+            resp.extensions().get::<Injected>(),
+            Some(&Injected::Latency(Duration::from_millis(1))),
+            "{name}"
+        );
+        assert_eq!(resp.into_body().text().await.unwrap(), "real", "{name}");
+    }
+}
