@@ -79,6 +79,7 @@ async fn start_backend(state: Arc<Backend>) -> support::Loopback {
 
 struct Running {
     addr: SocketAddr,
+    stack: Arc<dyn app::StackView>,
     _stop: oneshot::Sender<()>,
     _task: JoinHandle<app::Stopped>,
 }
@@ -88,12 +89,14 @@ async fn start_proxy(vars: &BTreeMap<&str, String>) -> Running {
     let config = config::Config::from_lookup(|name| vars.get(name).cloned()).expect("settings");
     let proxy = app::Proxy::bind(config).await.expect("bind the proxy");
     let addr = proxy.local_addr();
+    let stack = proxy.stack();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(proxy.run(async move {
         let _ = stopped.await;
     }));
     Running {
         addr,
+        stack,
         _stop: stop,
         _task: task,
     }
@@ -205,8 +208,13 @@ async fn a_circuit_one_proxy_opens_is_open_in_the_other_which_serves_its_stale_a
         }
     })
     .await;
-    // B's listener reads the message published with it; and fetches the circuit's answers.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // B's listener reads the message published with it, and fetches the circuit's answers:
+    // waited for by their effects on B, not by time.
+    until("B's circuit open, and A's answer fetched", || {
+        let ready = b.stack.circuit() == "open" && b.stack.stale_answers() > 0;
+        async move { ready }
+    })
+    .await;
 
     let refused = get(&client, &b, "/other").await;
     assert_eq!(

@@ -77,6 +77,25 @@ pub struct Stopped {
     pub unfinished: usize,
 }
 
+/// A running proxy's stack, as [`Proxy::stack`] shows it.
+#[allow(dead_code)] // `main` does not read it; tests/fleet_proxy.rs does
+pub trait StackView: Send + Sync {
+    /// The backend's circuit now: `closed`, `open` or `half-open`.
+    fn circuit(&self) -> &'static str;
+    /// How many answers the serve-stale cache holds now.
+    fn stale_answers(&self) -> usize;
+}
+
+impl StackView for Handler {
+    fn circuit(&self) -> &'static str {
+        self.stack.circuit()
+    }
+
+    fn stale_answers(&self) -> usize {
+        self.stack.stale_answers()
+    }
+}
+
 /// Per-request work, shared by every connection.
 struct Handler {
     stack: Stack,
@@ -116,6 +135,13 @@ impl Proxy {
             handler.metrics = Some(Arc::new(render));
         }
         self
+    }
+
+    /// What the proxy's stack holds, readable while it runs: for tests that wait on the
+    /// circuit rather than on time.
+    #[allow(dead_code)] // `main` does not read it; tests/fleet_proxy.rs does
+    pub fn stack(&self) -> Arc<dyn StackView> {
+        self.handler.clone()
     }
 
     /// The address the proxy listens on (useful when bound to port 0).

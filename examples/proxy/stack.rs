@@ -114,6 +114,11 @@ impl Stack {
     pub fn circuit(&self) -> &'static str {
         self.breaker.state(&self.circuit).as_str()
     }
+
+    /// How many answers the serve-stale cache holds now.
+    pub fn stale_answers(&self) -> usize {
+        self.breaker.stale_usage().0
+    }
 }
 
 /// The fleet on `RETTER_REDIS_URL`, if set. It does not wait for Redis: a proxy whose Redis
