@@ -611,3 +611,30 @@ fn the_environment_chooses_the_mode() {
     run(Some("All"), "recorded");
     assert_eq!(Cassette::read(&path).unwrap().len(), 1);
 }
+
+/// The user's pass runs once on what is recorded (matching runs it on a copy), so a pass that
+/// adds something adds it once.
+#[tokio::test]
+async fn a_redact_with_pass_runs_once_on_a_recorded_interaction() {
+    let path = scratch("pass-once");
+    let pass = |it: &mut http_doer::testing::Interaction| {
+        it.request
+            .headers
+            .append("x-pass", http::HeaderValue::from_static("1"));
+    };
+    let recorder = Cassette::new(
+        doer_fn(|_req: Request| async { Ok(response(200, "ok")) }),
+        &path,
+    )
+    .mode(RecordMode::Once)
+    .redact_with(pass);
+    recorder.execute(get("http://a.test/x")).await.unwrap();
+    let recorded = Cassette::read(&path).unwrap();
+    assert_eq!(
+        recorded[0].request.headers.get_all("x-pass").iter().count(),
+        1
+    );
+    let replayer = Cassette::replay(&path).redact_with(pass);
+    let resp = replayer.execute(get("http://a.test/x")).await.unwrap();
+    assert_eq!(resp.into_body().text().await.unwrap(), "ok");
+}

@@ -562,7 +562,13 @@ impl<D> Cassette<D> {
         let mut view = RecordedRequest::new(req.method().clone(), self.rules.url(req.uri()));
         view.headers = self.rules.headers(req.headers());
         view.body = self.rules.body(req.headers(), &body);
-        let mut it = Interaction::new(view, RecordedResponse::new(http::StatusCode::OK));
+        view
+    }
+
+    /// `view` as it would be recorded, the user's passes run on it: what a recorded request is
+    /// matched against. A copy, so that a recorded interaction goes through the passes once.
+    fn finished(&self, view: &RecordedRequest) -> RecordedRequest {
+        let mut it = Interaction::new(view.clone(), RecordedResponse::new(http::StatusCode::OK));
         self.rules.finish(&mut it);
         it.request
     }
@@ -759,7 +765,7 @@ impl<D: Doer> Doer for Cassette<D> {
         let live = self.view(&req, bytes);
 
         if mode != RecordMode::All {
-            match self.find(&req, &live) {
+            match self.find(&req, &self.finished(&live)) {
                 Ok(Some((i, recorded))) => return Ok(replayed(i, recorded)),
                 Ok(None) => {}
                 Err(msg) => {
