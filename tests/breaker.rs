@@ -1089,3 +1089,100 @@ async fn a_healthy_call_tells_the_fleet_nothing_even_while_another_host_is_down(
         ["failed https://flaky.test", "recovered https://flaky.test"]
     );
 }
+
+/// Keeps the sink a breaker attaches, so a test can speak for the fleet.
+#[derive(Default)]
+struct SinkStore {
+    sink: Mutex<Option<std::sync::Weak<dyn http_doer::fleet::CircuitSink>>>,
+}
+
+impl std::fmt::Debug for SinkStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SinkStore")
+    }
+}
+
+impl SinkStore {
+    fn sink(&self) -> Arc<dyn http_doer::fleet::CircuitSink> {
+        let sink = self.sink.lock().unwrap();
+        sink.as_ref().and_then(|s| s.upgrade()).expect("attached")
+    }
+}
+
+impl http_doer::fleet::CircuitStore for SinkStore {
+    fn attach(&self, sink: std::sync::Weak<dyn http_doer::fleet::CircuitSink>) -> u64 {
+        *self.sink.lock().unwrap() = Some(sink);
+        1
+    }
+    fn opened(&self, _from: u64, _key: &str, _open_for: Duration) {}
+    fn closed(&self, _from: u64, _key: &str) {}
+    fn failed(&self, _from: u64, _key: &str, _trip: http_doer::fleet::Trip) {}
+    fn recovered(&self, _from: u64, _key: &str) {}
+    fn probe(&self, _key: &str) -> http_doer::fleet::ProbeLease {
+        http_doer::fleet::ProbeLease::Local
+    }
+}
+
+/// Anyone who can publish on the fleet's channel can name any host: news of open circuits
+/// for hosts this replica never called makes circuits only within `max_circuits`, while the
+/// replica's own calls, and news for its own hosts, are never refused a circuit.
+#[tokio::test(start_paused = true)]
+async fn news_from_the_fleet_makes_no_circuit_past_the_bound() {
+    let store = Arc::new(SinkStore::default());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let backend = http_doer::testing::doer_fn(move |_req: Request| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok(response(200, "")) }
+    });
+    let breaker = Breaker::new(backend).max_circuits(8).fleet(store.clone());
+    let get = |host: &str| {
+        http::Request::get(format!("https://{host}/"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    breaker.execute(get("mine.test")).await.unwrap();
+    let sink = store.sink();
+    let hour = Duration::from_secs(3600);
+    for i in 0..1_000 {
+        sink.opened(&format!("https://flood{i}.test"), hour);
+    }
+    assert_eq!(
+        breaker.snapshots().len(),
+        8,
+        "the flood stopped at the bound"
+    );
+    assert_eq!(breaker.state("https://flood6.test"), State::Open);
+    assert_eq!(
+        breaker.state("https://flood7.test"),
+        State::Closed,
+        "not kept"
+    );
+
+    sink.opened("https://mine.test", Duration::from_secs(60));
+    assert_eq!(
+        breaker.state("https://mine.test"),
+        State::Open,
+        "its own host"
+    );
+    let refused = breaker.execute(get("flood0.test")).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::BreakerOpen);
+    breaker.execute(get("new.test")).await.unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "its own new host got a circuit"
+    );
+
+    // Past their open period, the flood's circuits make room for new news.
+    tokio::time::advance(hour + Duration::from_secs(1)).await;
+    for i in 0..100 {
+        sink.opened(&format!("https://later{i}.test"), hour);
+    }
+    assert_eq!(breaker.state("https://later0.test"), State::Open);
+    assert!(
+        breaker.snapshots().len() <= 8,
+        "{}",
+        breaker.snapshots().len()
+    );
+}

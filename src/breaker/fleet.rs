@@ -78,10 +78,20 @@ impl FleetLink {
 
 impl CircuitSink for Shared {
     fn opened(&self, key: &str, remaining: Duration) {
+        // A host this replica has not called gets a circuit too (its first call is refused
+        // at once), but only within `max_circuits`: the news comes from a channel anyone with
+        // access to Redis can publish on.
         let circuit = self
             .find(key)
-            .unwrap_or_else(|| self.insert(key.to_owned()));
-        circuit.force_open(remaining, Instant::now(), &self.config.policy, &self.events);
+            .or_else(|| self.insert_within(key.to_owned(), true));
+        match circuit {
+            Some(c) => c.force_open(remaining, Instant::now(), &self.config.policy, &self.events),
+            None => tracing::debug!(
+                target: "http_doer::breaker",
+                key,
+                "the fleet opened a circuit this breaker has no room for; not kept"
+            ),
+        }
     }
 
     fn closed(&self, key: &str) {

@@ -95,9 +95,11 @@ use tally::{Handle, Handles};
 use watch::{Count, Tee, Watch};
 
 /// Default bound on the number of circuits kept: 4096, about 13 MiB at most (a circuit takes
-/// about 3 KiB, mostly its per-thread stripes of counters, each on cache lines of its own). Past it, closed circuits with no
-/// call in flight are dropped to make room (their counts start again from zero if the host
-/// comes back); open and busy ones are kept, even past the bound.
+/// about 3 KiB, mostly its per-thread stripes of counters, each on cache lines of its own).
+/// Past it, circuits with no call in flight that are not refusing calls (closed, or past their
+/// open period) are dropped to make room: their counts start again from zero if the host comes
+/// back. Circuits refusing calls and busy ones are kept, even past the bound, for this
+/// replica's own calls; news from a [fleet](crate::fleet) makes no circuit past it.
 pub const DEFAULT_MAX_CIRCUITS: usize = 4096;
 
 /// The old name of [`Verdict`].
@@ -410,13 +412,27 @@ impl Shared {
     }
 
     fn insert(&self, key: String) -> Arc<Handle> {
+        self.insert_within(key, false)
+            .expect("an unbounded insert always makes a circuit")
+    }
+
+    /// Makes the circuit `key` if there is room for it within `max_circuits` (after dropping
+    /// idle circuits), or always when not `bounded`: a call of this replica's own needs its
+    /// circuit, while news from the fleet for a host this replica has no circuit for can be
+    /// let go (anyone who can publish on the fleet's channel could otherwise grow the map).
+    fn insert_within(&self, key: String, bounded: bool) -> Option<Arc<Handle>> {
         let mut map = self.circuits.write().unwrap_or_else(|p| p.into_inner());
         if let Some(handles) = map.get(key.as_str()) {
-            return handles.mine();
+            return Some(handles.mine());
         }
         if map.len() >= self.config.max_circuits {
-            // Only the map holds an idle circuit; a closed one loses little when dropped.
-            map.retain(|_, h| h.in_use() || h.circuit().quick_state() != State::Closed);
+            // Only the map holds an idle circuit. One that is not refusing calls loses little
+            // when dropped: a closed one its counts, one past its open period a probe.
+            let now = Instant::now();
+            map.retain(|_, h| h.in_use() || h.circuit().holds_calls_back(now));
+            if bounded && map.len() >= self.config.max_circuits {
+                return None;
+            }
         }
         let key: Arc<str> = Arc::from(key);
         let handles = Handles::new(Circuit::new(
@@ -426,7 +442,7 @@ impl Shared {
         ));
         let mine = handles.mine();
         map.insert(key, handles);
-        mine
+        Some(mine)
     }
 
     fn circuits(&self) -> Vec<Arc<Handle>> {

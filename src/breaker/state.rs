@@ -245,6 +245,14 @@ impl Circuit {
         State::from_code(self.hot.word.load(Ordering::Acquire))
     }
 
+    /// Whether the circuit is refusing calls now: open, and within its open period. Any
+    /// other circuit with no call in flight can be dropped at the bound without harm: a closed
+    /// one loses its counts, one whose open period is over would only have let a probe through.
+    pub(crate) fn holds_calls_back(&self, now: Instant) -> bool {
+        self.quick_state() == State::Open
+            && self.nanos(now) < self.hot.open_until.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Core> {
         // No user code runs under this lock, so poisoning cannot leave `Core` half-updated;
         // recover rather than wedge the host.

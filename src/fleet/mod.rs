@@ -95,7 +95,10 @@ pub struct Trip {
 /// [`CircuitStore`] from its own task. Neither call may block for long: each takes one
 /// circuit's lock briefly.
 pub trait CircuitSink: Send + Sync {
-    /// Circuit `key` opened somewhere in the fleet; it stays open for `remaining`.
+    /// Circuit `key` opened somewhere in the fleet; it stays open for `remaining`. `key` comes
+    /// from the fleet's channel, which anyone who can publish on it writes: a sink should make
+    /// no more circuits for it than it would bound on its own (a [`Breaker`](crate::Breaker)
+    /// makes none past its `max_circuits`).
     fn opened(&self, key: &str, remaining: Duration);
     /// Circuit `key` closed somewhere in the fleet (its probes succeeded).
     fn closed(&self, key: &str);

@@ -272,6 +272,41 @@ mod tests {
         assert!(store.acquire("other").is_ok());
     }
 
+    /// Anyone who can publish on the channel can name any host, as often as they like: the
+    /// probe leases kept are bounded, and news for one circuit, however often, keeps one timer.
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_news_keeps_bounded_leases_and_one_timer_a_circuit() {
+        use std::time::Duration;
+
+        use super::super::MAX_LEASES;
+
+        let fleet = RedisFleet::connect("redis://127.0.0.1:1").unwrap();
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        // Nothing else runs between these lines: no await.
+        let before = tasks();
+        for ms in 1..=1_000 {
+            fleet
+                .inner
+                .on_message(&format!("o 3 1 {} one-host", 60_000 + ms));
+        }
+        assert_eq!(tasks(), before + 1, "one timer for one circuit");
+        for i in 0..MAX_LEASES + 500 {
+            fleet.inner.on_message(&format!("o 3 1 60000 host{i}"));
+        }
+        assert_eq!(lock(&fleet.inner.leases).len(), MAX_LEASES);
+        assert_eq!(tasks(), before + MAX_LEASES, "one timer an entry, no more");
+
+        // Past their open periods, the entries make room for new news.
+        tokio::time::sleep(Duration::from_secs(62)).await;
+        fleet.inner.on_message("o 3 1 60000 later");
+        assert!(lock(&fleet.inner.leases).contains_key("later"));
+        assert_eq!(fleet.stats().received, 1_000 + MAX_LEASES as u64 + 500 + 1);
+    }
+
     /// Anyone who can publish on the channel can name any period: the longest opens the
     /// circuit, and panics nothing.
     #[tokio::test]

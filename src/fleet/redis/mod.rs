@@ -59,6 +59,11 @@ const QUEUE: usize = 4096;
 /// How long a replica waits for the answer to its lease request before asking again.
 const LEASE_ASK: Duration = Duration::from_millis(50);
 
+/// The most open circuits this replica keeps probe leases for: as many circuits as a breaker
+/// keeps by default. News past it (a flood on the channel) is not kept: those circuits' probes
+/// are then this replica's own decision, as with Redis out of reach.
+const MAX_LEASES: usize = crate::breaker::DEFAULT_MAX_CIRCUITS;
+
 /// The longest pause a message on the channel may hand a rate limiter: the longest a server's
 /// own may be by default.
 const LONGEST_PAUSE: Duration = crate::limit::DEFAULT_MAX_PAUSE;
@@ -221,6 +226,7 @@ impl RedisFleetBuilder {
             pause_sinks: Mutex::new(Vec::new()),
             next_sink: AtomicU64::new(1),
             leases: Mutex::new(HashMap::new()),
+            next_lease: AtomicU64::new(1),
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -297,6 +303,8 @@ struct Inner {
     pause_sinks: Mutex<Vec<(u64, Weak<dyn PauseSink>)>>,
     next_sink: AtomicU64,
     leases: Mutex<HashMap<String, Lease>>,
+    /// Names each lease entry, so that its one timer knows the entry is still its own.
+    next_lease: AtomicU64,
     ok: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
@@ -305,6 +313,8 @@ struct Inner {
 
 /// What this replica knows of an open circuit's probing.
 struct Lease {
+    /// Which entry this is: a timer made for an entry since removed does nothing.
+    id: u64,
     /// The end of the fleet's open period.
     open_until: Instant,
     /// How long a lease lasts: one open period.
@@ -312,6 +322,19 @@ struct Lease {
     holder: Holder,
     /// When a lease request was last sent.
     asked: Option<Instant>,
+}
+
+impl Lease {
+    /// Whether the entry still says something at `now`: the circuit is open, or a lease is
+    /// held or being asked for.
+    fn live(&self, now: Instant) -> bool {
+        now < self.open_until
+            || self.asked.is_some_and(|at| now < at + LEASE_ASK)
+            || match self.holder {
+                Holder::Mine(until) | Holder::Theirs(until) => now < until,
+                Holder::Unknown => false,
+            }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -422,36 +445,62 @@ impl Inner {
     }
 
     /// A circuit is open fleet-wide until `remaining` from now: ask for the probe lease then.
+    ///
+    /// Each entry has one timer, however often its news comes: a later end moves the entry's
+    /// end, and its timer sleeps on to it. The entries are bounded by [`MAX_LEASES`].
     fn note_open(self: &Arc<Self>, key: &str, remaining: Duration) {
+        let now = Instant::now();
         let remaining = remaining.min(LONGEST);
-        let open_until = Instant::now() + remaining;
-        {
+        let open_until = now + remaining;
+        let lease = Lease {
+            id: 0,
+            open_until,
+            ttl: remaining.max(LEASE_ASK),
+            holder: Holder::Unknown,
+            asked: Some(open_until),
+        };
+        let id = {
             let mut leases = lock(&self.leases);
-            if let Some(l) = leases.get(key)
-                && l.open_until >= open_until
-            {
+            if let Some(l) = leases.get_mut(key) {
+                if l.open_until < open_until {
+                    *l = Lease { id: l.id, ..lease };
+                }
                 return;
             }
-            leases.insert(
-                key.to_owned(),
-                Lease {
-                    open_until,
-                    ttl: remaining.max(LEASE_ASK),
-                    holder: Holder::Unknown,
-                    asked: Some(open_until),
-                },
-            );
-        }
+            if leases.len() >= MAX_LEASES {
+                leases.retain(|_, l| l.live(now));
+                if leases.len() >= MAX_LEASES {
+                    tracing::debug!(
+                        target: "http_doer::fleet",
+                        key,
+                        "too many open circuits to keep probe leases for; not kept"
+                    );
+                    return;
+                }
+            }
+            let id = self.next_lease.fetch_add(1, Relaxed);
+            leases.insert(key.to_owned(), Lease { id, ..lease });
+            id
+        };
         let weak = Arc::downgrade(self);
         let key = key.to_owned();
         tokio::spawn(async move {
-            tokio::time::sleep_until(open_until).await;
-            let Some(inner) = weak.upgrade() else { return };
-            let ttl = match lock(&inner.leases).get(&key) {
-                Some(l) if l.open_until == open_until => l.ttl,
-                _ => return,
-            };
-            inner.send(Job::Acquire { key, ttl });
+            let mut until = open_until;
+            loop {
+                tokio::time::sleep_until(until).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let ttl = match lock(&inner.leases).get(&key) {
+                    Some(l) if l.id != id => return,
+                    Some(l) if l.open_until > until => {
+                        until = l.open_until;
+                        continue;
+                    }
+                    Some(l) => l.ttl,
+                    None => return,
+                };
+                inner.send(Job::Acquire { key, ttl });
+                return;
+            }
         });
     }
 
