@@ -193,7 +193,8 @@ impl ServeStale {
     /// Disregard responses' `Cache-Control`: also store, and serve at any age up to the max age,
     /// responses whose `Cache-Control` forbids it or cannot be read. Off by default. Responses
     /// with `Set-Cookie` are still never stored, and requests' `Cache-Control` is still
-    /// honoured.
+    /// honoured. With [`share`](Self::share), what is kept only because of this setting stays
+    /// in this process: it is never handed to the fleet's store.
     pub fn ignore_cache_control(mut self, yes: bool) -> Self {
         self.ignore_cache_control = yes;
         self
@@ -620,7 +621,20 @@ impl StaleCache {
         let mut lru = self.lock();
         match entry {
             Some(mut entry) => {
-                let shared = self.for_fleet(&lru, lookup.key, &mut entry, now, lookup.url_len);
+                // An answer its server forbade storing (`no-store`, `private`, unreadable) is
+                // kept here only because this replica ignores `Cache-Control`; it never
+                // leaves the process, and replaces whatever the fleet kept for its key.
+                let forbidden =
+                    self.config.ignore_cache_control && response_lifetime(&entry.headers).is_none();
+                let shared = match forbidden {
+                    true => None,
+                    false => self.for_fleet(&lru, lookup.key, &mut entry, now, lookup.url_len),
+                };
+                let withdraw = forbidden
+                    && lru
+                        .map
+                        .get(&lookup.key)
+                        .is_some_and(|held| held.shared_at != 0);
                 lru.insert(
                     lookup.key,
                     entry,
@@ -630,6 +644,9 @@ impl StaleCache {
                 drop(lru);
                 if let Some((blob, ttl)) = shared {
                     self.put(circuit, lookup.key, blob, ttl);
+                }
+                if withdraw {
+                    self.forget(circuit, lookup.key);
                 }
             }
             None => {
@@ -1654,29 +1671,78 @@ mod tests {
         c.store_in(l(&c), &response(404, ""), Instant::now(), "h");
         assert_eq!(store.removed.lock().unwrap().len(), 1);
 
-        // By its own reading of `Cache-Control`: `no-store`, kept by a replica that ignores it.
+        // By its own reading of `Cache-Control`: an answer kept from another replica that
+        // ignores it (an older version of the crate, say) is refused.
+        let strict = Arc::new(shared());
+        let mut private = ok("p");
+        private
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let entry = strict.head(&l(&strict), &private, Instant::now());
+        assert!(entry.is_none(), "no-store, by its own reading");
+        let blob = answer::encode(&AnswerRef {
+            status: StatusCode::OK,
+            version: Version::HTTP_11,
+            headers: private.headers(),
+            body: &Bytes::from_static(b"p"),
+            base_age: 0,
+            lifetime: u64::MAX,
+            vary: &[],
+            vary_hash: 0,
+            url_len: url.len(),
+        })
+        .unwrap();
+        strict.adopt("h", l(&strict).key.0, &blob, Duration::ZERO);
+        assert_eq!(strict.usage().0, 0, "no-store, refused on adoption");
+    }
+
+    /// A replica that ignores `Cache-Control` keeps `no-store` and `private` answers for
+    /// itself: they never reach the fleet's store, and they take the place of what it had
+    /// shared for their key.
+    #[tokio::test(start_paused = true)]
+    async fn answers_kept_against_their_cache_control_are_never_shared() {
+        let store = Arc::new(Recorder::default());
         let lax = cache(
             ServeStale::new(Duration::from_secs(60))
                 .ignore_cache_control(true)
                 .share(store.clone()),
         );
-        let mut private = ok("p");
-        private
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        lax.store_in(
-            l(&lax),
-            &private,
-            Instant::now() + Duration::from_secs(5),
-            "h",
-        );
+        let url = "http://h.test/a";
+        let lookup = || lax.lookup(&get(url)).unwrap();
+        lax.store_in(lookup(), &ok("public"), Instant::now(), "h");
         assert_eq!(
             store.kept.lock().unwrap().len(),
             1,
-            "the lax replica shared it"
+            "a plain answer is shared"
         );
-        let strict = Arc::new(shared());
-        store.fetch("h", Arc::downgrade(&strict) as Weak<dyn StaleSink>);
-        assert_eq!(strict.usage().0, 0, "no-store, by its own reading");
+        for (i, value) in [
+            "no-store",
+            "private",
+            "max-age=60, private",
+            "no-cache",
+            "max-age=\"x",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut resp = ok("secret");
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static(value));
+            let at = Instant::now() + Duration::from_secs(2 * (i as u64 + 1));
+            lax.store_in(lookup(), &resp, at, "h");
+            assert!(store.kept.lock().unwrap().is_empty(), "{value}: not shared");
+            let served = lax.get(&lookup(), at, StaleReason::Rejected).unwrap();
+            assert_eq!(
+                served.into_body().text().await.unwrap(),
+                "secret",
+                "{value}: kept here"
+            );
+        }
+        assert_eq!(*store.puts.lock().unwrap(), 1);
+        assert_eq!(
+            store.removed.lock().unwrap().len(),
+            1,
+            "the shared copy withdrawn once"
+        );
     }
 }
