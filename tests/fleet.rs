@@ -727,3 +727,105 @@ async fn a_429_heard_by_one_replica_pauses_the_key_on_every_replica() {
         .unwrap();
     assert!(b.execute(other).await.is_ok(), "other keys go on");
 }
+
+/// Waits (bounded) until the answer named `name` is kept in Redis under `prefix`.
+async fn kept(conn: &mut redis::aio::MultiplexedConnection, prefix: &str, name: u128) {
+    let start = Instant::now();
+    let pattern = format!("{prefix}:stale:*:{name:032x}");
+    while keys(conn, &pattern).await.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "answer {name} kept"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The names of the answers kept in Redis under `prefix`, in order.
+async fn names(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<u128> {
+    let mut names: Vec<u128> = keys(conn, &format!("{prefix}:stale:*"))
+        .await
+        .iter()
+        .map(|k| u128::from_str_radix(k.rsplit(':').next().unwrap(), 16).unwrap())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// The fleet-wide bound on stale answers holds whichever replica stores them: past
+/// `max_entries`, or past `max_bytes` of sealed answers, the least recently stored leave
+/// Redis, and the bound's own books (recency, sizes, total) agree with what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stale_bound_evicts_the_least_recently_stored_fleet_wide() {
+    use http_doer::fleet::{StaleBound, StaleStore};
+
+    let (url, _redis) = shared_url();
+    let mut conn = redis_conn(&url).await;
+    let answer = bytes::Bytes::from(vec![b'x'; 100]);
+    let minute = Duration::from_secs(60);
+    for (what, bound, left) in [
+        (
+            "entries",
+            StaleBound {
+                max_entries: 3,
+                max_bytes: 1 << 20,
+            },
+            3,
+        ),
+        // A sealed answer of 100 bytes takes about 150 (its TTL, nonce and tag): 400 hold two.
+        (
+            "bytes",
+            StaleBound {
+                max_entries: 100,
+                max_bytes: 400,
+            },
+            2,
+        ),
+    ] {
+        let p = prefix(&format!("bound-{what}"));
+        let fleet = |_| {
+            RedisFleet::builder(&url)
+                .prefix(&p)
+                .key(FleetKey::from_bytes(KEY))
+                .stale_bound(bound)
+                .connect()
+                .unwrap()
+        };
+        let (fa, fb) = (fleet(0), fleet(1));
+        all_up(&url, &p, &[&fa, &fb]).await;
+        for name in 0..6u128 {
+            // Each replica stores in turn, one after the other (the order is the recency).
+            let by = if name % 2 == 0 { &fa } else { &fb };
+            by.put("https://h.test", name, answer.clone(), minute);
+            kept(&mut conn, &p, name).await;
+        }
+        let expect: Vec<u128> = (6 - left as u128..6).collect();
+        assert_eq!(
+            names(&mut conn, &p).await,
+            expect,
+            "{what}: the newest kept"
+        );
+        let lru: usize = redis::cmd("ZCARD")
+            .arg(format!("{p}:stale-lru"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let sizes: usize = redis::cmd("HLEN")
+            .arg(format!("{p}:stale-size"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let one = keys(&mut conn, &format!("{p}:stale:*")).await.remove(0);
+        let size: usize = redis::cmd("STRLEN")
+            .arg(&one)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let total: usize = redis::cmd("GET")
+            .arg(format!("{p}:stale-bytes"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!((lru, sizes, total), (left, left, size * left), "{what}");
+    }
+}
