@@ -632,6 +632,21 @@ async fn a_tampered_answer_in_redis_is_refused_not_served() {
         .query_async(&mut conn)
         .await
         .unwrap();
+    // And a member of the circuit's index whose name is not text: skipped, not a failed fetch.
+    let index = keys(&mut conn, &format!("{p}:stale-idx:*")).await.remove(0);
+    let junk: &[u8] = b"\xff\xfe not text";
+    let _: () = redis::cmd("SET")
+        .arg(junk)
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(&index)
+        .arg(junk)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     a.execute(page("/good", AUTH_VALUE)).await.unwrap();
     stored(&mut conn, &p, 2).await;
 

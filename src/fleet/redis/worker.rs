@@ -186,10 +186,16 @@ pub(super) async fn work(
             }
             Job::Fetch { circuit, sink } => {
                 let (_, idx) = i.stale_names(&circuit, 0);
-                let got: Option<Vec<(String, Vec<u8>, i64)>> =
+                // Names as bytes: a member that is not text (written by anyone with access to
+                // Redis) is skipped below, where reading it as a `String` would fail the
+                // whole fetch, and mark the link down.
+                let got: Option<Vec<(Vec<u8>, Vec<u8>, i64)>> =
                     run(limit, fetch.key(idx).invoke_async(&mut conn)).await;
                 if let (Some(entries), Some(sink), Some(key)) = (&got, sink.upgrade(), &i.key) {
                     for (slot, blob, left) in entries {
+                        let Ok(slot) = std::str::from_utf8(slot) else {
+                            continue;
+                        };
                         let Some(plain) = key.open(slot.as_bytes(), blob) else {
                             tracing::warn!(
                                 target: "http_doer::fleet",
