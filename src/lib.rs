@@ -133,6 +133,7 @@ pub mod logging;
 pub mod redact;
 pub mod retrying;
 mod seeds;
+mod sf;
 pub mod signing;
 pub mod telemetry;
 pub mod testing;

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 
 use super::structured::{Bare, Item, parse_list};
+use crate::sf;
 
 /// What one answer said about the quota of its key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,10 +33,12 @@ pub struct ServerQuota {
 ///   one with nothing left, or else the one whose remaining calls must be spread thinnest
 ///   (the longest reset per remaining call). A policy whose quota unit (`qu`) is not
 ///   `"requests"` (bytes, concurrent requests) is skipped. A field that is not a valid
-///   Structured Field list is ignored whole.
+///   Structured Field list is ignored whole, unless it is the Dictionary of drafts 7 and
+///   earlier (`RateLimit: limit=100, remaining=50, reset=30`, the window as the `w` of
+///   `RateLimit-Policy: 100;w=60`).
 /// * **Otherwise `X-RateLimit-*`**, or the older drafts' `RateLimit-Limit`,
 ///   `RateLimit-Remaining`, `RateLimit-Reset`: non-negative integers (the first list member,
-///   so `100, 100;w=60` is 100). The reset is read as seconds from now when it is small, and as
+///   so `100, 100;w=60` is 100; a count's fraction is dropped, so Reddit's `598.0` is 598). The reset is read as seconds from now when it is small, and as
 ///   a Unix time when it is past 10<sup>9</sup> (September 2001: no window is 31 years long),
 ///   in milliseconds past 10<sup>12</sup>; a fraction is allowed (`1700000000.5`). A Unix time
 ///   already past is a reset of zero.
@@ -96,7 +99,9 @@ const LEGACY: [[&str; 3]; 2] = [
 
 /// The `RateLimit` and `RateLimit-Policy` fields; `None` when `RateLimit` is absent or invalid.
 fn ietf(headers: &HeaderMap) -> Option<ServerQuota> {
-    let limits = list(headers, "ratelimit")?;
+    let Some(limits) = list(headers, "ratelimit") else {
+        return draft_7(headers);
+    };
     let policies = list(headers, "ratelimit-policy").unwrap_or_default();
     let mut best: Option<ServerQuota> = None;
     for item in &limits {
@@ -120,6 +125,30 @@ fn ietf(headers: &HeaderMap) -> Option<ServerQuota> {
         }
     }
     best
+}
+
+/// The form of drafts 7 and earlier, which servers still send: one Dictionary,
+/// `RateLimit: limit=100, remaining=50, reset=30`, and the window as the `w` of the policy's
+/// first item, `RateLimit-Policy: 100;w=60`. `None` without a remaining count.
+fn draft_7(headers: &HeaderMap) -> Option<ServerQuota> {
+    let mut lines = headers.get_all("ratelimit").iter();
+    let (Some(line), None) = (lines.next(), lines.next()) else {
+        return None;
+    };
+    let members = sf::dictionary(line.to_str().ok()?)?;
+    let uint = |key: &str| match members.iter().rev().find(|m| m.key == key)?.value {
+        sf::Value::Item(sf::Bare::Integer(n), _) => u64::try_from(n).ok(),
+        _ => None,
+    };
+    let window = list(headers, "ratelimit-policy")
+        .and_then(|policies| policies.first()?.uint("w"))
+        .map(Duration::from_secs);
+    Some(ServerQuota {
+        limit: uint("limit"),
+        remaining: uint("remaining")?,
+        reset: uint("reset").map(Duration::from_secs),
+        window,
+    })
 }
 
 /// Whether the policy counts requests (the default unit).
@@ -159,12 +188,22 @@ fn list(headers: &HeaderMap, name: &str) -> Option<Vec<Item>> {
 /// The most digits read of a plain number: any `u64` has at most 20.
 const MAX_DIGITS: usize = 20;
 
-/// A non-negative integer, the first member of a comma list, surrounding spaces allowed.
+/// A non-negative count, the first member of a comma list, surrounding spaces allowed. A
+/// fraction is allowed and dropped (Reddit sends `598.0`): part of a call is no call.
 fn leading_uint(value: &[u8]) -> Option<u64> {
     let first = value.split(|&b| b == b',').next()?;
     // The older drafts allowed `100;w=60`: the number is before the parameters.
     let first = first.split(|&b| b == b';').next()?.trim_ascii();
-    digits(first)
+    match first.iter().position(|&b| b == b'.') {
+        Some(dot) => {
+            let frac = &first[dot + 1..];
+            let whole_frac = !frac.is_empty() && frac.len() <= MAX_DIGITS;
+            (whole_frac && frac.iter().all(u8::is_ascii_digit))
+                .then(|| digits(&first[..dot]))
+                .flatten()
+        }
+        None => digits(first),
+    }
 }
 
 fn digits(s: &[u8]) -> Option<u64> {
@@ -315,6 +354,59 @@ mod tests {
     }
 
     #[test]
+    fn reddits_counts_with_a_fraction() {
+        let h = headers(&[
+            ("x-ratelimit-used", "2"),
+            ("x-ratelimit-remaining", "598.0"),
+            ("x-ratelimit-reset", "372"),
+        ]);
+        let q = parse(&h, now()).unwrap();
+        assert_eq!((q.limit, q.remaining, q.reset), (None, 598, secs(372)));
+        let remaining = |v: &str| {
+            let h = headers(&[("x-ratelimit-remaining", v)]);
+            parse(&h, now()).map(|q| q.remaining)
+        };
+        assert_eq!(remaining("9.99"), Some(9), "part of a call is no call");
+        for bad in ["1.", ".5", "1.2.3", "1.-2", "1.5e3"] {
+            assert_eq!(remaining(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_draft_7_dictionary_form() {
+        let h = headers(&[
+            ("ratelimit", "limit=100, remaining=50, reset=30"),
+            ("ratelimit-policy", "100;w=60, 1000;w=3600"),
+        ]);
+        let q = parse(&h, now()).unwrap();
+        assert_eq!(
+            q,
+            ServerQuota {
+                limit: Some(100),
+                remaining: 50,
+                reset: secs(30),
+                window: secs(60),
+            }
+        );
+        let alone = headers(&[("ratelimit", "remaining=0, reset=5")]);
+        let q = parse(&alone, now()).unwrap();
+        assert_eq!(
+            (q.limit, q.remaining, q.reset, q.window),
+            (None, 0, secs(5), None)
+        );
+        for bad in [
+            "limit=100, reset=30",
+            "remaining=-1",
+            "remaining=1.5",
+            "remaining=\"5\"",
+            "remaining=5,",
+        ] {
+            let h = headers(&[("ratelimit", bad)]);
+            assert_eq!(parse(&h, now()), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn the_older_drafts_and_their_list_forms() {
         let h = headers(&[
             ("ratelimit-limit", "100, 100;w=60"),
@@ -386,6 +478,23 @@ mod tests {
                 ]);
                 prop_assert_eq!(parse(&h, now()), Some(ServerQuota {
                     limit: Some(q), remaining: r, reset: secs(t), window: secs(w),
+                }));
+            }
+
+            /// The draft-7 Dictionary round-trips, in any order of its members, with its
+            /// policy's window.
+            #[test]
+            fn draft_7_round_trip(l in 0u64..=999_999_999_999_999, r in 0u64..=999_999_999_999_999,
+                                  t in 0u64..=999_999_999_999_999, w in 0u64..=999_999_999_999_999,
+                                  turn in 0usize..3, ows in "[ \t]{0,2}") {
+                let mut members = [format!("limit={l}"), format!("remaining={r}"), format!("reset={t}")];
+                members.rotate_left(turn);
+                let h = headers(&[
+                    ("ratelimit", &members.join(&format!(",{ows}"))),
+                    ("ratelimit-policy", &format!("{l};w={w}")),
+                ]);
+                prop_assert_eq!(parse(&h, now()), Some(ServerQuota {
+                    limit: Some(l), remaining: r, reset: secs(t), window: secs(w),
                 }));
             }
 

@@ -1,8 +1,11 @@
-//! Just enough of RFC 9651 (Structured Field Values) to read a List of Items with parameters:
-//! the shape of the IETF `RateLimit` and `RateLimit-Policy` fields.
+//! The IETF `RateLimit` and `RateLimit-Policy` fields as RFC 9651 Lists of Items with
+//! parameters, read by the crate's one Structured Field parser ([`crate::sf`]) and kept to
+//! what the quota needs.
 //!
 //! The parse is all or nothing, as RFC 9651 asks: a field with any syntax error is ignored as a
 //! whole, so a half-understood quota never paces a client.
+
+use crate::sf;
 
 /// A bare item; the kinds the quota fields do not use are kept as [`Bare::Other`].
 #[derive(Clone, Debug, PartialEq)]
@@ -56,216 +59,33 @@ const MAX_PARAMS: usize = 32;
 
 /// Parses `input` as a List; `None` on any syntax error or past the bounds above.
 pub(crate) fn parse_list(input: &[u8]) -> Option<Vec<Item>> {
-    let mut p = Parser { s: input, at: 0 };
-    p.skip_sp();
-    let mut items = Vec::new();
-    if p.at == p.s.len() {
-        return Some(items);
+    let members = sf::list(std::str::from_utf8(input).ok()?)?;
+    if members.len() > MAX_MEMBERS {
+        return None;
     }
-    loop {
-        if items.len() == MAX_MEMBERS {
-            return None;
-        }
-        items.push(p.member()?);
-        p.skip_ows();
-        if p.at == p.s.len() {
-            return Some(items);
-        }
-        p.eat(b',')?;
-        p.skip_ows();
-        if p.at == p.s.len() {
-            return None; // a trailing comma
-        }
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    at: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.at).copied()
-    }
-
-    fn eat(&mut self, b: u8) -> Option<()> {
-        (self.peek() == Some(b)).then(|| self.at += 1)
-    }
-
-    fn skip_sp(&mut self) {
-        while self.peek() == Some(b' ') {
-            self.at += 1;
-        }
-    }
-
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.at += 1;
-        }
-    }
-
-    fn member(&mut self) -> Option<Item> {
-        let value = if self.peek() == Some(b'(') {
-            self.inner_list()?;
-            Bare::Other
-        } else {
-            self.bare()?
-        };
-        let params = self.params()?;
-        Some(Item { value, params })
-    }
-
-    /// Reads an inner list, keeping nothing of it: the quota fields have none.
-    fn inner_list(&mut self) -> Option<()> {
-        self.eat(b'(')?;
-        for _ in 0..MAX_MEMBERS {
-            self.skip_sp();
-            if self.eat(b')').is_some() {
-                return Some(());
-            }
-            self.bare()?;
-            self.params()?;
-            match self.peek() {
-                Some(b' ' | b')') => {}
-                _ => return None,
-            }
-        }
-        None
-    }
-
-    fn params(&mut self) -> Option<Vec<(String, Bare)>> {
-        let mut params = Vec::new();
-        while self.eat(b';').is_some() {
-            if params.len() == MAX_PARAMS {
+    members
+        .into_iter()
+        .map(|member| {
+            let (value, params) = match member {
+                sf::Value::Item(bare, params) => (kept(bare), params),
+                sf::Value::InnerList(_, params) => (Bare::Other, params),
+            };
+            if params.len() > MAX_PARAMS {
                 return None;
             }
-            self.skip_sp();
-            let key = self.key()?;
-            let value = if self.eat(b'=').is_some() {
-                self.bare()?
-            } else {
-                Bare::Other // boolean true
-            };
-            params.push((key, value));
-        }
-        Some(params)
-    }
+            let params = params.into_iter().map(|(k, v)| (k, kept(v))).collect();
+            Some(Item { value, params })
+        })
+        .collect()
+}
 
-    fn key(&mut self) -> Option<String> {
-        let start = self.at;
-        match self.peek()? {
-            b'a'..=b'z' | b'*' => self.at += 1,
-            _ => return None,
-        }
-        while matches!(
-            self.peek(),
-            Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')
-        ) {
-            self.at += 1;
-        }
-        Some(String::from_utf8_lossy(&self.s[start..self.at]).into_owned())
-    }
-
-    fn bare(&mut self) -> Option<Bare> {
-        match self.peek()? {
-            b'-' | b'0'..=b'9' => self.number(),
-            b'"' => self.string().map(Bare::String),
-            b'A'..=b'Z' | b'a'..=b'z' | b'*' => Some(Bare::Token(self.token())),
-            b'?' => {
-                self.at += 1;
-                match self.peek()? {
-                    b'0' | b'1' => {
-                        self.at += 1;
-                        Some(Bare::Other)
-                    }
-                    _ => None,
-                }
-            }
-            b':' => {
-                self.at += 1;
-                while matches!(
-                    self.peek(),
-                    Some(b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=')
-                ) {
-                    self.at += 1;
-                }
-                self.eat(b':').map(|()| Bare::Other)
-            }
-            b'@' => {
-                self.at += 1;
-                match self.number()? {
-                    Bare::Integer(_) => Some(Bare::Other),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
-    }
-
-    /// An Integer (at most 15 digits) or a Decimal (at most 12 digits, a dot, 1 to 3 digits).
-    fn number(&mut self) -> Option<Bare> {
-        let negative = self.eat(b'-').is_some();
-        let start = self.at;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
-        }
-        let int_len = self.at - start;
-        if int_len == 0 {
-            return None;
-        }
-        if self.eat(b'.').is_some() {
-            let frac = self.at;
-            while matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.at += 1;
-            }
-            let frac_len = self.at - frac;
-            return (int_len <= 12 && (1..=3).contains(&frac_len)).then_some(Bare::Other);
-        }
-        if int_len > 15 {
-            return None;
-        }
-        // At most 15 ASCII digits: always fits an i64.
-        let n = self.s[start..self.at]
-            .iter()
-            .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-        Some(Bare::Integer(if negative { -n } else { n }))
-    }
-
-    fn string(&mut self) -> Option<String> {
-        self.eat(b'"')?;
-        let mut out = String::new();
-        loop {
-            match self.peek()? {
-                b'"' => {
-                    self.at += 1;
-                    return Some(out);
-                }
-                b'\\' => {
-                    self.at += 1;
-                    match self.peek()? {
-                        c @ (b'"' | b'\\') => out.push(char::from(c)),
-                        _ => return None,
-                    }
-                }
-                c @ 0x20..=0x7e => out.push(char::from(c)),
-                _ => return None,
-            }
-            self.at += 1;
-        }
-    }
-
-    fn token(&mut self) -> String {
-        let start = self.at;
-        self.at += 1;
-        while let Some(c) = self.peek() {
-            let tchar = c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c);
-            if !tchar {
-                break;
-            }
-            self.at += 1;
-        }
-        String::from_utf8_lossy(&self.s[start..self.at]).into_owned()
+/// The part of a bare item the quota fields use.
+fn kept(bare: sf::Bare) -> Bare {
+    match bare {
+        sf::Bare::Integer(n) => Bare::Integer(n),
+        sf::Bare::String(s) => Bare::String(s),
+        sf::Bare::Token(t) => Bare::Token(t),
+        _ => Bare::Other,
     }
 }
 

@@ -10,6 +10,9 @@ use tokio::time::{Instant, timeout};
 
 use super::{Holder, Inner, Job, lock, scripts};
 
+/// One answer of a circuit's stale index as `STALE_FETCH` returns it: name, blob, ms left.
+type Fetched = (Vec<u8>, Vec<u8>, i64);
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -189,7 +192,7 @@ pub(super) async fn work(
                 // Names as bytes: a member that is not text (written by anyone with access to
                 // Redis) is skipped below, where reading it as a `String` would fail the
                 // whole fetch, and mark the link down.
-                let got: Option<Vec<(Vec<u8>, Vec<u8>, i64)>> =
+                let got: Option<Vec<Fetched>> =
                     run(limit, fetch.key(idx).invoke_async(&mut conn)).await;
                 if let (Some(entries), Some(sink), Some(key)) = (&got, sink.upgrade(), &i.key) {
                     for (slot, blob, left) in entries {
