@@ -301,6 +301,11 @@ fn a_real_exchange_is_a_client_span_on_both_backends() {
         );
         assert_eq!(int(span, "server.port"), Some(i64::from(port)), "{name}");
         assert_eq!(int(span, "http.response.status_code"), Some(404), "{name}");
+        assert_eq!(
+            text(span, "network.protocol.version").as_deref(),
+            Some("1.1"),
+            "{name}"
+        );
         assert_eq!(text(span, "error.type").as_deref(), Some("404"), "{name}");
         assert_eq!(
             text(span, "url.full"),

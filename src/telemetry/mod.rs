@@ -156,7 +156,8 @@ pub fn error_type(kind: ErrorKind) -> &'static str {
 /// redacted text), `http.request.method`, `http.request.method_original` (for `_OTHER`),
 /// `server.address`, `server.port`, `url.full` (redacted by [`redact::uri`](crate::redact::uri):
 /// no userinfo, secret query values replaced), `http.request.resend_count` (from 1),
-/// `http.response.status_code`, `error.type` (see [`error_type`]). Headers are never recorded.
+/// `http.response.status_code`, `network.protocol.version` (the answer's: `1.1`, `2`),
+/// `error.type` (see [`error_type`]). Headers are never recorded.
 ///
 /// # Defaults
 ///

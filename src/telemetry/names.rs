@@ -18,6 +18,8 @@ pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
 pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
 /// Attribute: the response status code, as an integer.
 pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+/// Attribute: the HTTP version of the answer, as the conventions write it (`1.1`, `2`, `3`).
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
 /// Attribute: how many times this request was sent before (retries and hedge copies), set
 /// when it is at least 1.
 pub const HTTP_REQUEST_RESEND_COUNT: &str = "http.request.resend_count";

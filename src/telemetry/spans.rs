@@ -16,7 +16,10 @@ use http::{Method, Uri};
 use tracing::field::Empty;
 use tracing::{Instrument, Level, Span};
 
-use super::names::{ERROR_TYPE, HTTP_REQUEST_RESEND_COUNT, HTTP_RESPONSE_STATUS_CODE, TARGET};
+use super::names::{
+    ERROR_TYPE, HTTP_REQUEST_RESEND_COUNT, HTTP_RESPONSE_STATUS_CODE, NETWORK_PROTOCOL_VERSION,
+    TARGET,
+};
 use crate::{Error, Request, Response, redact};
 
 /// Request extension: how many exchanges one call has sent so far. Made where the call starts
@@ -103,6 +106,7 @@ macro_rules! http_span {
             url.full = %redact::uri($uri),
             http.request.resend_count = Empty,
             http.response.status_code = Empty,
+            network.protocol.version = Empty,
             "error.type" = Empty,
         )
     };
@@ -190,6 +194,9 @@ pub(crate) fn record(span: &Span, outcome: Result<&Response, &Error>) {
         Ok(resp) => {
             let status = resp.status();
             span.record(HTTP_RESPONSE_STATUS_CODE, i64::from(status.as_u16()));
+            if let Some(version) = protocol_version(resp.version()) {
+                span.record(NETWORK_PROTOCOL_VERSION, version);
+            }
             if status.as_u16() >= 400 {
                 span.record(ERROR_TYPE, status.as_str());
                 span.record("otel.status_code", "ERROR");
@@ -202,4 +209,16 @@ pub(crate) fn record(span: &Span, outcome: Result<&Response, &Error>) {
             span.record("otel.status_description", tracing::field::display(err));
         }
     }
+}
+
+/// An HTTP version as the conventions write it; `None` for one they do not name.
+fn protocol_version(version: http::Version) -> Option<&'static str> {
+    Some(match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_11 => "1.1",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => return None,
+    })
 }
