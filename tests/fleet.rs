@@ -844,3 +844,45 @@ async fn the_stale_bound_evicts_the_least_recently_stored_fleet_wide() {
         assert_eq!((lru, sizes, total), (left, left, size * left), "{what}");
     }
 }
+
+/// Only a replica with calls for the host asks for the probe lease. Replicas that hold the
+/// circuit but have no calls now (here, the one that tripped it, whose callers went away)
+/// never take it: were they to ask when the open period ends, as every replica once did, the
+/// one that tripped would ask first and win, and the host would wait a whole lease (one open
+/// period) for the busy replica's probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_replica_never_holds_up_the_probe() {
+    let (url, _redis) = shared_url();
+    let p = prefix("idle");
+    let host = Host::default();
+    let open = Duration::from_secs(1);
+    let idle: Vec<_> = (0..5).map(|_| replica(&url, &p, &host, 1, open)).collect();
+    let (fb, busy) = replica(&url, &p, &host, 1, open);
+    let fleets: Vec<&RedisFleet> = idle.iter().map(|r| &r.0).chain([&fb]).collect();
+    all_up(&url, &p, &fleets).await;
+    host.down.store(true, Ordering::SeqCst);
+    call(&idle[0].1).await.unwrap();
+    let tripped = Instant::now();
+    until(Duration::from_secs(5), || {
+        idle.iter().all(|(_, b)| b.state(HOST) == State::Open) && busy.state(HOST) == State::Open
+    })
+    .await
+    .expect("open everywhere");
+    let before = host.calls();
+    let mut probed = None;
+    while tripped.elapsed() < open * 3 {
+        let _ = call(&busy).await;
+        if host.calls() > before {
+            probed = Some(tripped.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let probed = probed.expect("the busy replica probed");
+    // Its probe goes once it has asked for the lease and been given it (a round trip to
+    // Redis); an idle holder would have kept it back until the lease ran out, past 2 s.
+    assert!(
+        probed >= open && probed < open + Duration::from_millis(800),
+        "probed {probed:?} after the trip"
+    );
+}

@@ -31,9 +31,10 @@
 //!   reaches the threshold, the circuit opens everywhere, so a host that goes down costs the
 //!   fleet about one threshold of failures, not one per replica. The **failure rate** stays
 //!   local: it needs every call counted, and a healthy call must not touch the network.
-//! * **Probing** is fleet-wide: when the open period ends, one replica takes the probe lease
-//!   (a lock with an expiry of one probe interval, so a crashed holder cannot keep it), and
-//!   only it lets probes through; the others keep refusing (or serving stale answers) until
+//! * **Probing** is fleet-wide: when the open period ends, the first replica with a call for
+//!   the host takes the probe lease (a lock with an expiry of one probe interval, so a crashed
+//!   holder cannot keep it; a replica with no calls never asks, so it cannot hold the probe
+//!   back), and only it lets probes through; the others keep refusing (or serving stale answers) until
 //!   its probes close the circuit, which **closes it everywhere**, or fail, which opens it
 //!   everywhere again.
 //! * **Stale answers** ([`ServeStale::share`](crate::breaker::ServeStale::share)) stored by

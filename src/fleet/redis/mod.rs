@@ -226,7 +226,6 @@ impl RedisFleetBuilder {
             pause_sinks: Mutex::new(Vec::new()),
             next_sink: AtomicU64::new(1),
             leases: Mutex::new(HashMap::new()),
-            next_lease: AtomicU64::new(1),
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -303,8 +302,6 @@ struct Inner {
     pause_sinks: Mutex<Vec<(u64, Weak<dyn PauseSink>)>>,
     next_sink: AtomicU64,
     leases: Mutex<HashMap<String, Lease>>,
-    /// Names each lease entry, so that its one timer knows the entry is still its own.
-    next_lease: AtomicU64,
     ok: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
@@ -313,8 +310,6 @@ struct Inner {
 
 /// What this replica knows of an open circuit's probing.
 struct Lease {
-    /// Which entry this is: a timer made for an entry since removed does nothing.
-    id: u64,
     /// The end of the fleet's open period.
     open_until: Instant,
     /// How long a lease lasts: one open period.
@@ -444,64 +439,40 @@ impl Inner {
         live(&self.sinks)
     }
 
-    /// A circuit is open fleet-wide until `remaining` from now: ask for the probe lease then.
+    /// A circuit is open fleet-wide until `remaining` from now. The probe lease is asked for
+    /// only by a replica that wants to probe ([`CircuitStore::probe`], when a call comes after
+    /// the open period): a replica with no calls for the host never takes the lease from one
+    /// that has them, which would leave the host unprobed for a whole lease.
     ///
-    /// Each entry has one timer, however often its news comes: a later end moves the entry's
-    /// end, and its timer sleeps on to it. The entries are bounded by [`MAX_LEASES`].
-    fn note_open(self: &Arc<Self>, key: &str, remaining: Duration) {
+    /// The entries are bounded by [`MAX_LEASES`].
+    fn note_open(&self, key: &str, remaining: Duration) {
         let now = Instant::now();
         let remaining = remaining.min(LONGEST);
-        let open_until = now + remaining;
         let lease = Lease {
-            id: 0,
-            open_until,
+            open_until: now + remaining,
             ttl: remaining.max(LEASE_ASK),
             holder: Holder::Unknown,
-            asked: Some(open_until),
+            asked: None,
         };
-        let id = {
-            let mut leases = lock(&self.leases);
-            if let Some(l) = leases.get_mut(key) {
-                if l.open_until < open_until {
-                    *l = Lease { id: l.id, ..lease };
-                }
-                return;
+        let mut leases = lock(&self.leases);
+        if let Some(l) = leases.get_mut(key) {
+            if l.open_until < lease.open_until {
+                *l = lease;
             }
+            return;
+        }
+        if leases.len() >= MAX_LEASES {
+            leases.retain(|_, l| l.live(now));
             if leases.len() >= MAX_LEASES {
-                leases.retain(|_, l| l.live(now));
-                if leases.len() >= MAX_LEASES {
-                    tracing::debug!(
-                        target: "http_doer::fleet",
-                        key,
-                        "too many open circuits to keep probe leases for; not kept"
-                    );
-                    return;
-                }
-            }
-            let id = self.next_lease.fetch_add(1, Relaxed);
-            leases.insert(key.to_owned(), Lease { id, ..lease });
-            id
-        };
-        let weak = Arc::downgrade(self);
-        let key = key.to_owned();
-        tokio::spawn(async move {
-            let mut until = open_until;
-            loop {
-                tokio::time::sleep_until(until).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let ttl = match lock(&inner.leases).get(&key) {
-                    Some(l) if l.id != id => return,
-                    Some(l) if l.open_until > until => {
-                        until = l.open_until;
-                        continue;
-                    }
-                    Some(l) => l.ttl,
-                    None => return,
-                };
-                inner.send(Job::Acquire { key, ttl });
+                tracing::debug!(
+                    target: "http_doer::fleet",
+                    key,
+                    "too many open circuits to keep probe leases for; not kept"
+                );
                 return;
             }
-        });
+        }
+        leases.insert(key.to_owned(), lease);
     }
 
     fn deliver(&self, skip: u64, f: impl Fn(&dyn CircuitSink)) {
