@@ -886,3 +886,25 @@ async fn an_idle_replica_never_holds_up_the_probe() {
         "probed {probed:?} after the trip"
     );
 }
+
+/// The listener's pings (one a second) keep the link up: none fails, so the subscription is
+/// never dropped and remade, nor the stored states read again, while Redis is healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_link_stays_up_through_its_pings() {
+    let (url, _redis) = shared_url();
+    let p = prefix("ping");
+    let host = Host::default();
+    let (fa, _a) = replica(&url, &p, &host, 1, Duration::from_secs(1));
+    all_up(&url, &p, &[&fa]).await;
+    let after_up = fa.stats().ok;
+    // Each answered ping counts as a success: wait for two.
+    let mut flapped = false;
+    let pinged = until(Duration::from_secs(10), || {
+        flapped |= !fa.is_up() || fa.stats().failed > 0;
+        flapped || fa.stats().ok >= after_up + 2
+    })
+    .await;
+    assert!(pinged.is_some(), "two pings answered: {:?}", fa.stats());
+    assert!(!flapped, "the link went down: {:?}", fa.stats());
+    assert_eq!(fa.stats().failed, 0);
+}

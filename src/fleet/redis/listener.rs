@@ -144,7 +144,10 @@ pub(super) async fn listen(weak: Weak<Inner>, client: Client) {
                 }
                 Event::Message(None) => break,
                 Event::Ping => {
-                    let alive = timeout(limit, sink.ping::<String>()).await;
+                    // Any reply will do: a subscribed connection answers `PING` with
+                    // `["pong", ""]`, not `PONG`, so reading it as a string failed every ping
+                    // and dropped the link once a second.
+                    let alive = timeout(limit, sink.ping::<redis::Value>()).await;
                     let ok = matches!(alive, Ok(Ok(_)));
                     inner.mark(ok);
                     if !ok {
