@@ -908,3 +908,79 @@ async fn a_healthy_link_stays_up_through_its_pings() {
     assert!(!flapped, "the link went down: {:?}", fa.stats());
     assert_eq!(fa.stats().failed, 0);
 }
+
+/// A replica that starts during an outage reads the open circuits through their index, not by
+/// scanning the database: with 100,000 other keys in Redis (a scan of the whole database
+/// read at most about 20,000), it still opens at once; and a circuit that closed leaves the
+/// index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_in_a_crowded_redis_finds_the_open_circuits() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut conn = redis_conn(&url).await;
+    for batch in 0..20 {
+        let mut pipe = redis::pipe();
+        for i in 0..5_000 {
+            pipe.set(format!("other:{batch}:{i}"), "x").ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    let p = prefix("crowded");
+    let host = Host::default();
+    let (fa, a) = replica(&url, &p, &host, 1, Duration::from_secs(30));
+    all_up(&url, &p, &[&fa]).await;
+    host.down.store(true, Ordering::SeqCst);
+    call(&a).await.unwrap();
+    assert_eq!(a.state(HOST), State::Open);
+    let index = format!("{p}:open");
+    let start = Instant::now();
+    loop {
+        let named: bool = redis::cmd("SISMEMBER")
+            .arg(&index)
+            .arg(HOST)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if named {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "A's open indexed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (_fl, late) = replica(&url, &p, &host, 1, Duration::from_secs(30));
+    until(Duration::from_secs(5), || late.state(HOST) == State::Open)
+        .await
+        .expect("the late replica read the stored state");
+    assert_eq!(host.calls(), 1);
+
+    // A circuit that closes leaves the index; one whose state expired leaves it when a
+    // replica next reads it.
+    let member = |key: &'static str| {
+        let (url, index) = (url.clone(), index.clone());
+        async move {
+            let mut conn = redis_conn(&url).await;
+            redis::cmd("SISMEMBER")
+                .arg(&index)
+                .arg(key)
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    http_doer::fleet::CircuitStore::closed(&fa, 0, HOST);
+    let _: () = redis::cmd("SADD")
+        .arg(&index)
+        .arg("https://gone.test")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_fl2, _later) = replica(&url, &p, &host, 1, Duration::from_secs(30));
+    let start = Instant::now();
+    while member(HOST).await || member("https://gone.test").await {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "both left the index"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `{prefix}:circuits` | the pub/sub channel: `o <replica> <breaker> <ms> <circuit>` (opened for ms), `c ...` (closed), `p <replica> <store> <ms> <key>` (a server's pause) |
 //! | `{prefix}:state:<circuit>` | `open`, expiring when the open period ends: read by a replica that starts, or comes back |
+//! | `{prefix}:open` | the circuits whose state was set, so that a replica that starts reads those states and no other key; a circuit leaves it when it closes, or when a replica that starts finds its state expired |
 //! | `{prefix}:lease:<circuit>` | the probe lease: the holder's id, expiring after one open period |
 //! | `{prefix}:fails:<circuit>` | the fleet's failures in a row, expiring after the breaker's window |
 //! | `{prefix}:stale:<h>:<name>` | a sealed answer, expiring at its max age; `<h>`, `<name>`: keyed hashes |
@@ -410,6 +411,11 @@ impl Inner {
 
     fn key(&self, what: &str, circuit: &str) -> String {
         format!("{}:{what}:{circuit}", self.prefix)
+    }
+
+    /// The index of open circuits (see the module's table of keys).
+    fn open_index(&self) -> String {
+        format!("{}:open", self.prefix)
     }
 
     fn channel(&self) -> String {

@@ -43,6 +43,8 @@ pub(super) async fn work(
                 pipe.atomic()
                     .pset_ex(i.key("state", &key), "open", ms(open_for))
                     .ignore()
+                    .sadd(i.open_index(), &key)
+                    .ignore()
                     .del(i.key("fails", &key))
                     .ignore()
                     .publish(i.channel(), msg)
@@ -73,6 +75,8 @@ pub(super) async fn work(
                         i.key("fails", &key),
                     ])
                     .ignore()
+                    .srem(i.open_index(), &key)
+                    .ignore()
                     .publish(i.channel(), msg)
                     .ignore();
                 run(limit, pipe.query_async::<()>(&mut conn))
@@ -90,11 +94,13 @@ pub(super) async fn work(
                     failed
                         .key(i.key("fails", &key))
                         .key(i.key("state", &key))
+                        .key(i.open_index())
                         .arg(ms(trip.window))
                         .arg(trip.threshold)
                         .arg(open_for)
                         .arg(i.channel())
                         .arg(msg)
+                        .arg(&key)
                         .invoke_async(&mut conn),
                 )
                 .await;
@@ -229,21 +235,20 @@ pub(super) async fn work(
     }
 }
 
-/// Reads every circuit the fleet holds open, for a replica that starts or comes back.
+/// Reads every circuit the fleet holds open, for a replica that starts or comes back: the
+/// states of the circuits the index of open circuits names (no other key of the database is
+/// read), forgetting those whose state has expired.
 async fn resync(inner: &Arc<Inner>, conn: &mut ConnectionManager) -> bool {
-    let pattern = format!("{}:state:*", inner.prefix);
-    let strip = format!("{}:state:", inner.prefix);
+    let index = inner.open_index();
     let mut cursor = 0u64;
-    // Bounded to 100 SCAN pages: about 20,000 keys of the whole database, not only open
-    // circuits. Every resync starts again from the first page, so on a larger database the
-    // states past that are not read (an index of open circuits would fix it).
+    // Bounded, as anything read from Redis: 100 pages of about 200 circuits.
     for _ in 0..100 {
-        let page: Option<(u64, Vec<String>)> = run(
+        // Names as bytes: a member that is not text is skipped, not a failed page.
+        let page: Option<(u64, Vec<Vec<u8>>)> = run(
             inner.timeout,
-            redis::cmd("SCAN")
+            redis::cmd("SSCAN")
+                .arg(&index)
                 .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
                 .arg("COUNT")
                 .arg(200)
                 .query_async(conn),
@@ -252,19 +257,32 @@ async fn resync(inner: &Arc<Inner>, conn: &mut ConnectionManager) -> bool {
         let Some((next, keys)) = page else {
             return false;
         };
-        for state in keys {
-            let left: Option<i64> = run(
-                inner.timeout,
-                redis::cmd("PTTL").arg(&state).query_async(conn),
-            )
-            .await;
-            let (Some(left), Some(key)) = (left, state.strip_prefix(&strip)) else {
+        for key in &keys {
+            let Ok(key) = std::str::from_utf8(key) else {
                 continue;
             };
-            if left > 0 {
-                let remaining = Duration::from_millis(left as u64);
-                inner.note_open(key, remaining);
-                inner.deliver(0, |s| s.opened(key, remaining));
+            let left: Option<i64> = run(
+                inner.timeout,
+                redis::cmd("PTTL")
+                    .arg(inner.key("state", key))
+                    .query_async(conn),
+            )
+            .await;
+            match left {
+                Some(left) if left > 0 => {
+                    let remaining = Duration::from_millis(left as u64);
+                    inner.note_open(key, remaining);
+                    inner.deliver(0, |s| s.opened(key, remaining));
+                }
+                // No state (expired, or closed by a replica that could not reach the index).
+                Some(-2) => {
+                    let _: Option<()> = run(
+                        inner.timeout,
+                        redis::cmd("SREM").arg(&index).arg(key).query_async(conn),
+                    )
+                    .await;
+                }
+                _ => {}
             }
         }
         if next == 0 {
