@@ -984,3 +984,53 @@ async fn a_replica_started_in_a_crowded_redis_finds_the_open_circuits() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// Answers that expire on their own leave the bound's books at the next store, so they do not
+/// hold places that live answers need.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_answers_leave_the_stale_bound() {
+    use http_doer::fleet::{StaleBound, StaleStore};
+
+    let (url, _redis) = shared_url();
+    let mut conn = redis_conn(&url).await;
+    let p = prefix("expired");
+    let fleet = RedisFleet::builder(&url)
+        .prefix(&p)
+        .key(FleetKey::from_bytes(KEY))
+        .stale_bound(StaleBound {
+            max_entries: 3,
+            max_bytes: 1 << 20,
+        })
+        .connect()
+        .unwrap();
+    all_up(&url, &p, &[&fleet]).await;
+    let answer = bytes::Bytes::from(vec![b'x'; 100]);
+    for name in 0..3u128 {
+        fleet.put(
+            "https://h.test",
+            name,
+            answer.clone(),
+            Duration::from_millis(50),
+        );
+        kept(&mut conn, &p, name).await;
+    }
+    // Redis expires them (a real clock: polled, bounded).
+    let start = Instant::now();
+    while !names(&mut conn, &p).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "expired in Redis");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fleet.put("https://h.test", 9, answer.clone(), Duration::from_secs(60));
+    kept(&mut conn, &p, 9).await;
+    let lru: usize = redis::cmd("ZCARD")
+        .arg(format!("{p}:stale-lru"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let sizes: usize = redis::cmd("HLEN")
+        .arg(format!("{p}:stale-size"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((lru, sizes), (1, 1), "only the live answer is counted");
+}

@@ -21,8 +21,19 @@ return n
 /// its circuit's index (KEYS[2]), in the fleet's recency order (KEYS[3], a sorted set, with
 /// KEYS[6] the counter that orders it) and sizes (KEYS[4], KEYS[5] the total), then evicts
 /// the least recently stored answers until at most ARGV[3] answers and ARGV[4] bytes are
-/// kept. Returns the answers kept.
+/// kept. Answers that expired on their own count until they leave the books, so the four
+/// oldest are checked first, and those gone are dropped from them. Returns the answers kept.
 pub(super) const STALE_PUT: &str = r"
+for _, k in ipairs(redis.call('ZRANGE', KEYS[3], 0, 3)) do
+  if redis.call('EXISTS', k) == 0 then
+    local s = redis.call('HGET', KEYS[4], k)
+    if s then
+      redis.call('DECRBY', KEYS[5], s)
+      redis.call('HDEL', KEYS[4], k)
+    end
+    redis.call('ZREM', KEYS[3], k)
+  end
+end
 local old = redis.call('HGET', KEYS[4], KEYS[1])
 if old then redis.call('DECRBY', KEYS[5], old) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
