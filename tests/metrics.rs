@@ -15,6 +15,9 @@ use http_doer::{Body, Doer, DoerExt, ErrorKind, Request};
 use metrics::Unit;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
+#[allow(dead_code)]
+mod support;
+
 const SECRET_QUERY: &str = "s3cr3t-query";
 const SECRET_HEADER: &str = "sekrit-bearer";
 
@@ -43,12 +46,17 @@ type Recorded = BTreeMap<(String, Labels), Series>;
 /// Runs `run` on a paused current-thread runtime under a local `DebuggingRecorder`; returns
 /// every series it recorded.
 fn record(run: impl Future<Output = ()>) -> Recorded {
+    record_on(true, run)
+}
+
+/// [`record`], on a runtime whose clock is paused or real (for real sockets).
+fn record_on(paused: bool, run: impl Future<Output = ()>) -> Recorded {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .start_paused(true)
+            .start_paused(paused)
             .build()
             .unwrap()
             .block_on(run);
@@ -355,5 +363,72 @@ fn a_breaker_counts_every_state_it_enters() {
             &[(names::EVENT_NAME, event)],
         );
         assert_eq!(n, 1, "{event}");
+    }
+}
+
+/// Over both real backends on loopback: one duration sample per exchange, under the
+/// server's address and port and the status it sent, and no secret of the URL or the
+/// headers in any attribute.
+#[test]
+fn durations_are_recorded_over_both_backends() {
+    let backends: Vec<(&str, Box<dyn Doer>)> = vec![
+        ("reqwest", Box::new(http_doer::ReqwestDoer::new())),
+        #[cfg(feature = "ureq")]
+        ("ureq", Box::new(http_doer::UreqDoer::new())),
+    ];
+    for (name, backend) in backends {
+        let mut port = String::new();
+        let series = record_on(false, async {
+            let server = support::server::start().await;
+            let stack = backend.telemetry();
+            for code in [200, 503, 200] {
+                let url = server.url(&format!("/status/{code}?token={SECRET_QUERY}"));
+                port = url::Url::parse(&url).unwrap().port().unwrap().to_string();
+                let req = http::Request::get(url)
+                    .header("authorization", format!("Bearer {SECRET_HEADER}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = stack.execute(req).await.unwrap();
+                assert_eq!(resp.status(), code, "{name}");
+            }
+        });
+        let samples = |extra: &[(&str, &str)]| {
+            let mut l = vec![
+                (names::HTTP_REQUEST_METHOD, "GET"),
+                (names::SERVER_ADDRESS, "127.0.0.1"),
+                (names::SERVER_PORT, port.as_str()),
+            ];
+            l.extend_from_slice(extra);
+            match series.get(&(names::HTTP_CLIENT_REQUEST_DURATION.to_owned(), labels(&l))) {
+                Some(Series {
+                    value: DebugValue::Histogram(v),
+                    ..
+                }) => v.len(),
+                other => panic!(
+                    "{name}: no duration for {l:?}: {:?}",
+                    other.map(|s| &s.value)
+                ),
+            }
+        };
+        assert_eq!(
+            samples(&[(names::HTTP_RESPONSE_STATUS_CODE, "200")]),
+            2,
+            "{name}"
+        );
+        assert_eq!(
+            samples(&[
+                (names::HTTP_RESPONSE_STATUS_CODE, "503"),
+                (names::ERROR_TYPE, "503"),
+            ]),
+            1,
+            "{name}"
+        );
+        for (metric, l) in series.keys() {
+            for (k, v) in l {
+                for bad in [SECRET_QUERY, SECRET_HEADER, "/status", "token"] {
+                    assert!(!v.contains(bad), "{name}: {metric}: {k}={v} leaks {bad}");
+                }
+            }
+        }
     }
 }
