@@ -49,8 +49,6 @@ pub(crate) enum Value {
 pub(crate) struct Member<'a> {
     pub key: &'a str,
     pub text: &'a str,
-    // Read by the tests, which compare what members mean.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub value: Value,
 }
 
@@ -58,7 +56,14 @@ pub(crate) struct Member<'a> {
 /// `None` if `s` is not one. Leading and trailing spaces and tabs are dropped first, as
 /// they are not part of a field value.
 pub(crate) fn dictionary(s: &str) -> Option<Vec<Member<'_>>> {
-    members(s, |p| {
+    dictionary_within(s, usize::MAX, usize::MAX)
+}
+
+/// [`dictionary`], refused as soon as it has more than `max` members (or an inner list more
+/// than `max` items), or an item more than `max_params` parameters: nothing past the bounds
+/// is allocated.
+pub(crate) fn dictionary_within(s: &str, max: usize, max_params: usize) -> Option<Vec<Member<'_>>> {
+    members(s, max, max_params, |p| {
         let start = p.i;
         let key = p.key()?;
         let value = if p.eat(b'=') {
@@ -76,20 +81,32 @@ pub(crate) fn dictionary(s: &str) -> Option<Vec<Member<'_>>> {
 
 /// The members of the list field value `s` (RFC 9651 section 4.2.1), in order, or `None` if
 /// `s` is not one. Leading and trailing spaces and tabs are dropped first, as they are not
-/// part of a field value.
-pub(crate) fn list(s: &str) -> Option<Vec<Value>> {
-    members(s, Parser::item_or_inner_list)
+/// part of a field value. Refused too, as soon as it has more than `max` members, an inner
+/// list more than `max` items, or an item more than `max_params` parameters: nothing past the
+/// bounds is allocated.
+pub(crate) fn list(s: &str, max: usize, max_params: usize) -> Option<Vec<Value>> {
+    members(s, max, max_params, Parser::item_or_inner_list)
 }
 
 /// The comma-separated members of a List or a Dictionary, each read by `member`.
 fn members<'a, T>(
     s: &'a str,
+    max: usize,
+    max_params: usize,
     mut member: impl FnMut(&mut Parser<'a>) -> Option<T>,
 ) -> Option<Vec<T>> {
     let s = s.trim_matches([' ', '\t']);
-    let mut p = Parser { s, i: 0 };
+    let mut p = Parser {
+        s,
+        i: 0,
+        max,
+        max_params,
+    };
     let mut members = Vec::new();
     while !p.done() {
+        if members.len() >= max {
+            return None;
+        }
         members.push(member(&mut p)?);
         p.skip_ows();
         if p.done() {
@@ -109,6 +126,10 @@ fn members<'a, T>(
 struct Parser<'a> {
     s: &'a str,
     i: usize,
+    /// The most members, and items of an inner list.
+    max: usize,
+    /// The most parameters of one item.
+    max_params: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -175,6 +196,9 @@ impl<'a> Parser<'a> {
             if self.eat(b')') {
                 return Some(Value::InnerList(items, self.params()?));
             }
+            if items.len() >= self.max {
+                return None;
+            }
             let bare = self.bare()?;
             items.push((bare, self.params()?));
             if !matches!(self.peek()?, b' ' | b')') {
@@ -187,6 +211,9 @@ impl<'a> Parser<'a> {
     fn params(&mut self) -> Option<Params> {
         let mut params = Vec::new();
         while self.eat(b';') {
+            if params.len() >= self.max_params {
+                return None;
+            }
             self.skip_sp();
             let key = self.key()?.to_owned();
             let value = if self.eat(b'=') {

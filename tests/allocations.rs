@@ -142,3 +142,52 @@ fn a_call_passed_straight_through_allocates_only_what_its_layer_must() {
         );
     });
 }
+
+/// Allocations made on this thread by `f`.
+fn allocations(f: impl FnOnce()) -> u64 {
+    COUNT.with(|c| c.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    COUNT.with(Cell::get)
+}
+
+/// A quota field past its bounds (64 members, 32 parameters, inner lists included) is
+/// refused as soon as a bound is passed: a hostile server's huge `RateLimit` costs no more
+/// than one just past the bounds, not allocations in proportion to its size.
+#[test]
+fn a_quota_field_past_its_bounds_costs_no_more_than_one_just_past_them() {
+    let cost = |value: String| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("ratelimit", value.parse().unwrap());
+        let now = std::time::SystemTime::now();
+        let mut quota = None;
+        let n = allocations(|| quota = http_doer::limit::quota_headers::parse(&headers, now));
+        assert_eq!(quota, None, "refused: {}", &value[..40.min(value.len())]);
+        n
+    };
+    let members = |n| vec!["\"p\";r=1"; n].join(", ");
+    let inner = |n| format!("({})", vec!["a;k=1;j=2"; n].join(" "));
+    let params = |n| format!("\"p\"{}", ";r=1".repeat(n));
+    let dictionary = |n| {
+        (0..n)
+            .map(|i| format!("k{i}=1"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (what, small, huge) in [
+        ("members", cost(members(65)), cost(members(20_000))),
+        ("an inner list", cost(inner(65)), cost(inner(20_000))),
+        ("parameters", cost(params(33)), cost(params(20_000))),
+        (
+            "the drafts' dictionary",
+            cost(dictionary(65)),
+            cost(dictionary(20_000)),
+        ),
+    ] {
+        assert!(
+            huge <= 2 * small,
+            "{what}: {huge} allocations, against {small} just past the bound"
+        );
+    }
+}

@@ -4,10 +4,11 @@
 #[allow(dead_code)]
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use http_doer::limit::{Pacing, Rate, RateLimiting, RateWait};
+use http_doer::fleet::{PauseSink, PauseStore};
+use http_doer::limit::{FleetStore, LimitStore, MemoryStore, Pacing, Rate, RateLimiting, RateWait};
 use http_doer::testing::{doer_fn, response};
 use http_doer::{Body, Doer, DoerExt, Error, ErrorKind, Request, ReqwestDoer, Response};
 use tokio::time::Instant;
@@ -532,5 +533,202 @@ async fn a_429_is_a_refusal_and_a_spent_quota_a_pause() {
             ("refused", Duration::from_secs(7)),
             ("pause", Duration::from_secs(4))
         ]
+    );
+}
+
+/// A 429 with `Retry-After: 1` for every tenant's first call: after the pauses have all
+/// ended, the keys are idle ("no pause or pacing from the server") and must be dropped
+/// past the bound.
+#[tokio::test(start_paused = true)]
+async fn keys_whose_server_pause_has_ended_are_dropped_past_the_bound() {
+    let backend = doer_fn(|_req: Request| async {
+        let resp = http::Response::builder()
+            .status(429)
+            .header("retry-after", "1");
+        Ok(resp.body(Body::empty()).unwrap())
+    });
+    let store = Arc::new(MemoryStore::new(Rate::unlimited()).max_keys(16));
+    let doer = RateLimiting::new(backend, Rate::unlimited())
+        .store(store.clone())
+        .key_by(|req| req.uri().path().to_owned());
+    for i in 0..1000 {
+        let resp = doer
+            .execute(get(&format!("https://api.test/tenant-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 429);
+    }
+    // Every pause (1 s) has long ended.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    store.acquire("one more").unwrap();
+    assert!(
+        store.len() <= 17,
+        "{} keys kept, the bound is 16",
+        store.len()
+    );
+}
+
+/// The same through the store alone, for a server's pacing (a nearly spent quota) too.
+#[tokio::test(start_paused = true)]
+async fn keys_whose_pace_has_ended_are_dropped_past_the_bound() {
+    let store = MemoryStore::new(Rate::unlimited()).max_keys(16);
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        store.acquire(&key).unwrap();
+        store.pace(
+            &key,
+            Some(http_doer::limit::Pace {
+                interval: Duration::from_millis(1),
+                until: Duration::from_millis(1),
+            }),
+        );
+        tokio::time::advance(Duration::from_millis(2)).await;
+    }
+    store.acquire("one more").unwrap();
+    assert!(
+        store.len() <= 17,
+        "{} keys kept, the bound is 16",
+        store.len()
+    );
+}
+
+/// A fleet in one process, delivering to every sink.
+#[derive(Debug, Default)]
+struct Room {
+    sinks: Mutex<Vec<Weak<dyn PauseSink>>>,
+}
+
+impl PauseStore for Room {
+    fn attach_pauses(&self, sink: Weak<dyn PauseSink>) -> u64 {
+        self.sinks.lock().unwrap().push(sink);
+        7
+    }
+    fn paused(&self, _from: u64, _key: &str, _wait: Duration) {}
+}
+
+impl Room {
+    fn publish(&self, key: &str, wait: Duration) {
+        for sink in self.sinks.lock().unwrap().iter() {
+            if let Some(sink) = sink.upgrade() {
+                sink.paused(key, wait);
+            }
+        }
+    }
+}
+
+/// Pauses heard from the fleet end; a full store must still take a later pause of a new
+/// key once the earlier ones are over (they are idle keys, which make room).
+#[tokio::test(start_paused = true)]
+async fn a_fleet_store_keeps_hearing_pauses_after_old_ones_end() {
+    let room = Arc::new(Room::default());
+    let store = FleetStore::new(
+        MemoryStore::new(Rate::unlimited()).max_keys(16),
+        room.clone(),
+    );
+    for i in 0..16 {
+        room.publish(&format!("old-{i}"), Duration::from_secs(1));
+    }
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    room.publish("https://new.test", Duration::from_secs(30));
+    assert!(
+        store.acquire("https://new.test").is_err(),
+        "the fleet's pause of a new key was dropped: {} stale keys fill the store",
+        store.local().len()
+    );
+}
+
+/// A quota whose reset is far away (hostile or mistaken: 999 999 999 s, read as seconds from
+/// now) paces the key for at most `max_pause` (1 h): a call that waits must not sleep past the
+/// pace's end.
+#[tokio::test(start_paused = true)]
+async fn a_far_reset_never_holds_a_call_past_max_pause() {
+    let backend = doer_fn(|_req: Request| async {
+        let resp = http::Response::builder()
+            .status(200)
+            .header("x-ratelimit-remaining", "10")
+            .header("x-ratelimit-reset", "999999999");
+        Ok(resp.body(Body::empty()).unwrap())
+    });
+    let doer = RateLimiting::new(backend, Rate::unlimited()).max_wait(None);
+    doer.execute(get("https://api.test/")).await.unwrap();
+    doer.execute(get("https://api.test/")).await.unwrap();
+    let start = Instant::now();
+    let third = tokio::time::timeout(
+        Duration::from_secs(86_400),
+        doer.execute(get("https://api.test/")),
+    )
+    .await;
+    assert!(
+        third.is_ok(),
+        "still waiting after a day (max_pause is 1 h); elapsed {:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() <= Duration::from_secs(3600),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// With the default max wait, the same call is refused at once; its `retry_after` must say
+/// when a place is expected: when the pace ends, at most 1 h away.
+#[tokio::test(start_paused = true)]
+async fn a_far_reset_refusal_says_when_the_pace_ends() {
+    let backend = doer_fn(|_req: Request| async {
+        let resp = http::Response::builder()
+            .status(200)
+            .header("x-ratelimit-remaining", "10")
+            .header("x-ratelimit-reset", "999999999");
+        Ok(resp.body(Body::empty()).unwrap())
+    });
+    let doer = RateLimiting::new(backend, Rate::unlimited());
+    doer.execute(get("https://api.test/")).await.unwrap();
+    doer.execute(get("https://api.test/")).await.unwrap();
+    let err = doer.execute(get("https://api.test/")).await.unwrap_err();
+    assert!(err.is_rate_limited());
+    let after = err.retry_after().unwrap();
+    assert!(after <= Duration::from_secs(3600), "retry_after {after:?}");
+}
+
+/// `Rate::per_second(5000)`: "5000 calls every second, spread evenly". One caller calling flat
+/// out for 1000 calls should take about 0.2 s.
+#[tokio::test(start_paused = true)]
+async fn a_rate_above_a_thousand_a_second_is_kept() {
+    let backend = doer_fn(|_req: Request| async { Ok(response(200, "")) });
+    let doer = RateLimiting::new(backend, Rate::per_second(5000));
+    let start = Instant::now();
+    for _ in 0..1000 {
+        doer.execute(get("https://api.test/")).await.unwrap();
+    }
+    let took = start.elapsed();
+    assert!(
+        (Duration::from_millis(190)..=Duration::from_millis(250)).contains(&took),
+        "1000 calls at 5000/s took {took:?}"
+    );
+}
+
+/// The same with eight callers at once: still 5000 a second between them.
+#[tokio::test(start_paused = true)]
+async fn a_rate_above_a_thousand_a_second_is_kept_by_many_callers() {
+    let backend = doer_fn(|_req: Request| async { Ok(response(200, "")) });
+    let doer = Arc::new(RateLimiting::new(backend, Rate::per_second(5000)));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let doer = doer.clone();
+            tokio::spawn(async move {
+                for _ in 0..125 {
+                    doer.execute(get("https://api.test/")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = start.elapsed();
+    assert!(
+        (Duration::from_millis(190)..=Duration::from_millis(250)).contains(&took),
+        "1000 calls at 5000/s took {took:?}"
     );
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
-use super::structured::{Bare, Item, parse_list};
+use super::structured::{Bare, Item, MAX_MEMBERS, MAX_PARAMS, parse_list};
 use crate::sf;
 
 /// What one answer said about the quota of its key.
@@ -135,7 +135,7 @@ fn draft_7(headers: &HeaderMap) -> Option<ServerQuota> {
     let (Some(line), None) = (lines.next(), lines.next()) else {
         return None;
     };
-    let members = sf::dictionary(line.to_str().ok()?)?;
+    let members = sf::dictionary_within(line.to_str().ok()?, MAX_MEMBERS, MAX_PARAMS)?;
     let uint = |key: &str| match members.iter().rev().find(|m| m.key == key)?.value {
         sf::Value::Item(sf::Bare::Integer(n), _) => u64::try_from(n).ok(),
         _ => None,

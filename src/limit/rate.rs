@@ -6,8 +6,14 @@ use std::time::Duration;
 use governor::Quota;
 
 /// Calls that may go at once before the rate applies, unless set otherwise: 1, so calls are
-/// spread evenly from the first (a rate of 100 a second lets one go every 10 ms).
+/// spread evenly from the first (a rate of 100 a second lets one go every 10 ms). A rate
+/// finer than a millisecond (over 1000 a second) has at least one millisecond's calls as its
+/// burst: waiting calls wake on tokio's timer, which ticks once a millisecond, so a burst of 1
+/// would cut such a rate to 1000 a second.
 pub const DEFAULT_BURST: u32 = 1;
+
+/// The resolution of tokio's timers, which the waiting calls sleep on.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// The longest period a rate can have: 100 years (governor counts time in `u64` nanoseconds,
 /// 584 years at most).
@@ -113,7 +119,11 @@ impl Rate {
             / u64::try_from(interval.as_nanos())
                 .unwrap_or(u64::MAX)
                 .max(1);
-        let burst = u64::from(self.burst).min(room).max(1);
+        // tokio's timers tick once a millisecond: a waiting call wakes on a tick, so a rate
+        // finer than that needs the places of one tick at once, or it is cut to 1000 a second.
+        let per_tick = u64::try_from(TIMER_TICK.as_nanos().div_ceil(interval.as_nanos().max(1)))
+            .unwrap_or(u64::MAX);
+        let burst = u64::from(self.burst).max(per_tick).min(room).max(1);
         let burst = NonZeroU32::new(u32::try_from(burst).unwrap_or(u32::MAX))?;
         Some(Quota::with_period(interval)?.allow_burst(burst))
     }

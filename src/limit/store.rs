@@ -124,7 +124,15 @@ impl MemoryStore {
     /// Whether a pause of `key` would keep no more keys than the bound: `key` is kept already,
     /// or there is room for it.
     pub(crate) fn has_room_for(&self, key: &str) -> bool {
-        let keys = read(&self.keys);
+        {
+            let keys = read(&self.keys);
+            if keys.len() < self.max_keys || keys.contains_key(key) {
+                return true;
+            }
+        }
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let now = self.clock.now();
+        keys.retain(|_, cell| !cell.idle(now));
         keys.len() < self.max_keys || keys.contains_key(key)
     }
 
@@ -264,8 +272,23 @@ impl Cell {
     /// server asked nothing of it.
     fn idle(&self, now: Nanos) -> bool {
         Arc::strong_count(&self.0) == 1
-            && !self.0.gated.load(Ordering::Acquire)
             && self.0.tat.load(Ordering::Acquire) <= u64::from(now)
+            && self.server_idle()
+    }
+
+    /// Whether the server asks nothing of this cell now: a pause or pace that has run out is
+    /// cleared here (and the flag dropped), not only by the key's next call.
+    fn server_idle(&self) -> bool {
+        if !self.0.gated.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut server = lock(&self.0.server);
+        let _ = server.wait(Instant::now());
+        let idle = server.is_idle();
+        if idle {
+            self.0.gated.store(false, Ordering::Release);
+        }
+        idle
     }
 }
 
@@ -337,7 +360,8 @@ impl Server {
             if now >= pace.until {
                 self.pace = None;
             } else if pace.next > now {
-                return Some(pace.next - now);
+                // The pace ends at `until`: a call never waits past it.
+                return Some(pace.next.min(pace.until) - now);
             }
         }
         None

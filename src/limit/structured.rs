@@ -52,17 +52,14 @@ impl Item {
 
 /// The most members read from one field: a server sends a handful of policies, and a field
 /// that names thousands is not worth the allocation.
-const MAX_MEMBERS: usize = 64;
+pub(super) const MAX_MEMBERS: usize = 64;
 
 /// The most parameters kept on one member, for the same reason.
-const MAX_PARAMS: usize = 32;
+pub(super) const MAX_PARAMS: usize = 32;
 
 /// Parses `input` as a List; `None` on any syntax error or past the bounds above.
 pub(crate) fn parse_list(input: &[u8]) -> Option<Vec<Item>> {
-    let members = sf::list(std::str::from_utf8(input).ok()?)?;
-    if members.len() > MAX_MEMBERS {
-        return None;
-    }
+    let members = sf::list(std::str::from_utf8(input).ok()?, MAX_MEMBERS, MAX_PARAMS)?;
     members
         .into_iter()
         .map(|member| {
