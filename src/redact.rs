@@ -274,6 +274,31 @@ pub(crate) fn text_with<'s>(s: &'s str, secret: SecretName<'_>) -> Cow<'s, str> 
     Cow::Owned(out)
 }
 
+/// A header value that holds a URL (`Location`), a URL in prose (`Link: <https://...>`) or a
+/// path and query (`Content-Location`), with userinfo dropped and secret query values replaced
+/// by the rules of `secret`; any other value as it is.
+pub(crate) fn header_value_with<'v>(text: &'v str, secret: SecretName<'_>) -> Cow<'v, str> {
+    match text.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme().is_some() => match uri_with(&uri, secret) {
+            url if url == text => Cow::Borrowed(text),
+            url => Cow::Owned(url),
+        },
+        _ if text.contains("://") => text_with(text, secret),
+        _ => {
+            let looks_like_url = text.starts_with('/');
+            match text.split_once('?') {
+                Some((before, q)) if looks_like_url && !text.contains(char::is_whitespace) => {
+                    match query_with(q, secret) {
+                        Cow::Borrowed(_) => Cow::Borrowed(text),
+                        Cow::Owned(q) => Cow::Owned(format!("{before}?{q}")),
+                    }
+                }
+                _ => Cow::Borrowed(text),
+            }
+        }
+    }
+}
+
 /// How a body is redacted, as Logging shows it and a cassette records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BodyShape {

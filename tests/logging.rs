@@ -592,3 +592,62 @@ async fn accessors_and_debug_follow_the_decorator_shape() {
     assert_eq!(log.len(), 1);
     assert_eq!(doer.into_inner().calls(), 1);
 }
+
+/// With headers on, a header that holds a URL (`Location`, `Content-Location`, `Link`) is
+/// shown as the URL field is: no userinfo, secret query values replaced, in the event, in the
+/// sink's records and in the kept log alike. A server answering `201 Created` with a
+/// pre-signed upload URL put its token in the log.
+#[tokio::test]
+async fn header_values_that_hold_urls_are_redacted_like_the_url() {
+    let (cap, _g) = capture();
+    let mut created = response(201, "");
+    let headers = created.headers_mut();
+    headers.insert(
+        http::header::LOCATION,
+        HeaderValue::from_static(
+            "https://bob:S3CRET-PW@files.test/upload?token=S3CRET-TOKEN&part=1",
+        ),
+    );
+    headers.insert(
+        http::header::CONTENT_LOCATION,
+        HeaderValue::from_static("/upload?access_token=S3CRET-CL"),
+    );
+    headers.insert(
+        http::header::LINK,
+        HeaderValue::from_static("<https://files.test/next?sig=S3CRET-SIG>; rel=\"next\""),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let log = KeepLog::new(4);
+    let doer = ScriptedDoer::new()
+        .then(Ok(created))
+        .logging()
+        .headers(true)
+        .keep_log(log.clone())
+        .sink(move |r| {
+            let shown = r.response_headers.as_ref().unwrap();
+            let pairs: Vec<String> = shown.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            sink.lock().unwrap().push((format!("{shown}"), pairs));
+        });
+    let req = http::Request::post("https://files.test/upload")
+        .body(Body::from("x"))
+        .unwrap();
+    doer.execute(req).await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    let (shown, pairs) = &seen[0];
+    assert!(
+        pairs.contains(&"location: https://files.test/upload?token=REDACTED&part=1".to_owned()),
+        "{pairs:?}"
+    );
+    assert!(
+        pairs.contains(&"content-location: /upload?access_token=REDACTED".to_owned()),
+        "{pairs:?}"
+    );
+    let events = format!("{:?}", cap.events());
+    let kept = log.to_string();
+    for text in [shown.as_str(), &pairs.join("\n"), &events, &kept] {
+        assert!(!text.contains("S3CRET"), "a secret reached the log: {text}");
+    }
+    assert!(events.contains("files.test/upload"), "{events}");
+}

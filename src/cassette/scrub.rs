@@ -71,38 +71,15 @@ impl Rules {
         out
     }
 
+    /// A header value with the URL it holds (`Location`, `Link`, `Content-Location`)
+    /// redacted, as Logging shows it, by this cassette's names.
     fn header_value(&self, value: &HeaderValue) -> HeaderValue {
         let Ok(text) = value.to_str() else {
             return value.clone();
         };
-        let redacted = match text.parse::<http::Uri>() {
-            // A whole URL (`Location`): by the cassette's rules, kept names included.
-            Ok(uri) if uri.scheme().is_some() => match self.url(&uri) {
-                url if url == text => Cow::Borrowed(text),
-                url => Cow::Owned(url),
-            },
-            // A URL in prose (`Link: <https://...>; rel=next`).
-            _ if text.contains("://") => self.text(text),
-            // A path and query (`Content-Location`, an echo of the request line).
-            _ => self.query_in(text),
-        };
-        match redacted {
+        match redact::header_value_with(text, &|name| self.secret_param(name)) {
             Cow::Borrowed(_) => value.clone(),
             Cow::Owned(t) => HeaderValue::from_str(&t).unwrap_or_else(|_| value.clone()),
-        }
-    }
-
-    /// `text` with the query of a URL or path it holds (`/p?token=x`) redacted.
-    fn query_in<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let looks_like_url = text.starts_with('/') || text.contains("://");
-        match text.split_once('?') {
-            Some((before, q)) if looks_like_url && !text.contains(char::is_whitespace) => {
-                match self.query(q) {
-                    Cow::Borrowed(_) => Cow::Borrowed(text),
-                    Cow::Owned(q) => Cow::Owned(format!("{before}?{q}")),
-                }
-            }
-            _ => Cow::Borrowed(text),
         }
     }
 

@@ -65,7 +65,9 @@ pub struct Record<'a> {
 }
 
 /// A redacting view of a header map: values of secret headers read as
-/// [`REDACTED`](redact::REDACTED).
+/// [`REDACTED`](redact::REDACTED), and values that hold a URL (`Location`,
+/// `Content-Location`, `Link`) as the URL field shows one: no userinfo, secret query values
+/// replaced.
 ///
 /// A value is secret when [`redact::is_secret_header`] names its header (`Authorization`,
 /// `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`, ...), when the header is one of
@@ -84,16 +86,20 @@ impl<'a> Headers<'a> {
     }
 
     /// Every header as a name and a printable value: `REDACTED` for a secret, `[binary]` for a
-    /// value that is not visible ASCII.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a HeaderName, &'a str)> + 'a {
+    /// value that is not visible ASCII, and a value holding a URL (`Location`,
+    /// `Content-Location`, `Link`) redacted as [`redact::uri`] redacts one.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a HeaderName, Cow<'a, str>)> + 'a {
         let extra = self.extra;
         self.map.iter().map(move |(name, value)| {
             let secret =
                 value.is_sensitive() || redact::is_secret_header(name) || extra.contains(name);
             let shown = if secret {
-                redact::REDACTED
+                Cow::Borrowed(redact::REDACTED)
             } else {
-                value.to_str().unwrap_or("[binary]")
+                match value.to_str() {
+                    Ok(text) => redact::header_value_with(text, &redact::is_secret_param),
+                    Err(_) => Cow::Borrowed("[binary]"),
+                }
             };
             (name, shown)
         })
