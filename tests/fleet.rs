@@ -1034,3 +1034,94 @@ async fn expired_answers_leave_the_stale_bound() {
         .unwrap();
     assert_eq!((lru, sizes), (1, 1), "only the live answer is counted");
 }
+
+/// A replica that learns of an open circuit late in its period takes the probe lease for the
+/// whole period, as the replica that tripped it would: the lease of one that read the state
+/// with 100 ms left of 5 s lasted 100 ms, and ran out while its probe was still at the host,
+/// so another replica could probe too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_replicas_probe_lease_lasts_the_whole_open_period() {
+    let (url, _redis) = shared_url();
+    let p = prefix("late-lease");
+    let mut conn = redis_conn(&url).await;
+    // As a replica that tripped the circuit 4.9 s ago, for 5 s, left it.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{p}:state:{HOST}"))
+        .arg(5000)
+        .arg("PX")
+        .arg(100)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(format!("{p}:open"))
+        .arg(HOST)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let host = Host::default();
+    host.down.store(true, Ordering::SeqCst);
+    let (_fc, c) = replica(&url, &p, &host, 1, Duration::from_secs(5));
+    until(Duration::from_secs(5), || c.state(HOST) == State::Open)
+        .await
+        .expect("C read the stored state");
+    // Past the period, C's calls ask for the lease, and its probe goes.
+    let start = Instant::now();
+    while host.calls() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "C probed");
+        let _ = call(&c).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let lease_ms: i64 = redis::cmd("PTTL")
+        .arg(format!("{p}:lease:{HOST}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        lease_ms > 2_000,
+        "C's lease has {lease_ms} ms left, of a 5 s period"
+    );
+}
+
+/// A budget's hash forgets the replicas that are gone: each exchange drops the entries
+/// silent for as long as the hash lives unrenewed (5 s), which the live replicas' exchanges
+/// otherwise kept for good, one more with each deploy or restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_hash_forgets_replicas_that_are_gone() {
+    use http_doer::fleet::BudgetCounts;
+
+    let (url, _redis) = shared_url();
+    let p = prefix("budget-gone");
+    let mut conn = redis_conn(&url).await;
+    let hash = format!("{p}:budget:api");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // 50 replicas that last reported 10 s ago, and one that reported just now.
+    let mut pipe = redis::pipe();
+    for id in 0..50u64 {
+        pipe.hset(&hash, 1_000 + id, format!("5 1 {}", now_ms - 10_000))
+            .ignore();
+    }
+    pipe.hset(&hash, 7, format!("5 1 {now_ms}")).ignore();
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+
+    let live = RedisFleet::builder(&url).prefix(&p).connect().unwrap();
+    all_up(&url, &p, &[&live]).await;
+    let others = live
+        .exchange("api", BudgetCounts::default())
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (others.firsts, others.retries),
+        (5, 1),
+        "only the live one counts"
+    );
+    let fields: usize = redis::cmd("HLEN")
+        .arg(&hash)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields, 2, "the live replica and this one are kept");
+}

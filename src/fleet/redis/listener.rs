@@ -148,11 +148,11 @@ pub(super) async fn listen(weak: Weak<Inner>, client: Client) {
                     // `["pong", ""]`, not `PONG`, so reading it as a string failed every ping
                     // and dropped the link once a second.
                     let alive = timeout(limit, sink.ping::<redis::Value>()).await;
-                    let ok = matches!(alive, Ok(Ok(_)));
-                    inner.mark(ok);
-                    if !ok {
+                    // A failed ping is marked once, below, where the link is given up.
+                    if !matches!(alive, Ok(Ok(_))) {
                         break;
                     }
+                    inner.mark(true);
                 }
             }
         }

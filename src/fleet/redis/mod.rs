@@ -11,7 +11,7 @@
 //! | key | what |
 //! |---|---|
 //! | `{prefix}:circuits` | the pub/sub channel: `o <replica> <breaker> <ms> <circuit>` (opened for ms), `c ...` (closed), `p <replica> <store> <ms> <key>` (a server's pause) |
-//! | `{prefix}:state:<circuit>` | `open`, expiring when the open period ends: read by a replica that starts, or comes back |
+//! | `{prefix}:state:<circuit>` | the whole open period in ms, expiring when it ends: read by a replica that starts, or comes back |
 //! | `{prefix}:open` | the circuits whose state was set, so that a replica that starts reads those states and no other key; a circuit leaves it when it closes, or when a replica that starts finds its state expired |
 //! | `{prefix}:lease:<circuit>` | the probe lease: the holder's id, expiring after one open period |
 //! | `{prefix}:fails:<circuit>` | the fleet's failures in a row, expiring after the breaker's window |
@@ -64,6 +64,10 @@ const LEASE_ASK: Duration = Duration::from_millis(50);
 /// keeps by default. News past it (a flood on the channel) is not kept: those circuits' probes
 /// are then this replica's own decision, as with Redis out of reach.
 const MAX_LEASES: usize = crate::breaker::DEFAULT_MAX_CIRCUITS;
+
+/// How long a budget's hash lives unrenewed, in ms; an entry older than that is a replica
+/// that is gone.
+const BUDGET_LIFE_MS: u64 = 5000;
 
 /// The longest pause a message on the channel may hand a rate limiter: the longest a server's
 /// own may be by default.
@@ -347,6 +351,9 @@ enum Job {
         /// When the open period ends: news sent late (a queue behind a slow Redis) opens the
         /// others for what is left of it, or not at all.
         until: Instant,
+        /// The whole open period, kept in the stored state: the probe lease of a replica that
+        /// reads it lasts that long, not only what was left when it read it.
+        period: Duration,
     },
     Closed {
         from: u64,
@@ -452,11 +459,17 @@ impl Inner {
     ///
     /// The entries are bounded by [`MAX_LEASES`].
     fn note_open(&self, key: &str, remaining: Duration) {
+        self.note_open_for(key, remaining, remaining);
+    }
+
+    /// [`note_open`](Self::note_open), of a circuit whose whole open period (the life of its
+    /// probe lease) is `period`.
+    fn note_open_for(&self, key: &str, remaining: Duration, period: Duration) {
         let now = Instant::now();
         let remaining = remaining.min(LONGEST);
         let lease = Lease {
             open_until: now + remaining,
-            ttl: remaining.max(LEASE_ASK),
+            ttl: period.max(remaining).min(LONGEST).max(LEASE_ASK),
             holder: Holder::Unknown,
             asked: None,
         };
@@ -526,6 +539,7 @@ impl CircuitStore for RedisFleet {
             from,
             key: key.to_owned(),
             until: crate::timeout::after(Instant::now(), open_for),
+            period: open_for,
         });
     }
 
@@ -654,7 +668,7 @@ impl BudgetStore for RedisFleet {
             format!("{} {} {now_ms}", mine.firsts, mine.retries),
         )
         .ignore()
-        .pexpire(&key, 5000)
+        .pexpire(&key, BUDGET_LIFE_MS as i64)
         .ignore()
         .hgetall(&key);
         // Raw fields and values: whoever can write to Redis can write anything there, and one
@@ -673,10 +687,18 @@ impl BudgetStore for RedisFleet {
         };
         inner.mark(true);
         let mut others = BudgetCounts::default();
+        let mut gone = Vec::new();
         for (field, value) in all {
             let Some((replica, firsts, retries, at)) = budget_entry(&field, &value) else {
                 continue;
             };
+            // A replica silent for as long as the hash lives unrenewed is gone: its entry is
+            // dropped, or the hash, renewed by the live ones, would keep every replica that
+            // ever ran (each deploy, each restart adds one).
+            if now_ms.saturating_sub(at) > BUDGET_LIFE_MS {
+                gone.push(field);
+                continue;
+            }
             // A replica that stopped reporting (gone, or cut off) no longer counts.
             if replica == inner.replica || now_ms.abs_diff(at) > 2000 {
                 continue;
@@ -684,6 +706,12 @@ impl BudgetStore for RedisFleet {
             // Saturating: whoever can write to Redis can write any number here.
             others.firsts = others.firsts.saturating_add(firsts);
             others.retries = others.retries.saturating_add(retries);
+        }
+        if !gone.is_empty() {
+            // Best effort: a failure costs nothing but a later try.
+            let mut forget = redis::cmd("HDEL");
+            forget.arg(&key).arg(gone);
+            let _ = timeout(inner.timeout, forget.query_async::<()>(&mut conn)).await;
         }
         Some(others)
     }

@@ -2,14 +2,14 @@
 
 /// Adds one failure to a circuit's fleet count (KEYS[1]) and renews its life (ARGV[1] ms);
 /// when the count reaches the threshold (ARGV[2]), opens the circuit for everyone at once, in
-/// the same round trip: stores its state (KEYS[2], `open` for ARGV[3] ms) and names the
+/// the same round trip: stores its state (KEYS[2]: the period, ARGV[3] ms, for as long) and names the
 /// circuit (ARGV[6]) in the index of open circuits (KEYS[3]), starts the count again, and
 /// publishes ARGV[5] on the channel ARGV[4]. Returns the count.
 pub(super) const FAILED: &str = r"
 local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if n == tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], 'open', 'PX', ARGV[3])
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[3])
   redis.call('SADD', KEYS[3], ARGV[6])
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[4], ARGV[5])

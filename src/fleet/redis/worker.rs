@@ -33,7 +33,12 @@ pub(super) async fn work(
         let i = &*inner;
         let limit = i.timeout;
         let ok = match job {
-            Job::Opened { from, key, until } => {
+            Job::Opened {
+                from,
+                key,
+                until,
+                period,
+            } => {
                 let open_for = until.saturating_duration_since(Instant::now());
                 if open_for.is_zero() {
                     continue;
@@ -41,7 +46,7 @@ pub(super) async fn work(
                 let msg = format!("o {} {from} {} {key}", i.replica, ms(open_for));
                 let mut pipe = redis::pipe();
                 pipe.atomic()
-                    .pset_ex(i.key("state", &key), "open", ms(open_for))
+                    .pset_ex(i.key("state", &key), ms(period), ms(open_for))
                     .ignore()
                     .sadd(i.open_index(), &key)
                     .ignore()
@@ -261,21 +266,31 @@ async fn resync(inner: &Arc<Inner>, conn: &mut ConnectionManager) -> bool {
             let Ok(key) = std::str::from_utf8(key) else {
                 continue;
             };
-            let left: Option<i64> = run(
+            let state = inner.key("state", key);
+            let got: Option<(i64, Option<Vec<u8>>)> = run(
                 inner.timeout,
-                redis::cmd("PTTL")
-                    .arg(inner.key("state", key))
+                redis::pipe()
+                    .cmd("PTTL")
+                    .arg(&state)
+                    .cmd("GET")
+                    .arg(&state)
                     .query_async(conn),
             )
             .await;
-            match left {
-                Some(left) if left > 0 => {
+            match got {
+                Some((left, period)) if left > 0 => {
                     let remaining = Duration::from_millis(left as u64);
-                    inner.note_open(key, remaining);
+                    // The whole period, for the probe lease; an older replica's `open` (or
+                    // anything else) leaves what is left of it.
+                    let period = period
+                        .as_deref()
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                        .map_or(remaining, Duration::from_millis);
+                    inner.note_open_for(key, remaining, period);
                     inner.deliver(0, |s| s.opened(key, remaining));
                 }
                 // No state (expired, or closed by a replica that could not reach the index).
-                Some(-2) => {
+                Some((-2, _)) => {
                     let _: Option<()> = run(
                         inner.timeout,
                         redis::cmd("SREM").arg(&index).arg(key).query_async(conn),
