@@ -26,6 +26,13 @@ use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 /// the blocking thread finishes the exchange (bounded by [`timeout`](Self::timeout)) and its
 /// result is discarded.
 ///
+/// ureq writes a request's whole body before it reads the answer. A server that refuses a
+/// large upload at once (a `413`) without reading it, and keeps the connection open, is heard
+/// on [`ReqwestDoer`](crate::ReqwestDoer) at once and here only as a [`ErrorKind::Timeout`]
+/// once the socket's buffers are full and the timeout passes. A caller's
+/// `Expect: 100-continue` is sent as it is, and the body follows at once, as on
+/// `ReqwestDoer`.
+///
 /// ```no_run
 /// use http_doer::{Body, Doer, UreqDoer};
 ///
@@ -44,7 +51,8 @@ use crate::{Body, Doer, Error, ErrorKind, Request, Response, ResponseMode};
 ///
 /// * [`ErrorKind::Connect`]: no connection could be made (refused, DNS failure, connect
 ///   timeout); the request never left. [`ErrorKind::Tls`]: the TLS handshake failed.
-/// * [`ErrorKind::Timeout`]: the [`timeout`](Self::timeout) passed.
+/// * [`ErrorKind::Timeout`]: the [`timeout`](Self::timeout) passed, a connect it cut short
+///   included (as on `ReqwestDoer`).
 /// * [`ErrorKind::Transport`]: the connection failed before a response head arrived;
 ///   [`ErrorKind::Body`]: while the body was read.
 /// * [`ErrorKind::TooLarge`]: the body is over [`max_body_size`](Self::max_body_size), or the
@@ -84,6 +92,10 @@ impl UreqDoer {
             .timeout_resolve(Some(super::DEFAULT_CONNECT_TIMEOUT))
             // The same as the per-exchange default, so requests need no config of their own.
             .timeout_global(Some(super::DEFAULT_TIMEOUT))
+            // A caller's `Expect: 100-continue` is sent, and the body after it at once, as
+            // hyper does: ureq's wait for the 100 loses an early final answer (a 413 on a
+            // connection kept open) until the timeout.
+            .timeout_await_100(Some(Duration::ZERO))
             .build();
         // ureq's own resolver would start a thread per call to bound each lookup by the
         // timeout above (see `lookup`).
@@ -279,19 +291,36 @@ fn send(
             run(agent, settings, http::Request::from_parts(parts, body))
         }
     };
-    let resp = result.map_err(|e| map_error(e, &uri, Stage::Send))?;
+    let resp = result.map_err(|e| match e {
+        // A connect (or lookup) cut short by the exchange's own timeout, no longer than the
+        // connect timeout: `Timeout`, as reqwest reports it (its exchange timeout names no
+        // phase). ureq calls it `Connect` or `Timeout` depending on a millisecond's rounding.
+        ureq::Error::Timeout(phase @ (ureq::Timeout::Connect | ureq::Timeout::Resolve))
+            if settings.timeout.is_some_and(|t| {
+                let timeouts = agent.config().timeouts();
+                let own = if phase == ureq::Timeout::Connect {
+                    timeouts.connect
+                } else {
+                    timeouts.resolve
+                };
+                own.is_none_or(|own| t <= own)
+            }) =>
+        {
+            Error::new(ErrorKind::Timeout, e).with_url(&uri)
+        }
+        e => map_error(e, &uri, Stage::Send),
+    })?;
     check_head(resp.headers(), settings.max_response_headers, &uri)?;
     Ok(resp)
 }
 
-/// The declared length of a response's body, when it may have one.
+/// The declared length of a response's body, when it may have one: the length ureq frames the
+/// body by, not the raw `Content-Length` (which `Transfer-Encoding` overrides, RFC 9112 6.3).
 fn declared_len(method: &http::Method, resp: &http::Response<ureq::Body>) -> Option<u64> {
     if !may_have_body(method, resp.status()) {
         return Some(0);
     }
-    resp.headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    resp.body().content_length()
 }
 
 /// One buffered exchange: the whole body read, up to the limit.
@@ -456,6 +485,7 @@ fn run<S: ureq::AsSendBody>(
         && config.max_redirects() == 0
         && config.allow_non_standard_methods()
         && config.timeouts().global == settings.timeout
+        && config.timeouts().await_100 == Some(Duration::ZERO)
     {
         return agent.run(req);
     }
@@ -465,6 +495,7 @@ fn run<S: ureq::AsSendBody>(
         .max_redirects(0)
         .allow_non_standard_methods(true)
         .timeout_global(settings.timeout)
+        .timeout_await_100(Some(Duration::ZERO))
         .build();
     agent.run(req)
 }
@@ -488,7 +519,17 @@ fn map_error(e: ureq::Error, uri: &http::Uri, stage: Stage) -> Error {
     if stage == Stage::Send
         && let Some(kind) = ours
     {
-        return Error::new(kind, e)
+        // ureq's `Error::Io` has no `source`, so the body's own error is taken out of it: its
+        // cause stays in the chain, as on `ReqwestDoer`.
+        let source: crate::body::BoxError = match e {
+            U::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<Error>()) => {
+                let kind = io.kind();
+                io.into_inner()
+                    .unwrap_or_else(|| Box::new(std::io::Error::from(kind)))
+            }
+            e => Box::new(e),
+        };
+        return Error::new(kind, source)
             .with_message("the request body failed")
             .with_url(uri);
     }
