@@ -22,7 +22,7 @@ mod prepare;
 #[cfg(any(feature = "reqwest", feature = "ureq"))]
 pub(crate) mod redirect;
 #[cfg(any(feature = "reqwest", feature = "ureq"))]
-mod uri;
+pub(crate) mod uri;
 
 /// The default limit on a buffered response body: 10 MiB.
 ///

@@ -340,7 +340,22 @@ impl Cache {
             }
             state.fetches
         };
-        let _refreshing = self.refresh.lock().await;
+        let _refreshing = match self.refresh.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Another caller is refreshing: a token that has not expired yet is used
+                // meanwhile, so a slow or hung fetch holds back only those that need it.
+                if let Some(t) = self
+                    .lock()
+                    .token
+                    .as_ref()
+                    .filter(|t| t.usable(Instant::now()))
+                {
+                    return Ok(t.value.clone());
+                }
+                self.refresh.lock().await
+            }
+        };
         {
             let state = self.lock();
             let now = Instant::now();

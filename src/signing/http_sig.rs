@@ -14,7 +14,7 @@ use http::{HeaderName, HeaderValue, Method};
 use sha2::Sha256;
 
 use super::digest::{CONTENT_DIGEST, DigestAlgorithm, set_content_digest};
-use super::util::signing_error;
+use super::util::{signing_error, wire_uri};
 use super::{Clock, Signer, SystemClock};
 use crate::sf;
 use crate::{Error, Request};
@@ -170,9 +170,13 @@ type NonceFn = Arc<dyn Fn() -> String + Send + Sync>;
 /// dropped, as no verifier could read it. `Signature` is marked sensitive; `Debug` shows no
 /// key.
 ///
-/// Signing fails, rather than sign what a verifier would not see, when a covered path or query
-/// holds bytes beyond ASCII (percent-encode them), when a port is not a number from 0 to
-/// 65535, or when a `Host` header holds userinfo.
+/// The URL components (`@path`, `@query`, `@target-uri`, `@authority`, ...) are taken from
+/// the URL the crate's backends send (their normal form: a quote in the query, or a brace in
+/// the path, percent-encoded; dot segments removed), not from the one written, so the
+/// signature covers what the server receives. Signing fails, rather than sign what a verifier
+/// would not see, when a covered path or query holds bytes beyond ASCII (percent-encode
+/// them), when a port is not a number from 0 to 65535, or when a `Host` header holds
+/// userinfo.
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
@@ -551,16 +555,27 @@ fn replace_member(headers: &HeaderMap, name: HeaderName, label: &str, member: St
 
 /// Appends the value of `component` in `req`, as RFC 9421 section 2 defines it.
 fn push_value(out: &mut String, component: &Component, req: &Request) -> Result<(), Error> {
-    let uri = req.uri();
+    // What the backend will send, not what the caller wrote; bytes beyond ASCII are still
+    // refused below (the caller is asked to percent-encode them).
+    let raw_ascii = req
+        .uri()
+        .path_and_query()
+        .is_none_or(|pq| pq.as_str().is_ascii());
+    let wire = if raw_ascii {
+        wire_uri(req.uri())
+    } else {
+        std::borrow::Cow::Borrowed(req.uri())
+    };
+    let uri: &http::Uri = &wire;
     let start = out.len();
     match component {
         Component::Method => out.push_str(req.method().as_str()),
-        Component::Authority => push_authority(out, req)?,
+        Component::Authority => push_authority(out, req, uri)?,
         Component::Scheme => push_scheme(out, uri)?,
         Component::TargetUri => {
             push_scheme(out, uri)?;
             out.push_str("://");
-            push_authority(out, req)?;
+            push_authority(out, req, uri)?;
             push_path(out, uri);
             if let Some(q) = uri.query() {
                 out.push('?');
@@ -568,7 +583,7 @@ fn push_value(out: &mut String, component: &Component, req: &Request) -> Result<
             }
         }
         Component::RequestTarget if req.method() == Method::CONNECT => {
-            push_authority(out, req)?;
+            push_authority(out, req, uri)?;
         }
         Component::RequestTarget => {
             push_path(out, uri);
@@ -631,8 +646,7 @@ fn push_scheme(out: &mut String, uri: &http::Uri) -> Result<(), Error> {
 /// never the userinfo. A `Host` header set on the request wins over the URL, as it is what an
 /// HTTP/1.1 server sees; it may not hold userinfo (RFC 9110 section 7.2). A port that is not
 /// a number from 0 to 65535 is an error (`http` would drop it); an empty one (`h:`) is none.
-fn push_authority(out: &mut String, req: &Request) -> Result<(), Error> {
-    let uri = req.uri();
+fn push_authority(out: &mut String, req: &Request, uri: &http::Uri) -> Result<(), Error> {
     let from_header = match req.headers().get(http::header::HOST) {
         Some(v) => Some(
             v.to_str()

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, SessionTokenMode, SignableBody, SignableRequest, SigningSettings, sign,
+    PayloadChecksumKind, PercentEncodingMode, SessionTokenMode, SignableBody, SignableRequest,
+    SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -14,7 +15,7 @@ use http::{HeaderName, HeaderValue};
 use sha2::Sha256;
 
 use super::digest::hash_ahead;
-use super::util::signing_error;
+use super::util::{signing_error, wire_uri};
 use super::{Clock, Signer, SystemClock};
 use crate::{Error, ErrorKind, Request};
 
@@ -25,11 +26,14 @@ const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-
 /// Signs requests with AWS Signature Version 4 (feature `aws-sigv4`), in the headers
 /// (`Authorization`, `X-Amz-Date`, and `X-Amz-Security-Token` for temporary credentials).
 ///
-/// The signature itself is computed by AWS's own `aws-sigv4` crate, with its defaults for
-/// services other than S3: the path is normalized and double-encoded, the body is hashed into
-/// the canonical request. [`sign_payload_header`](Self::sign_payload_header) adds
-/// `X-Amz-Content-SHA256`, which S3 requires. Time comes from an injectable
-/// [`clock`](Self::clock).
+/// The signature itself is computed by AWS's own `aws-sigv4` crate. For most services the path
+/// is normalized and double-encoded; for S3 (the services `s3`, `s3-object-lambda`,
+/// `s3-outposts`, `s3express`) it is encoded once and not normalized, as S3 checks it and as
+/// `aws-sdk-s3` signs. The body is hashed into the canonical request;
+/// [`sign_payload_header`](Self::sign_payload_header) adds `X-Amz-Content-SHA256`, which S3
+/// requires. The URL signed is the one the crate's backends send (their normal form: a quote
+/// in the query, or a brace in the path, percent-encoded), not the one written. Time comes
+/// from an injectable [`clock`](Self::clock).
 ///
 /// # Bodies
 ///
@@ -109,12 +113,23 @@ impl SigV4 {
     ) -> Self {
         let credentials =
             Credentials::new(access_key_id, secret_access_key, None, None, "http-doer");
+        let service = service.into();
+        let mut settings = SigningSettings::default();
+        // S3 canonicalizes the path as it arrives: encoded once, not normalized (as aws-sdk-s3
+        // signs); every other service encodes it twice.
+        if matches!(
+            service.as_str(),
+            "s3" | "s3-object-lambda" | "s3-outposts" | "s3express"
+        ) {
+            settings.percent_encoding_mode = PercentEncodingMode::Single;
+            settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        }
         SigV4 {
             identity: credentials.clone().into(),
             credentials,
             region: region.into(),
-            service: service.into(),
-            settings: SigningSettings::default(),
+            service,
+            settings,
             clock: Arc::new(SystemClock),
             unsigned_streams: false,
         }
@@ -204,7 +219,8 @@ impl SigV4 {
             .map(|(name, value)| Ok((name.as_str(), value.to_str()?)))
             .collect::<Result<Vec<_>, http::header::ToStrError>>()
             .map_err(|_| signing_error("SigV4 cannot sign a header value that is not ASCII"))?;
-        let uri = req.uri().to_string();
+        // What the backend will send (its normal form), not what the caller wrote.
+        let uri = wire_uri(req.uri()).to_string();
         let signable = SignableRequest::new(req.method().as_str(), uri, headers.into_iter(), body)
             .map_err(|e| Error::new(ErrorKind::Signing, e))?;
         let params = v4::SigningParams::builder()

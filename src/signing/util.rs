@@ -11,6 +11,21 @@ pub(crate) fn signing_error(message: impl Into<Cow<'static, str>>) -> Error {
     Error::from(ErrorKind::Signing).with_message(message)
 }
 
+/// The URL as this crate's backends put it on the wire (their normal form: dot segments
+/// removed, `"`, `{`, `}`, `\\`, `'` and non-ASCII bytes percent-encoded, an IPv6 literal in its
+/// shortest form, no userinfo), so that a signature covers what the server receives. A URL the
+/// backends would refuse is returned as it is.
+pub(crate) fn wire_uri(uri: &http::Uri) -> Cow<'_, http::Uri> {
+    #[cfg(any(feature = "reqwest", feature = "ureq"))]
+    if let Ok(crate::backend::uri::Target {
+        uri: Some(normal), ..
+    }) = crate::backend::uri::normalize(uri)
+    {
+        return Cow::Owned(normal);
+    }
+    Cow::Borrowed(uri)
+}
+
 /// A header value that HTTP/2 and HTTP/3 encoders must never index, and that `http`'s `Debug`
 /// prints as `Sensitive`.
 pub(crate) fn sensitive(bytes: &[u8], what: &'static str) -> Result<HeaderValue, Error> {
