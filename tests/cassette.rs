@@ -18,8 +18,10 @@ use hyper_util::rt::TokioIo;
 use http_doer::retrying::Backoff;
 use http_doer::testing::{Cassette, Order, RecordMode, Replayed, doer_fn, response};
 use http_doer::{
-    Attempts, Body, Doer, DoerExt, Error, ErrorKind, Request, ReqwestDoer, ResponseMode, UreqDoer,
+    Attempts, Body, Doer, DoerExt, Error, ErrorKind, Request, ReqwestDoer, Response, ResponseMode,
+    UreqDoer,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A fresh path in cargo's scratch directory for integration tests (under `target/`), unique
 /// to this test and process.
@@ -637,4 +639,190 @@ async fn a_redact_with_pass_runs_once_on_a_recorded_interaction() {
     let replayer = Cassette::replay(&path).redact_with(pass);
     let resp = replayer.execute(get("http://a.test/x")).await.unwrap();
     assert_eq!(resp.into_body().text().await.unwrap(), "ok");
+}
+
+/// A loopback server that answers every request (here: one HEAD) like a file server does:
+/// `Content-Length` is the size of the resource, the HEAD response has no body.
+async fn head_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 12345\r\netag: \"v1\"\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/big.bin")
+}
+
+/// An SDK asks a HEAD for an object's size (S3's `HeadObject`, a download's progress bar).
+/// The real answer says `content-length: 12345`; the cassette writes `content-length: 0`,
+/// and the replayed answer says the object is empty.
+#[tokio::test]
+async fn a_head_response_keeps_its_content_length_through_a_cassette() {
+    let url = head_server().await;
+    let path = scratch("head");
+    let head = || http::Request::head(&url).body(Body::empty()).unwrap();
+
+    let recorder = Cassette::new(ReqwestDoer::new(), &path).mode(RecordMode::All);
+    let live = recorder.execute(head()).await.unwrap();
+    assert_eq!(live.headers()["content-length"], "12345", "the live answer");
+
+    let replayer = Cassette::replay(&path);
+    let replayed = replayer.execute(head()).await.unwrap();
+    assert_eq!(replayed.extensions().get::<Replayed>(), Some(&Replayed(0)));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        replayed.headers()["content-length"],
+        "12345",
+        "the replayed HEAD lost the resource's size; the file:\n{text}"
+    );
+}
+
+/// The same for a 304 Not Modified that states the representation's length (RFC 9110
+/// 8.6 allows it), and a doer_fn stand-in for the backend.
+#[tokio::test]
+async fn a_304_keeps_its_content_length_through_a_cassette() {
+    let path = scratch("not-modified");
+    let real = doer_fn(|_req| async {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = http::StatusCode::NOT_MODIFIED;
+        resp.headers_mut()
+            .insert("content-length", http::HeaderValue::from_static("512"));
+        Ok(resp)
+    });
+    let get = || {
+        http::Request::get("http://api.test/doc")
+            .body(Body::empty())
+            .unwrap()
+    };
+    Cassette::new(real, &path)
+        .mode(RecordMode::All)
+        .execute(get())
+        .await
+        .unwrap();
+    let replayed = Cassette::replay(&path).execute(get()).await.unwrap();
+    assert_eq!(replayed.status(), 304);
+    assert_eq!(replayed.headers()["content-length"], "512");
+}
+
+/// Two independent cassettes recording one file would each write their own interactions over
+/// the other's: one that finds the file changed by another since it read or wrote it is
+/// refused with an error that says why, and nothing recorded is lost. Clones of one cassette
+/// share what they record, and write together.
+#[tokio::test]
+async fn a_second_recorder_of_one_file_is_refused_not_silently_lost() {
+    let path = scratch("two-writers");
+    let real =
+        || doer_fn(|req: Request| async move { Ok(response(200, req.uri().path().to_owned())) });
+    let get = |p: &str| {
+        http::Request::get(format!("http://api.test{p}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    std::fs::write(&path, "{\"http_doer_cassette\": 1, \"interactions\": []}").unwrap();
+    let a = Cassette::new(real(), &path).mode(RecordMode::New);
+    a.execute(get("/a1")).await.unwrap();
+    a.clone().execute(get("/a2")).await.unwrap();
+    // B reads the file at its first call, A's two included, and adds its own.
+    let b = Cassette::new(real(), &path).mode(RecordMode::New);
+    b.execute(get("/b1")).await.unwrap();
+    // A's next write would drop B's: refused.
+    let err = a.execute(get("/a3")).await.unwrap_err();
+    assert!(err.to_string().contains("another Cassette"), "{err}");
+    let urls: Vec<String> = Cassette::read(&path)
+        .unwrap()
+        .into_iter()
+        .map(|it| it.request.url)
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "http://api.test/a1",
+            "http://api.test/a2",
+            "http://api.test/b1"
+        ]
+    );
+}
+
+/// `Order::InOrder` with `RecordMode::New` (what the no-match message tells one to run): a
+/// workflow that gained one request in the middle (A, X, B, C over a cassette of A, B, C).
+/// X is recorded at the end and the cassette then thinks B and C come out of order: they are
+/// sent live again and recorded twice, and the cassette written cannot replay the very run
+/// that recorded it.
+#[tokio::test]
+async fn in_order_new_records_a_new_request_where_it_came() {
+    use http_doer::testing::Order;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let path = scratch("in-order-new");
+    let live_calls = Arc::new(AtomicUsize::new(0));
+    let real = {
+        let live_calls = live_calls.clone();
+        move || {
+            let live_calls = live_calls.clone();
+            doer_fn(move |req: http_doer::Request| {
+                live_calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    Ok(http_doer::testing::response(
+                        200,
+                        req.uri().path().to_owned(),
+                    ))
+                }
+            })
+        }
+    };
+    let get = |p: &str| {
+        http::Request::get(format!("http://api.test{p}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // The first recording: A, B, C.
+    let first = Cassette::new(real(), &path)
+        .mode(RecordMode::All)
+        .order(Order::InOrder);
+    for p in ["/a", "/b", "/c"] {
+        first.execute(get(p)).await.unwrap();
+    }
+    live_calls.store(0, Ordering::SeqCst);
+
+    // The workflow now sends X after A: record what is new.
+    let update = Cassette::new(real(), &path)
+        .mode(RecordMode::New)
+        .order(Order::InOrder);
+    for p in ["/a", "/x", "/b", "/c"] {
+        update.execute(get(p)).await.unwrap();
+    }
+    let urls: Vec<String> = Cassette::read(&path)
+        .unwrap()
+        .into_iter()
+        .map(|it| it.request.url)
+        .collect();
+    assert_eq!(
+        live_calls.load(Ordering::SeqCst),
+        1,
+        "only X is new, but the server was called again; the file: {urls:?}"
+    );
+
+    // CI replays the same workflow.
+    let replay = Cassette::replay(&path).order(Order::InOrder);
+    for p in ["/a", "/x", "/b", "/c"] {
+        let body = replay.execute(get(p)).await.map(|_| ());
+        assert!(
+            body.is_ok(),
+            "{p}: {:?}; the file: {urls:?}",
+            body.unwrap_err().to_string()
+        );
+    }
 }

@@ -226,7 +226,14 @@ impl Doer for Offline {
 /// otherwise. A JSON body stays byte for byte as sent unless a member was redacted (it is then
 /// written compact, members sorted). Each recorded exchange rewrites the file atomically (a
 /// temporary file renamed over it), so a test that crashes leaves the previous cassette or
-/// the new one, never half of one.
+/// the new one, never half of one. Record each file with one `Cassette` (and its clones, which
+/// share what they record): one that finds the file written by another since it read or
+/// wrote it fails the call rather than write over the other's interactions.
+///
+/// A recorded answer keeps its `Content-Length` as sent when it can have no body (to a
+/// `HEAD`, a 1xx, 204 or 304: the length is the resource's); any other gets its recorded
+/// body's. With [`Order::InOrder`] and [`RecordMode::New`], a new request is recorded where it
+/// came, before the recorded ones still to play.
 pub struct Cassette<D> {
     inner: D,
     path: PathBuf,
@@ -248,6 +255,9 @@ struct Tape {
     /// In order: the next interaction to play, and the one played last.
     next: usize,
     last: Option<usize>,
+    /// A digest of the file as this cassette last read or wrote it (`None`: there was none),
+    /// to tell when another writer changed it since.
+    file: Option<u64>,
 }
 
 impl Tape {
@@ -515,15 +525,15 @@ impl<D> Cassette<D> {
             Some(mode) => mode,
             None => RecordMode::from_env()?.unwrap_or(RecordMode::Replay),
         };
-        let existing = if asked == RecordMode::All {
-            None
-        } else {
-            match tokio::fs::read(&self.path).await {
-                Ok(bytes) => Some(bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(self.io_error("cannot be read", e)),
-            }
+        let on_disk = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // A file `All` would replace anyway need not be readable.
+            Err(_) if asked == RecordMode::All => None,
+            Err(e) => return Err(self.io_error("cannot be read", e)),
         };
+        let file = on_disk.as_deref().map(digest);
+        let existing = on_disk.filter(|_| asked != RecordMode::All);
         let (mode, interactions) = match (asked, existing) {
             (RecordMode::Replay, None) => {
                 return Err(Error::from(ErrorKind::Other).with_message(format!(
@@ -544,6 +554,7 @@ impl<D> Cassette<D> {
             interactions,
             next: 0,
             last: None,
+            file,
         });
         Ok(tape.mode)
     }
@@ -664,18 +675,37 @@ impl<D> Cassette<D> {
         msg
     }
 
-    /// Writes every interaction to the file, atomically.
+    /// Writes every interaction to the file, atomically, unless another writer changed the
+    /// file since this cassette read or wrote it: its interactions would be lost, so the call
+    /// fails instead, saying so.
     async fn save(&self) -> Result<(), Error> {
-        // One writer at a time, each writing everything recorded so far: the last write holds
-        // every interaction.
+        // One writer at a time among clones, each writing everything recorded so far: the
+        // last write holds every interaction.
         let _writer = self.writer.lock().await;
-        let text = match &*self.lock() {
-            Some(tape) => format::write(&tape.interactions),
+        let (text, expected) = match &*self.lock() {
+            Some(tape) => (format::write(&tape.interactions), tape.file),
             None => return Ok(()),
         };
+        let now = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => Some(digest(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io_error("cannot be read", e)),
+        };
+        if now != expected {
+            return Err(Error::from(ErrorKind::Other).with_message(format!(
+                "cassette {} was written by another Cassette since this one read it: record \
+                 each file with one Cassette (and its clones), or the interactions of one \
+                 would overwrite the other's",
+                self.path.display()
+            )));
+        }
         write_atomic(&self.path, text.as_bytes())
             .await
-            .map_err(|e| self.io_error("cannot be written", e))
+            .map_err(|e| self.io_error("cannot be written", e))?;
+        if let Some(tape) = self.lock().as_mut() {
+            tape.file = Some(digest(text.as_bytes()));
+        }
+        Ok(())
     }
 }
 
@@ -783,9 +813,15 @@ impl<D: Doer> Doer for Cassette<D> {
         let mut it = Interaction::new(live, recorded);
         self.rules.finish(&mut it);
         if let Some(tape) = self.lock().as_mut() {
-            tape.interactions.push(it);
-            tape.plays.push(0);
-            tape.play(tape.interactions.len() - 1);
+            // In order, a new request goes where it came: before the recorded ones still to
+            // play, which stay next (at the end in `All` mode, where nothing is left to play).
+            let at = match self.order {
+                Order::InOrder => tape.next.min(tape.interactions.len()),
+                Order::AnyOrder => tape.interactions.len(),
+            };
+            tape.interactions.insert(at, it);
+            tape.plays.insert(at, 0);
+            tape.play(at);
         }
         self.save().await?;
         Ok(Response::from_parts(parts, Body::from(bytes)))
@@ -823,6 +859,14 @@ fn too_large(what: &str, cap: u64) -> Error {
     Error::from(ErrorKind::TooLarge).with_message(format!(
         "a cassette records a {what} body of up to {cap} bytes (Cassette::max_body_size)"
     ))
+}
+
+/// A digest of a cassette file's bytes, to tell whether it changed.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader,

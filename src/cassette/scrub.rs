@@ -124,10 +124,17 @@ impl Rules {
             &mut interaction.request.headers,
             interaction.request.body.len(),
         );
-        fix_length(
-            &mut interaction.response.headers,
-            interaction.response.body.len(),
-        );
+        // A response that never has content (to a HEAD, a 1xx, 204 or 304) keeps its
+        // `Content-Length`: it states the size of the resource, not of this empty body.
+        let status = interaction.response.status.as_u16();
+        let bodiless = interaction.request.method == http::Method::HEAD
+            || matches!(status, 100..=199 | 204 | 304);
+        if !bodiless {
+            fix_length(
+                &mut interaction.response.headers,
+                interaction.response.body.len(),
+            );
+        }
     }
 }
 
