@@ -113,6 +113,8 @@ struct Answer {
 async fn get(client: &reqwest::Client, proxy: &Running, path: &str) -> Answer {
     let resp = client
         .get(format!("http://{}{path}", proxy.addr))
+        // The replicas' one public name, as a load balancer in front of them passes it on.
+        .header("host", "shop.test")
         .send()
         .await
         .expect("the proxy answers");

@@ -431,6 +431,12 @@ pub fn forward_request(
     if !path_and_query.as_str().starts_with('/') {
         return None;
     }
+    // A dot segment (`..`, `%2e%2e`, ...) would be resolved by the backend client's URL parser
+    // after the base path is prepended, climbing out of it: refused, as the target is no path
+    // under the base.
+    if parts.uri.path().split('/').any(is_dot_segment) {
+        return None;
+    }
     let base = backend.path().trim_end_matches('/');
     let uri = Uri::builder()
         .scheme(backend.scheme()?.clone())
@@ -465,6 +471,25 @@ pub fn forward_request(
     *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     Some(req)
+}
+
+/// `.` or `..`, each dot possibly percent-encoded (RFC 3986, 6.2.2.3; the URL Standard).
+fn is_dot_segment(segment: &str) -> bool {
+    let rest = segment.as_bytes();
+    let dot = |s: &[u8]| -> Option<usize> {
+        if s.first() == Some(&b'.') {
+            Some(1)
+        } else if s.len() >= 3 && s[0] == b'%' && s[1] == b'2' && s[2].eq_ignore_ascii_case(&b'e') {
+            Some(3)
+        } else {
+            None
+        }
+    };
+    match dot(rest) {
+        None => false,
+        Some(n) if n == rest.len() => true,
+        Some(n) => dot(&rest[n..]).is_some_and(|m| n + m == rest.len()),
+    }
 }
 
 /// The backend's answer for the client: status and end-to-end headers, and the body, which

@@ -433,10 +433,19 @@ fn parse_duration((var, value): (&'static str, String)) -> Result<Duration, Conf
         "h" | "hour" | "hours" => 3600.0,
         _ => return Err(bad(var, text, expected)),
     };
+    // Past some 290 billion years, `Instant + Duration` overflows where hyper and the stack
+    // add them (a panic per connection): a hundred years is "forever" enough.
+    const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     Duration::try_from_secs_f64(number * seconds_per_unit)
         .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| bad(var, text, format!("{expected}, above zero")))
+        .filter(|d| !d.is_zero() && *d <= LONGEST)
+        .ok_or_else(|| {
+            bad(
+                var,
+                text,
+                format!("{expected}, above zero and at most 100 years"),
+            )
+        })
 }
 
 fn parse_count((var, value): (&'static str, String), min: u64) -> Result<u64, ConfigError> {

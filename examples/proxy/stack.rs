@@ -80,7 +80,10 @@ impl Stack {
         let mut stale = ServeStale::new(config.cache_ttl)
             .max_entries(config.cache_max_entries)
             .max_bytes(config.cache_max_bytes)
-            .on_failure(config.cache_on_failure);
+            .on_failure(config.cache_on_failure)
+            // The client's Host, forwarded as X-Forwarded-Host: a backend that serves several
+            // sites renders a page per host, and one site's page must not reach another's.
+            .key_header(http::HeaderName::from_static("x-forwarded-host"));
         // Without a key, the fleet keeps no answers: they would leave the process in clear.
         if let (Some(fleet), Some(_)) = (&fleet, &config.fleet_key) {
             stale = stale.share(Arc::new(fleet.clone()));
