@@ -81,7 +81,10 @@ pub const USER_AGENT: &str = concat!("http-doer/", env!("CARGO_PKG_VERSION"));
 ///   the read with [`ErrorKind::Timeout`]; a connection cut mid-body fails it with
 ///   [`ErrorKind::Body`], never with a silently shorter body. `max_body_size` then limits only
 ///   [`Body::bytes`](crate::Body::bytes) and `text`. Dropping the body closes the connection
-///   (it is not returned to the pool half read).
+///   (it is not returned to the pool half read). On [`UreqDoer`](crate::UreqDoer), whose reads
+///   block a thread, the connection closes, and the thread is freed, only when the server next
+///   sends or the exchange's timeout passes: a silent feed dropped with `timeout(None)` holds
+///   one blocking thread (of tokio's 512) until its server speaks, so keep a timeout there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ResponseMode {
     /// Read the whole body before returning the response.

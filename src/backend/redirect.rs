@@ -59,6 +59,13 @@ pub(crate) async fn follow(
             Some(body) if max > 0 => (body, false),
             _ => (std::mem::take(req.body_mut()), true),
         };
+        // Neither library reads a stream framed `Content-Length: 0`: it is read here, so a
+        // stream that is not empty after all (a file that grew) fails as a longer one does.
+        let body = if body.is_stream() && body.len() == Some(0) {
+            Body::from(body.bytes().await.map_err(|e| e.with_url(req.uri()))?)
+        } else {
+            body
+        };
         let resp = backend.exchange(&req, body).await?;
         // Checked by reference first: most answers are not redirects, and then the request
         // is simply dropped rather than moved into `next_hop` and back.

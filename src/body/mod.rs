@@ -132,7 +132,9 @@ impl Body {
         let len = meta.len();
         Ok(Body {
             inner: Inner::Replay {
-                factory: Arc::new(move || -> BoxStream { Box::pin(FileStream::new(path.clone())) }),
+                factory: Arc::new(move || -> BoxStream {
+                    Box::pin(FileStream::new(path.clone(), len))
+                }),
                 len: Some(len),
             },
         })
@@ -243,6 +245,18 @@ impl Body {
                 },
             },
             _ => self.try_clone().unwrap_or_default(),
+        }
+    }
+
+    /// Makes a stream being read (a streamed response forwarded as a request body) a one-shot
+    /// body of what is left of it, so that [`share`](Self::share) hands it on rather than an
+    /// empty slot.
+    pub(crate) fn make_shareable(&mut self) {
+        if let Inner::Open(open) = &self.inner {
+            let len = open.remaining();
+            if let Inner::Open(open) = std::mem::take(&mut self.inner) {
+                *self = Self::one_shot(Box::pin(stream::OpenStream(open)), len);
+            }
         }
     }
 
@@ -371,9 +385,12 @@ impl Body {
                 None if rest.is_empty() => first = Some(chunk),
                 prev => {
                     if let Some(prev) = prev {
+                        // The declared length is only a hint (a server's `Content-Length`):
+                        // never reserve past the limit the body is read to.
+                        let hint = self.len().unwrap_or(0).min(limit.unwrap_or(u64::MAX));
                         rest.reserve(
-                            self.len()
-                                .map_or(0, |len| len as usize)
+                            usize::try_from(hint)
+                                .unwrap_or(usize::MAX)
                                 .saturating_sub(prev.len()),
                         );
                         rest.extend_from_slice(&prev);

@@ -133,6 +133,24 @@ impl Open {
     }
 }
 
+impl Open {
+    /// What is left of the declared length.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        self.len.map(|len| len.saturating_sub(self.seen))
+    }
+}
+
+/// An [`Open`] stream as a stream again, to be wrapped in a new body.
+pub(crate) struct OpenStream(pub(crate) Box<Open>);
+
+impl Stream for OpenStream {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_chunk(cx)
+    }
+}
+
 fn length_error(why: &'static str) -> Error {
     Error::from(ErrorKind::Body).with_message(why)
 }
@@ -146,19 +164,24 @@ pub(crate) fn from_reader<R: AsyncRead + Send + 'static>(reader: R) -> BoxStream
 /// attempt does no I/O until the attempt sends its body.
 pub(crate) struct FileStream {
     state: FileState,
+    /// The file's size when the body was made.
+    expected: u64,
 }
+
+type Opened = io::Result<(tokio::fs::File, u64)>;
 
 enum FileState {
     Closed(PathBuf),
-    Opening(Pin<Box<dyn Future<Output = io::Result<tokio::fs::File>> + Send>>),
+    Opening(Pin<Box<dyn Future<Output = Opened> + Send>>),
     Reading(ReaderStream<tokio::fs::File>),
     Failed,
 }
 
 impl FileStream {
-    pub(crate) fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf, expected: u64) -> Self {
         FileStream {
             state: FileState::Closed(path),
+            expected,
         }
     }
 }
@@ -171,10 +194,20 @@ impl Stream for FileStream {
             match &mut self.state {
                 FileState::Closed(path) => {
                     let path = std::mem::take(path);
-                    self.state = FileState::Opening(Box::pin(tokio::fs::File::open(path)));
+                    self.state = FileState::Opening(Box::pin(async move {
+                        let file = tokio::fs::File::open(path).await?;
+                        let size = file.metadata().await?.len();
+                        Ok((file, size))
+                    }));
                 }
                 FileState::Opening(open) => match ready!(open.as_mut().poll(cx)) {
-                    Ok(file) => {
+                    Ok((_, size)) if size != self.expected => {
+                        self.state = FileState::Failed;
+                        return Poll::Ready(Some(Err(Error::from(ErrorKind::Body).with_message(
+                            "the body's file changed size since the body was made",
+                        ))));
+                    }
+                    Ok((file, _)) => {
                         self.state = FileState::Reading(ReaderStream::with_capacity(file, CHUNK));
                     }
                     Err(e) => {

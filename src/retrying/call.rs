@@ -18,6 +18,7 @@ impl<D: Doer> Retrying<D> {
     // a retry is due.
     async fn call(&self, mut req: Request) -> Result<Response, Error> {
         crate::telemetry::count_sends(&mut req);
+        req.body_mut().make_shareable();
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
