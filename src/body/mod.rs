@@ -298,12 +298,13 @@ impl Body {
         }
     }
 
-    /// The exact length in bytes, when it is known without reading the body.
+    /// The exact length in bytes, when it is known without reading the body; for a stream
+    /// being read, what is left of it (what a backend sending it on must frame).
     pub fn len(&self) -> Option<u64> {
         match &self.inner {
             Inner::Full(bytes) => Some(bytes.len() as u64),
             Inner::Replay { len, .. } | Inner::OneShot { len, .. } => *len,
-            Inner::Open(open) => open.len,
+            Inner::Open(open) => open.remaining(),
         }
     }
 
@@ -385,14 +386,12 @@ impl Body {
                 None if rest.is_empty() => first = Some(chunk),
                 prev => {
                     if let Some(prev) = prev {
-                        // The declared length is only a hint (a server's `Content-Length`):
-                        // never reserve past the limit the body is read to.
-                        let hint = self.len().unwrap_or(0).min(limit.unwrap_or(u64::MAX));
-                        rest.reserve(
-                            usize::try_from(hint)
-                                .unwrap_or(usize::MAX)
-                                .saturating_sub(prev.len()),
-                        );
+                        // Room for what was read and what is left. The declared length is only
+                        // a hint (a server's `Content-Length`): never reserve past the limit
+                        // the body is read to.
+                        let whole = self.len().unwrap_or(0).saturating_add(total);
+                        let hint = whole.min(limit.unwrap_or(u64::MAX));
+                        rest.reserve(usize::try_from(hint).unwrap_or(usize::MAX));
                         rest.extend_from_slice(&prev);
                     }
                     rest.extend_from_slice(&chunk);
@@ -530,6 +529,11 @@ impl http_body::Body for Body {
         match &self.inner {
             Inner::Full(bytes) => http_body::SizeHint::with_exact(bytes.len() as u64),
             Inner::Open(open) if open.is_done() => http_body::SizeHint::with_exact(0),
+            // What is left, as http_body asks, not the length the stream started with.
+            Inner::Open(open) => match open.remaining() {
+                Some(left) => http_body::SizeHint::with_exact(left),
+                None => http_body::SizeHint::new(),
+            },
             _ => match self.len() {
                 Some(len) => http_body::SizeHint::with_exact(len),
                 None => http_body::SizeHint::new(),

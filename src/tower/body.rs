@@ -31,7 +31,13 @@ where
         return ours;
     }
     // Not empty: `take_as` empties the slot only when it returns the body.
-    slot.map_or_else(Body::empty, Body::from_http_body)
+    match slot {
+        // A body with no data (hyper's `Incoming` of a GET, `Empty`, an empty `Full`) is the
+        // buffered empty body, which retries and hedges resend, not a one-shot stream.
+        Some(body) if body.is_end_stream() || body.size_hint().exact() == Some(0) => Body::empty(),
+        Some(body) => Body::from_http_body(body),
+        None => Body::empty(),
+    }
 }
 
 #[cfg(test)]
