@@ -609,7 +609,10 @@ impl StaleCache {
                 self.config.max_entries,
                 self.config.max_bytes,
             ),
-            None => lru.remove(&lookup.key),
+            None => {
+                lru.remove(&lookup.key);
+                lru.forgotten_at(lookup.key, now, self.config.max_entries);
+            }
         }
     }
 
@@ -651,6 +654,7 @@ impl StaleCache {
             }
             None => {
                 let had = lru.take(&lookup.key);
+                lru.forgotten_at(lookup.key, now, self.config.max_entries);
                 drop(lru);
                 if had {
                     self.forget(circuit, lookup.key);
@@ -756,7 +760,10 @@ impl StaleCache {
                 url_len: lookup.url_len,
             }),
             None => {
-                let had = self.unkeep(&mut self.lock(), &lookup.key);
+                let mut lru = self.lock();
+                let had = self.unkeep(&mut lru, &lookup.key);
+                lru.forgotten_at(lookup.key, now, self.config.max_entries);
+                drop(lru);
                 if had {
                     self.forget(circuit, lookup.key);
                 }
@@ -784,6 +791,7 @@ impl StaleCache {
             .map
             .get(&key)
             .is_some_and(|newer| newer.stored_at > entry.stored_at)
+            || lru.forgotten_since(&key, entry.stored_at)
         {
             return;
         }
@@ -802,6 +810,7 @@ impl StaleCache {
             }
             None => {
                 let had = self.unkeep(&mut lru, &key);
+                lru.forgotten_at(key, entry.stored_at, self.config.max_entries);
                 drop(lru);
                 if had {
                     self.forget(circuit, key);
@@ -1073,9 +1082,33 @@ struct Lru {
     order: BTreeMap<u64, StaleKey>,
     next_tick: u64,
     bytes: usize,
+    /// When an answer that may not be kept made the cache forget each key: a streamed answer
+    /// whose head came before must not bring an older copy back when its body ends. At most
+    /// `max_entries` of them; past that they are folded into `floor`.
+    forgotten: KeyMap<Instant>,
+    /// Answers whose head came before this may have been superseded by a forgetting no longer
+    /// remembered one by one.
+    floor: Option<Instant>,
 }
 
 impl Lru {
+    /// Notes that an answer at `at` made the cache forget `key`; past `cap` keys, those
+    /// noted are folded into `floor`, which only makes the cache more careful.
+    fn forgotten_at(&mut self, key: StaleKey, at: Instant, cap: usize) {
+        if self.forgotten.len() >= cap.max(1) && !self.forgotten.contains_key(&key) {
+            let newest = self.forgotten.values().copied().max();
+            self.floor = self.floor.max(newest);
+            self.forgotten.clear();
+        }
+        let t = self.forgotten.entry(key).or_insert(at);
+        *t = (*t).max(at);
+    }
+
+    /// Whether `key` was forgotten, because of a newer answer, at or after `head`.
+    fn forgotten_since(&self, key: &StaleKey, head: Instant) -> bool {
+        self.floor.is_some_and(|f| f >= head) || self.forgotten.get(key).is_some_and(|&t| t >= head)
+    }
+
     fn tick(&mut self) -> u64 {
         self.next_tick += 1;
         self.next_tick
