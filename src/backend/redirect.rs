@@ -7,7 +7,8 @@
 //!   into GET loses its body and the headers that described it. 307 and 308 keep both.
 //! * When the next hop is on another origin (scheme, host or port), every header that
 //!   [`redact::is_secret_header`](crate::redact::is_secret_header) names is dropped:
-//!   `Authorization`, `Proxy-Authorization`, `Cookie`, API-key and token headers.
+//!   `Authorization`, `Proxy-Authorization`, `Cookie`, API-key and token headers, and every
+//!   header with a value marked sensitive (`HeaderValue::set_sensitive`).
 
 use std::future::Future;
 
@@ -116,12 +117,20 @@ fn next_hop(
     if to_get {
         *req.method_mut() = Method::GET;
         *req.body_mut() = Body::empty();
+        // RFC 9110 section 15.4: the content-specific fields, and the digests of RFC 9530
+        // and RFC 3230 (which `Signing` adds).
         for h in [
             header::CONTENT_LENGTH,
             header::CONTENT_TYPE,
             header::CONTENT_ENCODING,
+            header::CONTENT_LANGUAGE,
+            header::CONTENT_LOCATION,
             header::TRANSFER_ENCODING,
+            header::LAST_MODIFIED,
         ] {
+            req.headers_mut().remove(h);
+        }
+        for h in ["content-digest", "repr-digest", "digest"] {
             req.headers_mut().remove(h);
         }
     }
@@ -190,11 +199,14 @@ fn is_redirect(resp: &Response) -> bool {
 }
 
 fn strip_secrets(headers: &mut HeaderMap) {
-    let secret: Vec<_> = headers
-        .keys()
-        .filter(|name| redact::is_secret_header(name))
-        .cloned()
+    // By name, and by value: a value marked sensitive (as `Signing` marks every credential it
+    // adds, whatever the header's name) is a credential too.
+    let mut secret: Vec<_> = headers
+        .iter()
+        .filter(|(name, value)| value.is_sensitive() || redact::is_secret_header(name))
+        .map(|(name, _)| name.clone())
         .collect();
+    secret.dedup();
     for name in secret {
         headers.remove(name);
     }

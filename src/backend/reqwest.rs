@@ -74,6 +74,13 @@ impl ReqwestDoer {
             .connect_timeout(super::DEFAULT_CONNECT_TIMEOUT)
             .timeout(super::DEFAULT_TIMEOUT)
             .user_agent(super::USER_AGENT)
+            // reqwest turns decompression on by default whenever any crate in the build enables
+            // its `gzip` (`brotli`, `deflate`, `zstd`) feature; the caller must get the bytes
+            // the server sent, as from UreqDoer, whatever the rest of the build enables.
+            .no_gzip()
+            .no_brotli()
+            .no_deflate()
+            .no_zstd()
             // ureq's parser takes at most this many; both read up to it, and
             // `max_response_headers` sets the limit both keep.
             .http1_max_headers(MAX_RESPONSE_HEADERS_CEILING);
