@@ -174,6 +174,12 @@ impl Error {
         self
     }
 
+    /// The same failure, of another kind.
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.inner.kind = kind;
+        self
+    }
+
     /// Records how many attempts were made before giving up (set by retrying decorators).
     pub fn with_attempts(mut self, attempts: u32) -> Self {
         self.inner.attempts = Some(attempts);

@@ -67,7 +67,18 @@ pub(crate) async fn follow(
         } else {
             body
         };
-        let resp = backend.exchange(&req, body).await?;
+        let resp = match backend.exchange(&req, body).await {
+            Ok(resp) => resp,
+            // Past the first hop the request has left: the first server took it and answered
+            // with a redirect. `Connect` says "never left", which a retry layer resends for any
+            // method, so a later hop that cannot connect fails as the transport failure it is.
+            Err(e) if hops > 0 && e.kind() == ErrorKind::Connect => {
+                return Err(e.with_kind(ErrorKind::Transport).context(
+                    "the request was sent, but its redirect's target could not be reached",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         // Checked by reference first: most answers are not redirects, and then the request
         // is simply dropped rather than moved into `next_hop` and back.
         if max == 0 || !is_redirect(&resp) {
