@@ -1,6 +1,7 @@
 //! The proxy example against what a hostile client or operator sends: request targets with
 //! dot segments (which must not climb out of the backend's base path), a chosen `Host` (whose
-//! stale page must not reach another site's visitors), and a setting too large for a clock.
+//! stale page must not reach another site's visitors), a setting too large for a clock, and a
+//! backend URL's password, never shown in the settings' `Debug` nor in an error.
 
 #[path = "../examples/proxy/config.rs"]
 #[allow(dead_code)]
@@ -14,7 +15,7 @@ mod app;
 #[allow(dead_code)]
 mod stack;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -208,4 +209,45 @@ async fn a_huge_read_timeout_is_refused_or_served_never_a_panic_per_connection()
         answer.starts_with("HTTP/1.1 200"),
         "the proxy answered {answer:?}"
     );
+}
+
+const PW: &str = "S3CRET-BACKEND-PW";
+
+fn settings_of(vars: &[(&str, &str)]) -> Result<config::Config, config::ConfigError> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    config::Config::from_lookup(|name| vars.get(name).cloned())
+}
+
+/// A password with a character that must be percent-encoded in a URL (a space, `"`) is
+/// what an operator pastes; http::Uri refuses the URL, and the error echoes it as written.
+#[test]
+fn a_backend_url_that_does_not_parse_is_not_echoed_with_its_password() {
+    for url in [
+        format!("https://svc:{PW} 1@api.test"),
+        format!("https://svc:{PW}\"1@api.test/v1"),
+    ] {
+        let err = settings_of(&[("RETTER_BACKEND_BASEURL", &url)]).unwrap_err();
+        let text = format!("{err} {err:?} {}", err.value);
+        assert!(!text.contains(PW), "{url}: {text}");
+    }
+}
+
+/// A backend URL with userinfo is a valid setting (the proxy sends it as Basic): the
+/// settings' `Debug` must not print it, as it does not print the Redis password.
+#[test]
+fn the_settings_debug_hides_the_backend_password() {
+    let c = settings_of(&[
+        (
+            "RETTER_BACKEND_BASEURL",
+            &format!("https://svc:{PW}@api.test/v1"),
+        ),
+        ("RETTER_REDIS_URL", "redis://:hunter2@redis.test:6380/2"),
+    ])
+    .expect("valid settings");
+    let shown = format!("{}\n{c:?}", c.describe(|_| true));
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains(PW), "{shown}");
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http_doer::fleet::{DEFAULT_PREFIX, FleetKey};
 
 /// Every setting of the proxy. Build it with [`Config::from_env`] or [`Config::from_lookup`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// Where the proxy listens (`RETTER_SERVER_LISTEN`).
     pub listen: SocketAddr,
@@ -69,6 +69,36 @@ pub struct Config {
     /// (`RETTER_FLEET_KEY`: 32 bytes, as 64 hex digits or base64; none: answers stay in each
     /// instance). Never printed.
     pub fleet_key: Option<FleetKey>,
+}
+
+// Not derived: the backend URL may carry a password (sent as Basic), which `http::Uri`'s Debug
+// prints.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("backend", &http_doer::redact::uri(&self.backend))
+            .field("backend_timeout", &self.backend_timeout)
+            .field("backend_max_body", &self.backend_max_body)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cache_max_entries", &self.cache_max_entries)
+            .field("cache_max_bytes", &self.cache_max_bytes)
+            .field("cache_on_failure", &self.cache_on_failure)
+            .field("fail_rate", &self.fail_rate)
+            .field("min_calls", &self.min_calls)
+            .field("window", &self.window)
+            .field("consecutive_fail", &self.consecutive_fail)
+            .field("open_duration", &self.open_duration)
+            .field("retry_max", &self.retry_max)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("grace", &self.grace)
+            .field("max_request_body", &self.max_request_body)
+            .field("redis_url", &self.redis_url)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("fleet_key", &self.fleet_key)
+            .finish()
+    }
 }
 
 /// A Redis URL, which may carry a password: its `Debug` and `Display` leave it out.
@@ -397,6 +427,10 @@ fn parse_backend((var, value): (&'static str, String)) -> Result<http::Uri, Conf
     let text = value.trim();
     let shown = |text: &str| match text.parse::<http::Uri>() {
         Ok(uri) => http_doer::redact::uri(&uri),
+        // Userinfo that breaks the URL (a space, a quote) is still a password.
+        Err(_) if text.contains('@') => {
+            "(unreadable; not shown, it may hold a password)".to_owned()
+        }
         Err(_) => text.to_owned(),
     };
     let uri: http::Uri = text.parse().map_err(|_| bad(var, &shown(text), expected))?;
@@ -411,9 +445,9 @@ fn parse_backend((var, value): (&'static str, String)) -> Result<http::Uri, Conf
     parts.path_and_query = Some(
         if path.is_empty() { "/" } else { &path }
             .parse()
-            .map_err(|_| bad(var, text, expected))?,
+            .map_err(|_| bad(var, &shown(text), expected))?,
     );
-    http::Uri::from_parts(parts).map_err(|_| bad(var, text, expected))
+    http::Uri::from_parts(parts).map_err(|_| bad(var, &shown(text), expected))
 }
 
 /// A duration: a bare number is seconds (retter's `RETTER_CACHE_TTL` is in seconds); `ms`, `s`,

@@ -59,6 +59,39 @@ impl Body {
     }
 }
 
+impl Body {
+    /// This body, each error of its stream passed through `f`. A buffered or replayable body
+    /// comes back as it is.
+    pub(crate) fn map_err(self, f: impl Fn(Error) -> Error + Send + Unpin + 'static) -> Body {
+        match self.inner {
+            Inner::Full(_) | Inner::Replay { .. } => self,
+            _ => {
+                let len = self.len();
+                let limit = match &self.inner {
+                    Inner::Open(open) => open.limit,
+                    _ => None,
+                };
+                Body::streamed(Box::pin(MapErr { body: self, f }), len, limit)
+            }
+        }
+    }
+}
+
+struct MapErr<F> {
+    body: Body,
+    f: F,
+}
+
+impl<F: Fn(Error) -> Error + Unpin> Stream for MapErr<F> {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let item = std::task::ready!(this.body.poll_chunk(cx));
+        Poll::Ready(item.map(|r| r.map_err(&this.f)))
+    }
+}
+
 struct Tapped<T: Tap> {
     body: Body,
     /// `None` once told of the end.

@@ -450,14 +450,22 @@ impl<D: Doer, S: Signer> Signing<D, S> {
                 err
             }
         };
+        // A streamed body's errors come after this layer returned: they are scrubbed too.
+        let scrub_body = |resp: Response| {
+            if !query_changed || !resp.body().is_stream() {
+                return resp;
+            }
+            let unsigned = unsigned.clone();
+            resp.map(|body| body.map_err(move |e| unsigned_url(e, &unsigned)))
+        };
         if !signer.resends() {
-            return self.inner.execute(req).await.map_err(scrub);
+            return self.inner.execute(req).await.map_err(scrub).map(scrub_body);
         }
         let sent = crate::doer::copy_request(&req);
         let resp = self.inner.execute(req).await.map_err(scrub)?;
         // A one-shot body the first send took cannot be sent again.
         if !S::rejected(signer, &sent, &resp).await || !sent.body().can_resend() {
-            return Ok(resp);
+            return Ok(scrub_body(resp));
         }
         drop(resp);
         let mut again = sent;
@@ -465,7 +473,7 @@ impl<D: Doer, S: Signer> Signing<D, S> {
         self.sign(&mut again, &unsigned).await?;
         let mut resp = self.inner.execute(again).await.map_err(scrub)?;
         resp.extensions_mut().insert(Resent);
-        Ok(resp)
+        Ok(scrub_body(resp))
     }
 }
 
