@@ -390,7 +390,11 @@ impl Body {
                         // a hint (a server's `Content-Length`): never reserve past the limit
                         // the body is read to.
                         let whole = self.len().unwrap_or(0).saturating_add(total);
-                        let hint = whole.min(limit.unwrap_or(u64::MAX));
+                        // Nor past 1 MiB more than was read: with no limit (or a huge one),
+                        // a declared length is no reason to allocate it before it arrives.
+                        let hint = whole
+                            .min(limit.unwrap_or(u64::MAX))
+                            .min(total.saturating_add(1 << 20));
                         rest.reserve(usize::try_from(hint).unwrap_or(usize::MAX));
                         rest.extend_from_slice(&prev);
                     }

@@ -41,6 +41,9 @@ pub(super) enum Count {
     After(u64),
 }
 
+/// The most a copy reserves before its bytes arrive.
+const MAX_UP_FRONT: usize = 1 << 20;
+
 /// The copy of a streamed body being kept for the stale cache. Its buffer never grows past
 /// the room the cache has for the answer's body, whatever the body's size.
 pub(super) struct Tee {
@@ -56,8 +59,10 @@ impl Tee {
         let room = pending.room();
         let over = len.is_some_and(|len| len > room as u64);
         // The declared length, when it fits, is the copy's size; else it grows as it goes.
+        // Only a hint (a server's `Content-Length`): never reserved past 1 MiB up front, since
+        // the room can be as large as the caller's `max_bytes` (`usize::MAX`: no bound).
         let reserve = match len {
-            Some(len) if !over => len as usize,
+            Some(len) if !over => (len as usize).min(MAX_UP_FRONT),
             _ => 0,
         };
         Tee {
