@@ -22,12 +22,13 @@ pub const REDACTED: &str = "REDACTED";
 ///
 /// Case-insensitive, `-` and `_` alike. Matches `key` and any name ending in `key` (`api_key`,
 /// `apikey`, `access_key`), and any name containing `token`, `secret`, `passw`, `pwd`,
-/// `signature`, `credential`, `auth` or `session`, plus `sig` and `code`. Over-redacting a
+/// `signature`, `credential`, `auth`, `session`, `jwt` or `assertion` (OAuth's
+/// `client_assertion`), plus `sig`, `sid` and `code`. Over-redacting a
 /// harmless parameter costs a little clarity in a log; under-redacting leaks a credential.
 pub fn is_secret_param(name: &str) -> bool {
     // Runs for every query pair of every logged URL, so it compares bytes in place instead of
     // building a lower-cased copy.
-    const CONTAINS: [&[u8]; 8] = [
+    const CONTAINS: [&[u8]; 10] = [
         b"token",
         b"secret",
         b"passw",
@@ -36,6 +37,8 @@ pub fn is_secret_param(name: &str) -> bool {
         b"credential",
         b"auth",
         b"session",
+        b"jwt",
+        b"assertion",
     ];
     let name = name.as_bytes();
     let same =
@@ -43,6 +46,7 @@ pub fn is_secret_param(name: &str) -> bool {
     let contains = |needle: &[u8]| name.windows(needle.len()).any(|w| same(w, needle));
     (name.len() >= 3 && same(&name[name.len() - 3..], b"key"))
         || same(name, b"sig")
+        || same(name, b"sid")
         || same(name, b"code")
         || CONTAINS.iter().any(|needle| contains(needle))
 }
@@ -84,7 +88,8 @@ pub fn is_secret_header(name: &HeaderName) -> bool {
         })
 }
 
-/// A URI as text, without userinfo and with secret query values replaced by [`REDACTED`].
+/// A URI as text, without userinfo and with the values of secret query parameters and path
+/// parameters (`/app;jsessionid=…`) replaced by [`REDACTED`].
 pub fn uri(uri: &http::Uri) -> String {
     uri_with(uri, &is_secret_param)
 }
@@ -107,12 +112,50 @@ pub(crate) fn uri_with(uri: &http::Uri, secret: SecretName<'_>) -> String {
             out.push_str(port.as_str());
         }
     }
-    out.push_str(uri.path());
+    out.push_str(&path_with(uri.path(), secret));
     if let Some(q) = uri.query() {
         out.push('?');
         out.push_str(&query_with(q, secret));
     }
     out
+}
+
+/// A path with the values of secret path parameters replaced (`/app;jsessionid=abc/x` keeps
+/// `jsessionid` and loses `abc`): servlet containers and others put a session there.
+fn path_with<'p>(path: &'p str, secret: SecretName<'_>) -> Cow<'p, str> {
+    if !path.contains(';') {
+        return Cow::Borrowed(path);
+    }
+    let mut changed = false;
+    let segments: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            let mut parts = segment.split(';');
+            let mut out = parts.next().unwrap_or("").to_owned();
+            for param in parts {
+                out.push(';');
+                match param.split_once('=') {
+                    Some((name, value))
+                        if value != REDACTED
+                            && secret(
+                                &percent_encoding::percent_decode_str(name).decode_utf8_lossy(),
+                            ) =>
+                    {
+                        changed = true;
+                        out.push_str(name);
+                        out.push('=');
+                        out.push_str(REDACTED);
+                    }
+                    _ => out.push_str(param),
+                }
+            }
+            out
+        })
+        .collect();
+    match changed {
+        true => Cow::Owned(segments.join("/")),
+        false => Cow::Borrowed(path),
+    }
 }
 
 /// A query string (without the `?`) with the values of secret parameters replaced.
@@ -398,12 +441,33 @@ mod tests {
             "auth",
             "session_id",
             "code",
+            "jwt",
+            "id_jwt",
+            "client_assertion",
+            "sid",
         ] {
             assert!(is_secret_param(name), "{name}");
         }
-        for name in ["page", "limit", "q", "sort", "id", "user"] {
+        for name in ["page", "limit", "q", "sort", "id", "user", "side", "sider"] {
             assert!(!is_secret_param(name), "{name}");
         }
+    }
+
+    #[test]
+    fn secret_path_parameters() {
+        let shown = |u: &str| uri(&u.parse::<http::Uri>().unwrap());
+        assert_eq!(
+            shown("https://a.test/app;jsessionid=ABC123/items;v=2?page=1"),
+            "https://a.test/app;jsessionid=REDACTED/items;v=2?page=1"
+        );
+        assert_eq!(
+            shown("https://a.test/x;token=t;mode=ro/y"),
+            "https://a.test/x;token=REDACTED;mode=ro/y"
+        );
+        assert_eq!(shown("https://a.test/a;b=1/c"), "https://a.test/a;b=1/c");
+        let once = shown("https://a.test/app;JSESSIONID=abc");
+        assert_eq!(once, "https://a.test/app;JSESSIONID=REDACTED");
+        assert_eq!(shown(&once), once, "redacting twice is the same as once");
     }
 
     #[test]
