@@ -251,3 +251,29 @@ fn the_settings_debug_hides_the_backend_password() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(!shown.contains(PW), "{shown}");
 }
+
+/// RFC 9112: a request with two `Host` lines is refused with 400; with an absolute-form
+/// target, the target's host is the one forwarded (and keyed), not the `Host` line.
+#[tokio::test]
+async fn two_hosts_are_refused_and_an_absolute_target_names_the_host() {
+    let (addr, seen) = backend(|_| reply("200 OK", "ok")).await;
+    let (proxy, _stop) = start_proxy(&format!("http://{addr}"), &[]).await;
+    let two = "GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n";
+    let answer = raw_exchange(proxy, two).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing reached the backend"
+    );
+
+    let absolute =
+        "GET http://target.test/x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n";
+    let answer = raw_exchange(proxy, absolute).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let head = seen.lock().unwrap().pop().expect("forwarded");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-forwarded-host: target.test"),
+        "{head}"
+    );
+}

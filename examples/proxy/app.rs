@@ -278,6 +278,14 @@ impl Handler {
             Err(resp) => return (resp, Source::None),
         };
         let head = parts.method == Method::HEAD;
+        // RFC 9112 3.2: more than one Host is a 400 (which one would the backend believe?).
+        if parts.headers.get_all(header::HOST).iter().count() > 1 {
+            let resp = plain(
+                StatusCode::BAD_REQUEST,
+                "the request has more than one Host",
+            );
+            return (resp, Source::None);
+        }
         let Some(out) = forward_request(parts, body, peer, &self.backend) else {
             let resp = plain(StatusCode::BAD_REQUEST, "the request target must be a path");
             return (resp, Source::None);
@@ -454,10 +462,13 @@ pub fn forward_request(
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::EXPECT);
     append_forwarded_for(&mut headers, peer);
-    let host = original_host.or_else(|| {
-        let authority = parts.uri.authority()?;
-        HeaderValue::from_str(authority.as_str()).ok()
-    });
+    // An absolute-form target names the host itself, and then `Host` is ignored (RFC 9112
+    // 3.2.2): the one the client asked for is the target's.
+    let target_host = parts
+        .uri
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+    let host = target_host.or(original_host);
     if let Some(host) = host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
