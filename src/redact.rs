@@ -785,7 +785,52 @@ mod tests {
         assert!(!out.contains("S3CR3T"), "{out}");
     }
 
+    /// A path segment: plain, or with path parameters (`seg;name=value`), secret ones holding
+    /// a distinctive value.
+    fn path_segment() -> impl Strategy<Value = (String, bool)> {
+        let param = prop_oneof![
+            (secret_name(), "S3CR3T[A-Za-z0-9]{1,8}").prop_map(|(n, v)| (format!("{n}={v}"), true)),
+            (plain_name(), "[a-z0-9]{0,6}").prop_map(|(n, v)| (format!("{n}={v}"), false)),
+            "[a-z]{0,4}".prop_map(|flag| (flag, false)),
+        ];
+        ("[a-z0-9._-]{0,6}", proptest::collection::vec(param, 0..3)).prop_map(|(head, params)| {
+            let secret = params.iter().any(|(_, s)| *s);
+            let text = std::iter::once(head)
+                .chain(params.into_iter().map(|(p, _)| p))
+                .collect::<Vec<_>>()
+                .join(";");
+            (text, secret)
+        })
+    }
+
     proptest! {
+        /// No secret path parameter's value survives, plain ones are kept byte for byte, and
+        /// redacting twice is the same as once.
+        #[test]
+        fn secret_path_parameters_never_survive(
+            segments in proptest::collection::vec(path_segment(), 1..5),
+        ) {
+            let path: String = segments.iter().map(|(s, _)| format!("/{s}")).collect();
+            let Ok(parsed) = format!("https://a.test{path}").parse::<http::Uri>() else {
+                return Ok(());
+            };
+            let shown = uri(&parsed);
+            prop_assert!(!shown.contains("S3CR3T"), "{} -> {}", path, shown);
+            if !segments.iter().any(|(_, secret)| *secret) {
+                prop_assert_eq!(&shown, &format!("https://a.test{path}"));
+            }
+            let again = uri(&shown.parse::<http::Uri>().unwrap());
+            prop_assert_eq!(again, shown);
+        }
+
+        /// Any path a `Uri` holds is shown without a panic.
+        #[test]
+        fn any_path_is_shown(path in "/[ -~]{0,40}") {
+            if let Ok(parsed) = format!("https://a.test{path}").parse::<http::Uri>() {
+                let _ = uri(&parsed);
+            }
+        }
+
         /// No user, password or secret value survives `uri`, and the rest of the URL is
         /// kept as it was: with `&` between pairs, the output is exactly the input with each
         /// secret value replaced.
