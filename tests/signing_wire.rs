@@ -2,6 +2,7 @@
 //! it came off the wire and verifies its signature there, independently of the signer's code
 //! (RFC 9421 hmac-sha256 by hand, SigV4 with aws-sigv4 and the service's own canonical
 //! rules); and a Bearer refresh that hangs.
+#![cfg(feature = "ureq")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +12,14 @@ use base64::engine::general_purpose::STANDARD;
 use http_doer::signing::{Component, HttpSignature};
 use http_doer::{Body, Doer, DoerExt, ReqwestDoer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Both backends: each must send the URL the signature covers.
+fn backends() -> Vec<(&'static str, Box<dyn Doer>)> {
+    vec![
+        ("reqwest", Box::new(ReqwestDoer::new())),
+        ("ureq", Box::new(http_doer::UreqDoer::new())),
+    ]
+}
 
 /// One request as it arrived on the wire: the request line's method and target, the header
 /// lines (names lower-cased) and the body.
@@ -145,34 +154,36 @@ async fn an_rfc9421_signature_verifies_over_the_url_the_backend_sent() {
         "/files/./report",
         "/plain?x=1",
     ];
-    let (host, seen) = raw_server(paths.len()).await;
-    let doer = ReqwestDoer::new().signing(
-        HttpSignature::hmac_sha256(key).components(
-            ["@method", "@authority", "@path", "@query", "@target-uri"]
-                .map(|c| c.parse::<Component>().unwrap()),
-        ),
-    );
-    for p in paths {
-        let req = http::Request::get(format!("http://{host}{p}"))
-            .body(Body::empty())
-            .unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(10), doer.execute(req))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), paths.len());
-    let mut failures = Vec::new();
-    for (p, w) in paths.iter().zip(&seen) {
-        if let Err(e) = verify_rfc9421(w, key) {
-            failures.push(format!("{p} sent as {}: {e}", w.target));
+    for (name, backend) in backends() {
+        let (host, seen) = raw_server(paths.len()).await;
+        let doer = backend.signing(
+            HttpSignature::hmac_sha256(key).components(
+                ["@method", "@authority", "@path", "@query", "@target-uri"]
+                    .map(|c| c.parse::<Component>().unwrap()),
+            ),
+        );
+        for p in paths {
+            let req = http::Request::get(format!("http://{host}{p}"))
+                .body(Body::empty())
+                .unwrap();
+            let resp = tokio::time::timeout(Duration::from_secs(10), doer.execute(req))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{name}");
         }
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), paths.len(), "{name}");
+        let mut failures = Vec::new();
+        for (p, w) in paths.iter().zip(&seen) {
+            if let Err(e) = verify_rfc9421(w, key) {
+                failures.push(format!("{name}: {p} sent as {}: {e}", w.target));
+            }
+        }
+        // The control case verifies, so the verifier is not wrong.
+        assert!(verify_rfc9421(&seen[2], key).is_ok(), "{name}");
+        assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
     }
-    // The control case verifies, so the verifier is not wrong.
-    assert!(verify_rfc9421(&seen[2], key).is_ok());
-    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
 
 /// Bearer: a refresh started inside the margin, while the cached token is still valid, holds
@@ -310,18 +321,23 @@ mod sigv4 {
     #[tokio::test]
     async fn sigv4_verifies_over_the_path_the_backend_sent() {
         let paths = ["/items/{id}", "/q/\"x\"", "/plain/ok"];
-        let (host, seen) = raw_server(paths.len()).await;
-        let doer = ReqwestDoer::new()
-            .signing(SigV4::new("AKIDEXAMPLE", SECRET, "us-east-1", "service").clock(at));
-        send_all(&doer, &host, &paths).await;
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), paths.len());
-        assert!(verify_sigv4(&seen[2], "service", SigningSettings::default()).is_ok());
-        let failures: Vec<String> = seen
-            .iter()
-            .filter_map(|w| verify_sigv4(w, "service", SigningSettings::default()).err())
-            .collect();
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        for (name, backend) in backends() {
+            let (host, seen) = raw_server(paths.len()).await;
+            let doer = backend
+                .signing(SigV4::new("AKIDEXAMPLE", SECRET, "us-east-1", "service").clock(at));
+            send_all(&doer, &host, &paths).await;
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(seen.len(), paths.len(), "{name}");
+            assert!(
+                verify_sigv4(&seen[2], "service", SigningSettings::default()).is_ok(),
+                "{name}"
+            );
+            let failures: Vec<String> = seen
+                .iter()
+                .filter_map(|w| verify_sigv4(w, "service", SigningSettings::default()).err())
+                .collect();
+            assert!(failures.is_empty(), "{name}: {}", failures.join("\n"));
+        }
     }
 
     /// S3 verifies with the path encoded once and not normalized (AWS's SigV4 docs: "except
@@ -331,18 +347,22 @@ mod sigv4 {
     #[tokio::test]
     async fn sigv4_for_s3_verifies_with_s3_canonical_rules() {
         let paths = ["/bucket/My%20Report.pdf", "/bucket/plain.txt"];
-        let (host, seen) = raw_server(paths.len()).await;
-        let doer = ReqwestDoer::new().signing(
-            SigV4::new("AKIDEXAMPLE", SECRET, "us-east-1", "s3")
-                .sign_payload_header(true)
-                .clock(at),
-        );
-        send_all(&doer, &host, &paths).await;
-        let seen = seen.lock().unwrap().clone();
         let mut s3 = SigningSettings::default();
         s3.percent_encoding_mode = PercentEncodingMode::Single;
         s3.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        assert!(verify_sigv4(&seen[1], "s3", s3.clone()).is_ok());
-        verify_sigv4(&seen[0], "s3", s3).unwrap();
+        for (name, backend) in backends() {
+            let (host, seen) = raw_server(paths.len()).await;
+            let doer = backend.signing(
+                SigV4::new("AKIDEXAMPLE", SECRET, "us-east-1", "s3")
+                    .sign_payload_header(true)
+                    .clock(at),
+            );
+            send_all(&doer, &host, &paths).await;
+            let seen = seen.lock().unwrap().clone();
+            assert!(verify_sigv4(&seen[1], "s3", s3.clone()).is_ok(), "{name}");
+            if let Err(e) = verify_sigv4(&seen[0], "s3", s3.clone()) {
+                panic!("{name}: {e}");
+            }
+        }
     }
 }
