@@ -277,3 +277,60 @@ async fn two_hosts_are_refused_and_an_absolute_target_names_the_host() {
         "{head}"
     );
 }
+
+mod dot_segments {
+    use super::app;
+    use proptest::prelude::*;
+
+    /// A path segment: a dot segment (`.`, `..`, each dot possibly `%2e`/`%2E`) or not.
+    fn segment() -> impl Strategy<Value = String> {
+        proptest::sample::select(vec![
+            "a",
+            ".",
+            "..",
+            "%2e",
+            "%2E",
+            "%2e%2e",
+            ".%2E",
+            "%2e.",
+            "...",
+            ".a",
+            "a.",
+            "%2e%2e%2e",
+            "%2",
+            "%2f",
+            "",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    /// What the backend client's URL parser would take for `.` or `..`.
+    fn is_dot(segment: &str) -> bool {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    }
+
+    proptest! {
+        /// A target is forwarded exactly when none of its segments is a dot segment, in any
+        /// encoding; one that is refused never reaches the backend.
+        #[test]
+        fn a_target_is_forwarded_only_without_dot_segments(
+            segments in proptest::collection::vec(segment(), 1..5),
+        ) {
+            let path: String = segments.iter().map(|s| format!("/{s}")).collect();
+            let Ok(req) = http::Request::get(path.as_str()).body(()) else {
+                return Ok(());
+            };
+            let (parts, ()) = req.into_parts();
+            let peer = http::HeaderValue::from_static("127.0.0.1");
+            let backend: http::Uri = "http://backend.test/api".parse().unwrap();
+            let forwarded =
+                app::forward_request(parts, http_doer::Body::empty(), &peer, &backend);
+            let dotted = segments.iter().any(|s| is_dot(s));
+            prop_assert_eq!(forwarded.is_none(), dotted, "{}", path);
+            if let Some(req) = forwarded {
+                prop_assert!(req.uri().path().starts_with("/api/"), "{}", req.uri());
+            }
+        }
+    }
+}
